@@ -2,7 +2,7 @@
 //! compact to the revision observed at the previous tick, so at least one interval of
 //! history is always kept for watchers and paginated lists to resume from.
 
-use std::sync::Arc;
+use std::sync::Weak;
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -33,7 +33,9 @@ impl Drop for Compactor {
     }
 }
 
-pub fn spawn_compactor(store: Arc<dyn Storage>, interval: Duration) -> Compactor {
+/// Starts compacting `store` every `interval` until the store is dropped or the
+/// returned handle is.
+pub fn spawn_compactor(store: Weak<dyn Storage>, interval: Duration) -> Compactor {
     let (stop, mut stopped) = watch::channel(false);
     let task = tokio::spawn(async move {
         let mut previous: Option<i64> = None;
@@ -42,6 +44,8 @@ pub fn spawn_compactor(store: Arc<dyn Storage>, interval: Duration) -> Compactor
                 _ = tokio::time::sleep(interval) => {}
                 _ = stopped.changed() => return,
             }
+            // Hold the store only while working, so the compactor never keeps it alive.
+            let Some(store) = store.upgrade() else { return };
             let current = match store.current_revision().await {
                 Ok(rev) => rev,
                 Err(err) => {
