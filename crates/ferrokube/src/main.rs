@@ -1,1 +1,82 @@
-fn main() {}
+//! `ferrokube`: one binary, one subcommand per component. This file parses flags and
+//! dispatches; the components live in their crates.
+//!
+//! Components land one by one (see the README for what exists today). Invoked through a
+//! symlink named `ferrokube-<subcommand>` it behaves as that subcommand; upstream names
+//! (`kube-apiserver`, …) are added as their components land.
+
+mod duration;
+mod server;
+mod storage_flags;
+mod store_cmd;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(name = "ferrokube", version, about = "Kubernetes, rebuilt in Rust", propagate_version = true)]
+struct Cli {
+    /// Log filter (tracing's env-filter syntax), e.g. `info` or `ferrokube=debug`.
+    #[arg(long, global = true, env = "FERROKUBE_LOG", default_value = "info")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run everything on this machine on the embedded store (today: the store itself).
+    Server(server::ServerArgs),
+    /// Inspect or change a store directly: the embedded data directory or etcd.
+    #[command(subcommand)]
+    Store(store_cmd::StoreCommand),
+}
+
+/// Maps a multi-call name (`ferrokube-server`, …) to the subcommand it stands for.
+fn argv_with_multicall() -> Vec<std::ffi::OsString> {
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let called_as = args
+        .first()
+        .and_then(|a| std::path::Path::new(a).file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_default();
+    if let Some(sub) = called_as.strip_prefix("ferrokube-") {
+        if ["server", "store"].contains(&sub) {
+            args.insert(1, sub.into());
+            args[0] = "ferrokube".into();
+        }
+    }
+    args
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse_from(argv_with_multicall());
+    let filter = match tracing_subscriber::EnvFilter::try_new(&cli.log) {
+        Ok(f) => f,
+        Err(err) => {
+            eprintln!("error: --log {:?}: {err}", cli.log);
+            return ExitCode::from(2);
+        }
+    };
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("error: starting the runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Server(args) => server::run(args).await,
+            Command::Store(cmd) => store_cmd::run(cmd).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

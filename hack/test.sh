@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Runs every check and test: formatting, clippy, unit tests, the storage conformance
+# suite against the embedded store and against real etcd (started by the tests), the
+# 3-member etcd failover tests, the SIGKILL crash test, the CLI tests, and a quick
+# smoke run of the storage benchmark. Installs the system packages it needs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source hack/lib/packages.sh
+ensure_packages etcd-server protobuf-compiler
+export PATH="/usr/bin:$PATH" # Debian's etcd
+
+echo ">>> cargo fmt --check"
+cargo fmt --all --check
+echo ">>> cargo clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+
+echo ">>> tests"
+if cargo nextest --version >/dev/null 2>&1; then
+    cargo nextest run --workspace --profile ci
+else
+    cargo test --workspace
+fi
+
+echo ">>> storage benchmark (quick smoke run; full run: see bench/storage/README.md)"
+cargo run -q -p ferrokube-bench-storage -- --quick
