@@ -60,17 +60,30 @@ impl Row {
 
 impl Report {
     pub fn compare(&mut self, name: &str, embedded: f64, etcd: f64, target: Target) {
-        self.rows.push(Row { name: name.into(), embedded, etcd: Some(etcd), target });
+        self.rows.push(Row {
+            name: name.into(),
+            embedded,
+            etcd: Some(etcd),
+            target,
+        });
     }
     pub fn single(&mut self, name: &str, embedded: f64, target: Target) {
-        self.rows.push(Row { name: name.into(), embedded, etcd: None, target });
+        self.rows.push(Row {
+            name: name.into(),
+            embedded,
+            etcd: None,
+            target,
+        });
     }
     pub fn missed(&self) -> usize {
         self.rows.iter().filter(|r| r.met() == Some(false)).count()
     }
     pub fn print(&self) {
         println!();
-        println!("{:<52} {:>12} {:>12} {:>8}  target", "figure", "embedded", "etcd", "ratio");
+        println!(
+            "{:<52} {:>12} {:>12} {:>8}  target",
+            "figure", "embedded", "etcd", "ratio"
+        );
         for r in &self.rows {
             let etcd = r.etcd.map_or("-".to_string(), |x| format!("{x:.2}"));
             let ratio = r.ratio().map_or("-".to_string(), |x| format!("{x:.2}"));
@@ -79,7 +92,10 @@ impl Report {
                 Some(true) => format!("met ({})", r.target_text()),
                 Some(false) => format!("MISSED ({})", r.target_text()),
             };
-            println!("{:<52} {:>12.2} {:>12} {:>8}  {}", r.name, r.embedded, etcd, ratio, verdict);
+            println!(
+                "{:<52} {:>12.2} {:>12} {:>8}  {}",
+                r.name, r.embedded, etcd, ratio, verdict
+            );
         }
     }
 }

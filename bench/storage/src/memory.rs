@@ -20,8 +20,15 @@ const KEY_PREFIX: &str = "/registry/configmaps/default/object-";
 
 fn rss_bytes() -> anyhow::Result<u64> {
     let status = std::fs::read_to_string("/proc/self/status")?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).context("no VmRSS")?;
-    let kb: u64 = line.split_whitespace().nth(1).context("bad VmRSS")?.parse()?;
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .context("no VmRSS")?;
+    let kb: u64 = line
+        .split_whitespace()
+        .nth(1)
+        .context("bad VmRSS")?
+        .parse()?;
     Ok(kb * 1024)
 }
 
@@ -33,7 +40,9 @@ fn raw_size(objects: usize) -> f64 {
 /// 1 KiB; a run on a filled directory reopens it. Prints `RSS_DELTA <bytes>` and
 /// `OPEN_MS <ms>`.
 pub fn child(dir: &Path, objects: usize) -> anyhow::Result<()> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async {
         let fresh = !dir.exists();
         let base = rss_bytes()?;
@@ -50,7 +59,9 @@ pub fn child(dir: &Path, objects: usize) -> anyhow::Result<()> {
                 v.resize(1024, b'd');
                 let store = store.clone();
                 pending.push(tokio::spawn(async move {
-                    store.create(&format!("{KEY_PREFIX}{i:08}"), Bytes::from(v), None).await
+                    store
+                        .create(&format!("{KEY_PREFIX}{i:08}"), Bytes::from(v), None)
+                        .await
                 }));
                 if pending.len() == 64 {
                     for p in pending.drain(..) {
@@ -62,7 +73,11 @@ pub fn child(dir: &Path, objects: usize) -> anyhow::Result<()> {
                 p.await??;
             }
         }
-        anyhow::ensure!(store.stats().keys == objects, "expected {objects} keys, found {}", store.stats().keys);
+        anyhow::ensure!(
+            store.stats().keys == objects,
+            "expected {objects} keys, found {}",
+            store.stats().keys
+        );
         let delta = rss_bytes()?.saturating_sub(base);
         println!("RSS_DELTA {delta}");
         println!("OPEN_MS {open_ms}");
@@ -80,9 +95,17 @@ fn run_child(dir: &Path, objects: usize) -> anyhow::Result<(f64, f64)> {
         .output()
         .context("running the memory child")?;
     let text = String::from_utf8_lossy(&out.stdout);
-    anyhow::ensure!(out.status.success(), "memory child failed: {}{}", text, String::from_utf8_lossy(&out.stderr));
+    anyhow::ensure!(
+        out.status.success(),
+        "memory child failed: {}{}",
+        text,
+        String::from_utf8_lossy(&out.stderr)
+    );
     let field = |name: &str| -> anyhow::Result<f64> {
-        let line = text.lines().find(|l| l.starts_with(name)).with_context(|| format!("no {name} in {text}"))?;
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(name))
+            .with_context(|| format!("no {name} in {text}"))?;
         Ok(line[name.len()..].trim().parse()?)
     };
     Ok((field("RSS_DELTA")?, field("OPEN_MS")?))
@@ -99,5 +122,9 @@ pub fn measure(dir: &Path, objects: usize) -> anyhow::Result<Memory> {
         reopen_ms,
         raw / 1048576.0
     );
-    Ok(Memory { rss_ratio: rss / raw, reopen_rss_ratio: reopen_rss / raw, reopen_ms })
+    Ok(Memory {
+        rss_ratio: rss / raw,
+        reopen_rss_ratio: reopen_rss / raw,
+        reopen_ms,
+    })
 }

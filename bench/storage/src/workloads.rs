@@ -34,7 +34,11 @@ fn value_1k(i: usize) -> Bytes {
 
 /// Creates `count` keys `<prefix><i>` from 64 concurrent tasks; returns the
 /// throughput and every latency.
-async fn create_many(store: &Arc<dyn Storage>, prefix: &str, count: usize) -> anyhow::Result<(f64, Vec<Duration>)> {
+async fn create_many(
+    store: &Arc<dyn Storage>,
+    prefix: &str,
+    count: usize,
+) -> anyhow::Result<(f64, Vec<Duration>)> {
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -48,7 +52,9 @@ async fn create_many(store: &Arc<dyn Storage>, prefix: &str, count: usize) -> an
                     return Ok::<_, anyhow::Error>(lat);
                 }
                 let t = Instant::now();
-                store.create(&format!("{prefix}{i:08}"), value_1k(i), None).await?;
+                store
+                    .create(&format!("{prefix}{i:08}"), value_1k(i), None)
+                    .await?;
                 lat.push(t.elapsed());
             }
         }));
@@ -63,11 +69,16 @@ async fn create_many(store: &Arc<dyn Storage>, prefix: &str, count: usize) -> an
 pub async fn run_all(name: &str, store: Arc<dyn Storage>, sizes: Sizes) -> anyhow::Result<Figures> {
     let mut f = Figures::default();
 
-    let (ops, mut lat) = create_many(&store, "/bench/put/", sizes.puts).await.context("creates")?;
+    let (ops, mut lat) = create_many(&store, "/bench/put/", sizes.puts)
+        .await
+        .context("creates")?;
     f.put_ops = ops;
     f.put_p50 = percentile_ms(&mut lat, 50.0);
     f.put_p99 = percentile_ms(&mut lat, 99.0);
-    println!("{name}: {} creates at {ops:.0}/s, p50 {:.2} ms, p99 {:.2} ms", sizes.puts, f.put_p50, f.put_p99);
+    println!(
+        "{name}: {} creates at {ops:.0}/s, p50 {:.2} ms, p99 {:.2} ms",
+        sizes.puts, f.put_p50, f.put_p99
+    );
 
     let started = Instant::now();
     let next = Arc::new(AtomicUsize::new(0));
@@ -96,29 +107,53 @@ pub async fn run_all(name: &str, store: Arc<dyn Storage>, sizes: Sizes) -> anyho
     }
     f.get_ops = sizes.gets as f64 / started.elapsed().as_secs_f64();
     f.get_p99 = percentile_ms(&mut lat, 99.0);
-    println!("{name}: {} gets at {:.0}/s, p99 {:.2} ms", sizes.gets, f.get_ops, f.get_p99);
+    println!(
+        "{name}: {} gets at {:.0}/s, p99 {:.2} ms",
+        sizes.gets, f.get_ops, f.get_p99
+    );
 
-    create_many(&store, "/bench/range/", sizes.range_keys).await.context("filling the range")?;
+    create_many(&store, "/bench/range/", sizes.range_keys)
+        .await
+        .context("filling the range")?;
     let mut lat = Vec::new();
     for _ in 0..10 {
         let t = Instant::now();
-        let r = store.range(RangeRequest::prefix("/bench/range/")).await.context("range")?;
+        let r = store
+            .range(RangeRequest::prefix("/bench/range/"))
+            .await
+            .context("range")?;
         lat.push(t.elapsed());
-        anyhow::ensure!(r.kvs.len() == sizes.range_keys, "range returned {} keys", r.kvs.len());
+        anyhow::ensure!(
+            r.kvs.len() == sizes.range_keys,
+            "range returned {} keys",
+            r.kvs.len()
+        );
     }
     f.range_p50 = percentile_ms(&mut lat, 50.0);
-    println!("{name}: range of {} keys p50 {:.2} ms", sizes.range_keys, f.range_p50);
+    println!(
+        "{name}: range of {} keys p50 {:.2} ms",
+        sizes.range_keys, f.range_p50
+    );
 
-    let (watch_p50, watch_p99) = watch_fanout(&store, sizes.watchers, sizes.watch_events).await.context("watch")?;
+    let (watch_p50, watch_p99) = watch_fanout(&store, sizes.watchers, sizes.watch_events)
+        .await
+        .context("watch")?;
     f.watch_p50 = watch_p50;
     f.watch_p99 = watch_p99;
-    println!("{name}: one event to {} watchers: p50 {watch_p50:.2} ms, p99 {watch_p99:.2} ms", sizes.watchers);
+    println!(
+        "{name}: one event to {} watchers: p50 {watch_p50:.2} ms, p99 {watch_p99:.2} ms",
+        sizes.watchers
+    );
     Ok(f)
 }
 
 /// Opens `watchers` prefix watches, then writes `events` keys one at a time (waiting
 /// for every watcher to see each one) and measures write-start → receipt per watcher.
-async fn watch_fanout(store: &Arc<dyn Storage>, watchers: usize, events: usize) -> anyhow::Result<(f64, f64)> {
+async fn watch_fanout(
+    store: &Arc<dyn Storage>,
+    watchers: usize,
+    events: usize,
+) -> anyhow::Result<(f64, f64)> {
     let received: Arc<Mutex<Vec<Vec<Instant>>>> = Arc::new(Mutex::new(vec![Vec::new(); events]));
     let seen = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
@@ -151,10 +186,15 @@ async fn watch_fanout(store: &Arc<dyn Storage>, watchers: usize, events: usize) 
     for i in 0..events {
         let before = seen.load(Ordering::Relaxed);
         sent.push(Instant::now());
-        store.create(&format!("/bench/watch/{i}"), value_1k(i), None).await?;
+        store
+            .create(&format!("/bench/watch/{i}"), value_1k(i), None)
+            .await?;
         let deadline = Instant::now() + Duration::from_secs(30);
         while seen.load(Ordering::Relaxed) < before + watchers {
-            anyhow::ensure!(Instant::now() < deadline, "event {i} not delivered to every watcher");
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "event {i} not delivered to every watcher"
+            );
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
     }

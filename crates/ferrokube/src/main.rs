@@ -15,7 +15,12 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
-#[command(name = "ferrokube", version, about = "Kubernetes, rebuilt in Rust", propagate_version = true)]
+#[command(
+    name = "ferrokube",
+    version,
+    about = "Kubernetes, rebuilt in Rust",
+    propagate_version = true
+)]
 struct Cli {
     /// Log filter (tracing's env-filter syntax), e.g. `info` or `ferrokube=debug`.
     #[arg(long, global = true, env = "FERROKUBE_LOG", default_value = "info")]
@@ -38,7 +43,11 @@ fn argv_with_multicall() -> Vec<std::ffi::OsString> {
     let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let called_as = args
         .first()
-        .and_then(|a| std::path::Path::new(a).file_name().map(|n| n.to_string_lossy().into_owned()))
+        .and_then(|a| {
+            std::path::Path::new(a)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+        })
         .unwrap_or_default();
     if let Some(sub) = called_as.strip_prefix("ferrokube-") {
         if ["server", "store"].contains(&sub) {
@@ -58,8 +67,14 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(err) => {
             eprintln!("error: starting the runtime: {err}");

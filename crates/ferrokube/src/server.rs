@@ -23,10 +23,17 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
                 "ferrokube server: embedded store ready");
         }
         crate::storage_flags::Backend::Etcd { store, .. } => {
-            tracing::info!(endpoints = store.endpoints(), revision, "ferrokube server: etcd store ready");
+            tracing::info!(
+                endpoints = store.endpoints(),
+                revision,
+                "ferrokube server: etcd store ready"
+            );
         }
     }
-    println!("ferrokube server: storage ready at revision {revision} ({} backend); stop with Ctrl-C", store.backend());
+    println!(
+        "ferrokube server: storage ready at revision {revision} ({} backend); stop with Ctrl-C",
+        store.backend()
+    );
     wait_for_signal().await?;
     tracing::info!("ferrokube server: shutting down");
     backend.shutdown().await;

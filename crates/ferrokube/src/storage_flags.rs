@@ -42,7 +42,10 @@ pub struct StorageFlags {
 #[derive(Debug)]
 pub enum Backend {
     Embedded(Arc<EmbeddedStorage>),
-    Etcd { store: Arc<EtcdStorage>, _compactor: Option<ferrokube_storage::Compactor> },
+    Etcd {
+        store: Arc<EtcdStorage>,
+        _compactor: Option<ferrokube_storage::Compactor>,
+    },
 }
 
 impl Backend {
@@ -64,7 +67,8 @@ impl Backend {
 impl StorageFlags {
     /// Opens the selected backend. `compact` starts the periodic compactor.
     pub async fn open(&self, compact: bool) -> anyhow::Result<Backend> {
-        let interval = (compact && !self.etcd_compaction_interval.is_zero()).then_some(self.etcd_compaction_interval);
+        let interval = (compact && !self.etcd_compaction_interval.is_zero())
+            .then_some(self.etcd_compaction_interval);
         match &self.etcd_servers {
             None => {
                 for (flag, set) in [
@@ -76,23 +80,37 @@ impl StorageFlags {
                 }
                 let mut config = EmbeddedConfig::new(&self.data_dir);
                 config.compaction_interval = interval;
-                let store = EmbeddedStorage::open(config)
-                    .await
-                    .with_context(|| format!("opening the embedded store in --data-dir {}", self.data_dir.display()))?;
+                let store = EmbeddedStorage::open(config).await.with_context(|| {
+                    format!(
+                        "opening the embedded store in --data-dir {}",
+                        self.data_dir.display()
+                    )
+                })?;
                 Ok(Backend::Embedded(store))
             }
             Some(servers) => {
-                let mut config = EtcdConfig::from_servers_flag(servers).with_prefix(&self.etcd_prefix);
-                anyhow::ensure!(!config.endpoints.is_empty(), "--etcd-servers: no endpoint given");
+                let mut config =
+                    EtcdConfig::from_servers_flag(servers).with_prefix(&self.etcd_prefix);
+                anyhow::ensure!(
+                    !config.endpoints.is_empty(),
+                    "--etcd-servers: no endpoint given"
+                );
                 config.ca_file = self.etcd_cafile.clone();
                 config.cert_file = self.etcd_certfile.clone();
                 config.key_file = self.etcd_keyfile.clone();
-                let store = Arc::new(EtcdStorage::connect(config).await.context("connecting to --etcd-servers")?);
+                let store = Arc::new(
+                    EtcdStorage::connect(config)
+                        .await
+                        .context("connecting to --etcd-servers")?,
+                );
                 let compactor = interval.map(|every| {
                     let weak = Arc::downgrade(&store);
                     ferrokube_storage::spawn_compactor(weak as std::sync::Weak<dyn Storage>, every)
                 });
-                Ok(Backend::Etcd { store, _compactor: compactor })
+                Ok(Backend::Etcd {
+                    store,
+                    _compactor: compactor,
+                })
             }
         }
     }

@@ -102,7 +102,10 @@ pub async fn run(cmd: StoreCommand) -> anyhow::Result<()> {
     result
 }
 
-async fn execute(cmd: &StoreCommand, backend: &crate::storage_flags::Backend) -> anyhow::Result<()> {
+async fn execute(
+    cmd: &StoreCommand,
+    backend: &crate::storage_flags::Backend,
+) -> anyhow::Result<()> {
     let store = backend.store();
     let mut out = std::io::stdout().lock();
     match cmd {
@@ -115,11 +118,26 @@ async fn execute(cmd: &StoreCommand, backend: &crate::storage_flags::Backend) ->
                 writeln!(out, "keys: {}", stats.keys)?;
             }
         }
-        StoreCommand::Get { key, revision, meta, .. } => {
-            let kv = store.get(key, *revision).await?.with_context(|| format!("key {key:?} not found"))?;
+        StoreCommand::Get {
+            key,
+            revision,
+            meta,
+            ..
+        } => {
+            let kv = store
+                .get(key, *revision)
+                .await?
+                .with_context(|| format!("key {key:?} not found"))?;
             if *meta {
-                writeln!(out, "key: {}\ncreate_revision: {}\nmod_revision: {}\nversion: {}\nsize: {}",
-                    kv.key, kv.create_revision, kv.mod_revision, kv.version, kv.value.len())?;
+                writeln!(
+                    out,
+                    "key: {}\ncreate_revision: {}\nmod_revision: {}\nversion: {}\nsize: {}",
+                    kv.key,
+                    kv.create_revision,
+                    kv.mod_revision,
+                    kv.version,
+                    kv.value.len()
+                )?;
             } else {
                 out.write_all(&kv.value)?;
                 if !kv.value.ends_with(b"\n") {
@@ -127,7 +145,12 @@ async fn execute(cmd: &StoreCommand, backend: &crate::storage_flags::Backend) ->
                 }
             }
         }
-        StoreCommand::List { prefix, limit, revision, .. } => {
+        StoreCommand::List {
+            prefix,
+            limit,
+            revision,
+            ..
+        } => {
             let mut req = RangeRequest::prefix(prefix.clone()).with_limit(*limit);
             req.revision = *revision;
             let resp = store.range(req).await?;
@@ -138,11 +161,18 @@ async fn execute(cmd: &StoreCommand, backend: &crate::storage_flags::Backend) ->
                 writeln!(out, "# {} more", resp.count - resp.kvs.len() as i64)?;
             }
         }
-        StoreCommand::Put { key, value, from_file, ttl, .. } => {
+        StoreCommand::Put {
+            key,
+            value,
+            from_file,
+            ttl,
+            ..
+        } => {
             let bytes = match (value, from_file) {
                 (Some(v), _) => Bytes::from(v.clone()),
                 (None, Some(path)) => Bytes::from(
-                    std::fs::read(path).with_context(|| format!("--from-file {}", path.display()))?,
+                    std::fs::read(path)
+                        .with_context(|| format!("--from-file {}", path.display()))?,
                 ),
                 (None, None) => anyhow::bail!("a value or --from-file is required"),
             };
@@ -150,7 +180,12 @@ async fn execute(cmd: &StoreCommand, backend: &crate::storage_flags::Backend) ->
                 &*store,
                 key,
                 true,
-                |_| Ok(ferrokube_storage::UpdateDecision::Write { value: bytes.clone(), ttl: *ttl }),
+                |_| {
+                    Ok(ferrokube_storage::UpdateDecision::Write {
+                        value: bytes.clone(),
+                        ttl: *ttl,
+                    })
+                },
             )
             .await?;
             writeln!(out, "{} mod_revision={}", kv.key, kv.mod_revision)?;
@@ -159,8 +194,15 @@ async fn execute(cmd: &StoreCommand, backend: &crate::storage_flags::Backend) ->
             let (_, rev) = store.delete(key, None).await?;
             writeln!(out, "deleted {key} at revision {rev}")?;
         }
-        StoreCommand::Watch { prefix, from_revision, count, .. } => {
-            let mut watch = store.watch(WatchRequest::prefix(prefix.clone()).from_revision(*from_revision)).await?;
+        StoreCommand::Watch {
+            prefix,
+            from_revision,
+            count,
+            ..
+        } => {
+            let mut watch = store
+                .watch(WatchRequest::prefix(prefix.clone()).from_revision(*from_revision))
+                .await?;
             let mut seen = 0;
             while count.is_none_or(|c| seen < c) {
                 let Some(msg) = watch.recv().await else { break };

@@ -71,7 +71,9 @@ pub struct EmbeddedStorage {
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 fn expiry(ttl: Option<Duration>) -> u64 {
@@ -91,8 +93,9 @@ impl EmbeddedStorage {
         .await
         .map_err(|_| StorageError::Closed)??;
 
-        let (first_rev, valid_len) =
-            recovered.tail_segment.unwrap_or((recovered.state.current + 1, 0));
+        let (first_rev, valid_len) = recovered
+            .tail_segment
+            .unwrap_or((recovered.state.current + 1, 0));
         let mut wal = wal::WalWriter::open(&config.data_dir, first_rev, valid_len)?;
         wal.bytes_since_snapshot = recovered.wal_bytes;
         let current = recovered.state.current;
@@ -165,7 +168,10 @@ impl EmbeddedStorage {
 
     async fn submit(&self, op: Op) -> Result<Reply> {
         let (reply, rx) = oneshot::channel();
-        self.tx.send(Request { op, reply }).await.map_err(|_| StorageError::Closed)?;
+        self.tx
+            .send(Request { op, reply })
+            .await
+            .map_err(|_| StorageError::Closed)?;
         rx.await.map_err(|_| StorageError::Closed)?
     }
 
@@ -176,7 +182,10 @@ impl EmbeddedStorage {
 }
 
 fn unexpected(reply: Reply) -> StorageError {
-    StorageError::Protocol { backend: "embedded", detail: format!("unexpected commit reply {reply:?}") }
+    StorageError::Protocol {
+        backend: "embedded",
+        detail: format!("unexpected commit reply {reply:?}"),
+    }
 }
 
 #[async_trait]
@@ -187,7 +196,14 @@ impl Storage for EmbeddedStorage {
 
     async fn create(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<KeyValue> {
         Self::check_write(key, &value)?;
-        match self.submit(Op::Create { key: key.into(), value, expires_at: expiry(ttl) }).await? {
+        match self
+            .submit(Op::Create {
+                key: key.into(),
+                value,
+                expires_at: expiry(ttl),
+            })
+            .await?
+        {
             Reply::Kv(kv) => Ok(kv),
             other => Err(unexpected(other)),
         }
@@ -225,9 +241,19 @@ impl Storage for EmbeddedStorage {
         }
     }
 
-    async fn delete(&self, key: &str, expected_mod_revision: Option<i64>) -> Result<(KeyValue, i64)> {
+    async fn delete(
+        &self,
+        key: &str,
+        expected_mod_revision: Option<i64>,
+    ) -> Result<(KeyValue, i64)> {
         validate_key(key)?;
-        match self.submit(Op::Delete { key: key.into(), expected: expected_mod_revision }).await? {
+        match self
+            .submit(Op::Delete {
+                key: key.into(),
+                expected: expected_mod_revision,
+            })
+            .await?
+        {
             Reply::Deleted(prev, rev) => Ok((prev, rev)),
             other => Err(unexpected(other)),
         }
@@ -241,7 +267,10 @@ impl Storage for EmbeddedStorage {
             match req.start_revision {
                 r if r <= 0 => committed + 1,
                 r if r < state.compacted => {
-                    return Err(StorageError::Compacted { requested: r, compacted: state.compacted })
+                    return Err(StorageError::Compacted {
+                        requested: r,
+                        compacted: state.compacted,
+                    })
                 }
                 r => r,
             }

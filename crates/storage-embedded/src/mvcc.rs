@@ -74,7 +74,10 @@ impl State {
 
     /// The latest version of `key`, committed or not, if live.
     pub fn latest(&self, key: &str) -> Option<&Version> {
-        self.index.get(key).and_then(|h| h.last()).filter(|v| v.value.is_some())
+        self.index
+            .get(key)
+            .and_then(|h| h.last())
+            .filter(|v| v.value.is_some())
     }
 
     pub fn latest_kv(&self, key: &str) -> Option<KeyValue> {
@@ -86,23 +89,31 @@ impl State {
     pub fn read_revision(&self, rev: Option<i64>, committed: i64) -> Result<i64> {
         match rev.filter(|r| *r > 0) {
             None => Ok(committed),
-            Some(r) if r < self.compacted => {
-                Err(StorageError::Compacted { requested: r, compacted: self.compacted })
-            }
-            Some(r) if r > committed => {
-                Err(StorageError::FutureRevision { requested: r, current: committed })
-            }
+            Some(r) if r < self.compacted => Err(StorageError::Compacted {
+                requested: r,
+                compacted: self.compacted,
+            }),
+            Some(r) if r > committed => Err(StorageError::FutureRevision {
+                requested: r,
+                current: committed,
+            }),
             Some(r) => Ok(r),
         }
     }
 
     pub fn get(&self, key: &str, rev: i64) -> Option<KeyValue> {
-        self.index.get(key).and_then(|h| visible(h, rev)).and_then(|v| v.to_kv(key))
+        self.index
+            .get(key)
+            .and_then(|h| visible(h, rev))
+            .and_then(|v| v.to_kv(key))
     }
 
     pub fn range(&self, req: &RangeRequest, rev: i64) -> Result<RangeResponse> {
         let first = req.first_key()?;
-        let mut resp = RangeResponse { revision: rev, ..Default::default() };
+        let mut resp = RangeResponse {
+            revision: rev,
+            ..Default::default()
+        };
         let mut take = |key: &str, history: &History| {
             if let Some(v) = visible(history, rev) {
                 resp.count += 1;
@@ -112,7 +123,9 @@ impl State {
             }
         };
         if req.prefix {
-            let range = self.index.range::<str, _>((Bound::Included(first), Bound::Unbounded));
+            let range = self
+                .index
+                .range::<str, _>((Bound::Included(first), Bound::Unbounded));
             for (key, history) in range.take_while(|(k, _)| k.starts_with(req.key.as_str())) {
                 take(key, history);
             }
@@ -135,7 +148,8 @@ impl State {
         let history = self.index.entry(key.clone()).or_default();
         if let Some(old) = history.last() {
             if old.expires_at != 0 && old.value.is_some() {
-                self.expiries.remove(&(old.expires_at, key.clone(), old.mod_rev));
+                self.expiries
+                    .remove(&(old.expires_at, key.clone(), old.mod_rev));
             }
         }
         if version.expires_at != 0 && version.value.is_some() {
@@ -161,7 +175,16 @@ impl State {
             version,
         };
         let arc = self.key_arc(key);
-        self.push(arc, Version { mod_rev: rev, create_rev, version, value: Some(value), expires_at });
+        self.push(
+            arc,
+            Version {
+                mod_rev: rev,
+                create_rev,
+                version,
+                value: Some(value),
+                expires_at,
+            },
+        );
         kv
     }
 
@@ -170,7 +193,16 @@ impl State {
         let prev = self.latest_kv(key)?;
         let rev = self.current + 1;
         let arc = self.key_arc(key);
-        self.push(arc, Version { mod_rev: rev, create_rev: 0, version: 0, value: None, expires_at: 0 });
+        self.push(
+            arc,
+            Version {
+                mod_rev: rev,
+                create_rev: 0,
+                version: 0,
+                value: None,
+                expires_at: 0,
+            },
+        );
         Some((prev, rev))
     }
 
@@ -180,7 +212,9 @@ impl State {
         let split = self.log.partition_point(|(r, _)| *r < rev);
         let touched: BTreeSet<Arc<str>> = self.log.drain(..split).map(|(_, k)| k).collect();
         for key in touched {
-            let Some(history) = self.index.get_mut(&key) else { continue };
+            let Some(history) = self.index.get_mut(&key) else {
+                continue;
+            };
             let older = history.partition_point(|v| v.mod_rev < rev);
             if older == 0 {
                 continue;
@@ -203,8 +237,12 @@ impl State {
             for v in history.iter().filter(|v| v.mod_rev >= self.compacted) {
                 log.push((v.mod_rev, key.clone()));
             }
-            if let Some(last) = history.last().filter(|v| v.expires_at != 0 && v.value.is_some()) {
-                self.expiries.insert((last.expires_at, key.clone(), last.mod_rev));
+            if let Some(last) = history
+                .last()
+                .filter(|v| v.expires_at != 0 && v.value.is_some())
+            {
+                self.expiries
+                    .insert((last.expires_at, key.clone(), last.mod_rev));
             }
         }
         log.sort_unstable_by_key(|(rev, _)| *rev);
@@ -242,8 +280,16 @@ impl State {
         let v = &history[idx];
         Some(match v.to_kv(key) {
             Some(kv) => {
-                let kind = if v.version == 1 { EventKind::Created } else { EventKind::Modified };
-                Event { kind, kv, prev_kv: if v.version == 1 { None } else { prev_kv } }
+                let kind = if v.version == 1 {
+                    EventKind::Created
+                } else {
+                    EventKind::Modified
+                };
+                Event {
+                    kind,
+                    kv,
+                    prev_kv: if v.version == 1 { None } else { prev_kv },
+                }
             }
             None => Event {
                 kind: EventKind::Deleted,
@@ -270,7 +316,10 @@ impl State {
     }
 
     pub fn key_count(&self) -> usize {
-        self.index.values().filter(|h| h.last().is_some_and(|v| v.value.is_some())).count()
+        self.index
+            .values()
+            .filter(|h| h.last().is_some_and(|v| v.value.is_some()))
+            .count()
     }
 }
 
@@ -292,8 +341,12 @@ mod tests {
         let a3 = s.put("/a", b("3"), 0); // 6
         s.compact(a3.mod_revision);
         assert_eq!(s.get("/a", 6), Some(a3.clone()));
-        assert!(s.index.get("/b").is_none(), "deleted key's history is gone");
-        assert_eq!(s.index["/a"].len(), 2, "newest older version kept for prev_kv");
+        assert!(!s.index.contains_key("/b"), "deleted key's history is gone");
+        assert_eq!(
+            s.index["/a"].len(),
+            2,
+            "newest older version kept for prev_kv"
+        );
         assert!(s.log.iter().all(|(r, _)| *r >= 6));
         let (ev, _) = s.events(&WatchRequest::prefix("/"), 6, 6, 10);
         assert_eq!(ev[0].prev_kv, Some(a2));
@@ -304,7 +357,11 @@ mod tests {
     fn rebuilt_log_matches_incremental_log() {
         let mut s = State::new();
         for i in 0..10 {
-            s.put(&format!("/k{}", i % 3), b("v"), if i % 2 == 0 { 99 } else { 0 });
+            s.put(
+                &format!("/k{}", i % 3),
+                b("v"),
+                if i % 2 == 0 { 99 } else { 0 },
+            );
         }
         s.delete("/k1");
         s.compact(5);

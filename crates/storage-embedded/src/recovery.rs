@@ -52,8 +52,14 @@ pub(crate) fn lock(dir: &Path) -> Result<File> {
     }
 }
 
-/// Snapshots and WAL segments in `dir`, each sorted by revision.
-fn list(dir: &Path) -> Result<(Vec<(i64, PathBuf)>, Vec<(i64, PathBuf)>)> {
+/// Snapshots and WAL segments of a data directory, each sorted by revision.
+#[derive(Debug, Default)]
+struct Listing {
+    snapshots: Vec<(i64, PathBuf)>,
+    segments: Vec<(i64, PathBuf)>,
+}
+
+fn list(dir: &Path) -> Result<Listing> {
     let mut snaps = Vec::new();
     let mut segments = Vec::new();
     let entries = std::fs::read_dir(dir).map_err(|e| StorageError::io("listing", dir, e))?;
@@ -71,11 +77,17 @@ fn list(dir: &Path) -> Result<(Vec<(i64, PathBuf)>, Vec<(i64, PathBuf)>)> {
     }
     snaps.sort();
     segments.sort();
-    Ok((snaps, segments))
+    Ok(Listing {
+        snapshots: snaps,
+        segments,
+    })
 }
 
 fn replay(state: &mut State, record: Record, path: &Path) -> Result<()> {
-    let corrupt = |detail: String| StorageError::Corrupt { path: path.into(), detail };
+    let corrupt = |detail: String| StorageError::Corrupt {
+        path: path.into(),
+        detail,
+    };
     let rev = match &record {
         Record::Put { rev, .. } | Record::Delete { rev, .. } => *rev,
         Record::Compact { rev } => {
@@ -99,12 +111,19 @@ fn replay(state: &mut State, record: Record, path: &Path) -> Result<()> {
         )));
     }
     match record {
-        Record::Put { key, value, expires_at, .. } => {
+        Record::Put {
+            key,
+            value,
+            expires_at,
+            ..
+        } => {
             state.put(&key, value, expires_at);
         }
         Record::Delete { key, .. } => {
             if state.delete(&key).is_none() {
-                return Err(corrupt(format!("revision {rev} deletes absent key {key:?}")));
+                return Err(corrupt(format!(
+                    "revision {rev} deletes absent key {key:?}"
+                )));
             }
         }
         Record::Compact { .. } => {}
@@ -113,8 +132,11 @@ fn replay(state: &mut State, record: Record, path: &Path) -> Result<()> {
 }
 
 pub(crate) fn recover(dir: &Path) -> Result<Recovered> {
-    let (snaps, segments) = list(dir)?;
-    let mut state = match snaps.last() {
+    let Listing {
+        snapshots,
+        segments,
+    } = list(dir)?;
+    let mut state = match snapshots.last() {
         Some((_, path)) => snapshot::read(path)?,
         None => State::new(),
     };
@@ -138,15 +160,27 @@ pub(crate) fn recover(dir: &Path) -> Result<Recovered> {
             tail_segment = Some((*first_rev, contents.valid_len));
         }
     }
-    Ok(Recovered { state, tail_segment, wal_bytes })
+    Ok(Recovered {
+        state,
+        tail_segment,
+        wal_bytes,
+    })
 }
 
 /// After a snapshot at `snapshot_rev` is durable: drop older snapshots and the WAL
 /// segments before `first_kept_segment` (all their records are in the snapshot).
 pub(crate) fn remove_obsolete(dir: &Path, snapshot_rev: i64, first_kept_segment: i64) {
-    let Ok((snaps, segments)) = list(dir) else { return };
+    let Ok(Listing {
+        snapshots: snaps,
+        segments,
+    }) = list(dir)
+    else {
+        return;
+    };
     let old_snaps = snaps.into_iter().filter(|(rev, _)| *rev < snapshot_rev);
-    let old_segments = segments.into_iter().filter(|(rev, _)| *rev < first_kept_segment);
+    let old_segments = segments
+        .into_iter()
+        .filter(|(rev, _)| *rev < first_kept_segment);
     for (_, path) in old_snaps.chain(old_segments) {
         if let Err(err) = std::fs::remove_file(&path) {
             tracing::warn!(path = %path.display(), error = %err, "embedded store: cannot remove an obsolete file");

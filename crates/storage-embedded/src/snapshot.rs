@@ -26,7 +26,10 @@ pub(crate) fn snapshot_name(rev: i64) -> String {
 }
 
 pub(crate) fn parse_snapshot_name(name: &str) -> Option<i64> {
-    name.strip_prefix("snap-")?.strip_suffix(".snap")?.parse().ok()
+    name.strip_prefix("snap-")?
+        .strip_suffix(".snap")?
+        .parse()
+        .ok()
 }
 
 /// A writer that checksums everything passing through it.
@@ -52,7 +55,10 @@ fn write_bytes(w: &mut impl Write, b: &[u8]) -> std::io::Result<()> {
 }
 
 fn write_state(w: &mut impl Write, state: &State) -> std::io::Result<()> {
-    let mut w = Crc { inner: w, hasher: crc32fast::Hasher::new() };
+    let mut w = Crc {
+        inner: w,
+        hasher: crc32fast::Hasher::new(),
+    };
     w.write_all(HEAD)?;
     w.write_all(&state.current.to_le_bytes())?;
     w.write_all(&state.compacted.to_le_bytes())?;
@@ -95,9 +101,14 @@ pub(crate) fn write(dir: &Path, state: &State) -> Result<PathBuf> {
 /// Loads a snapshot, checking its framing and checksum.
 pub(crate) fn read(path: &Path) -> Result<State> {
     let data = std::fs::read(path).map_err(|e| StorageError::io("reading", path, e))?;
-    let corrupt = |detail: &str| StorageError::Corrupt { path: path.into(), detail: detail.into() };
+    let corrupt = |detail: &str| StorageError::Corrupt {
+        path: path.into(),
+        detail: detail.into(),
+    };
     if data.len() < HEAD.len() + 24 + 12 || !data.starts_with(HEAD) {
-        return Err(corrupt("not a ferrokube snapshot (bad header or truncated)"));
+        return Err(corrupt(
+            "not a ferrokube snapshot (bad header or truncated)",
+        ));
     }
     if !data.ends_with(TAIL) {
         return Err(corrupt("truncated: end marker missing"));
@@ -130,7 +141,13 @@ fn parse(body: &[u8]) -> Option<State> {
             let live = c.u8()? != 0;
             let value = c.bytes()?;
             let value = live.then(|| Bytes::copy_from_slice(value));
-            history.push(Version { mod_rev, create_rev, version, value, expires_at });
+            history.push(Version {
+                mod_rev,
+                create_rev,
+                version,
+                value,
+                expires_at,
+            });
         }
         state.index.insert(key, history);
     }
@@ -150,7 +167,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut s = State::new();
         for i in 0..50 {
-            s.put(&format!("/k/{}", i % 7), Bytes::from(vec![i as u8; i]), i as u64);
+            s.put(
+                &format!("/k/{}", i % 7),
+                Bytes::from(vec![i as u8; i]),
+                i as u64,
+            );
         }
         s.delete("/k/3");
         s.compact(20);
@@ -162,7 +183,10 @@ mod tests {
         for (k, h) in &s.index {
             let got = &back.index[k];
             assert_eq!(got.len(), h.len());
-            assert!(got.iter().zip(h).all(|(a, b)| a.mod_rev == b.mod_rev && a.value == b.value));
+            assert!(got
+                .iter()
+                .zip(h)
+                .all(|(a, b)| a.mod_rev == b.mod_rev && a.value == b.value));
         }
         let data = std::fs::read(&path).unwrap();
         let mut flipped = data.clone();

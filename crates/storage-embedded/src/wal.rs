@@ -22,10 +22,20 @@ const HEADER: usize = 12;
 /// One logged change.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Record {
-    Put { rev: i64, key: String, value: Bytes, expires_at: u64 },
-    Delete { rev: i64, key: String },
+    Put {
+        rev: i64,
+        key: String,
+        value: Bytes,
+        expires_at: u64,
+    },
+    Delete {
+        rev: i64,
+        key: String,
+    },
     /// History below `rev` was discarded (takes no revision of its own).
-    Compact { rev: i64 },
+    Compact {
+        rev: i64,
+    },
 }
 
 const PUT: u8 = 1;
@@ -95,10 +105,14 @@ impl<'a> Cursor<'a> {
         self.take(1).map(|b| b[0])
     }
     pub fn u32(&mut self) -> Option<u32> {
-        self.take(4).and_then(|b| b.try_into().ok()).map(u32::from_le_bytes)
+        self.take(4)
+            .and_then(|b| b.try_into().ok())
+            .map(u32::from_le_bytes)
     }
     pub fn u64(&mut self) -> Option<u64> {
-        self.take(8).and_then(|b| b.try_into().ok()).map(u64::from_le_bytes)
+        self.take(8)
+            .and_then(|b| b.try_into().ok())
+            .map(u64::from_le_bytes)
     }
     pub fn i64(&mut self) -> Option<i64> {
         self.u64().map(|v| v as i64)
@@ -108,7 +122,9 @@ impl<'a> Cursor<'a> {
         self.take(n)
     }
     pub fn string(&mut self) -> Option<String> {
-        self.bytes().and_then(|b| std::str::from_utf8(b).ok()).map(str::to_string)
+        self.bytes()
+            .and_then(|b| std::str::from_utf8(b).ok())
+            .map(str::to_string)
     }
 }
 
@@ -121,7 +137,10 @@ fn decode_payload(payload: &[u8]) -> Option<Record> {
             value: Bytes::copy_from_slice(c.bytes()?),
             expires_at: c.u64()?,
         },
-        DELETE => Record::Delete { rev: c.i64()?, key: c.string()? },
+        DELETE => Record::Delete {
+            rev: c.i64()?,
+            key: c.string()?,
+        },
         COMPACT => Record::Compact { rev: c.i64()? },
         _ => return None,
     };
@@ -169,20 +188,32 @@ pub(crate) fn read_segment(path: &Path, is_last: bool) -> Result<SegmentContents
                 if let Some(at) = later_valid {
                     return Err(StorageError::Corrupt {
                         path: path.into(),
-                        detail: format!("damaged record at byte {pos} followed by valid data at byte {at}"),
+                        detail: format!(
+                            "damaged record at byte {pos} followed by valid data at byte {at}"
+                        ),
                     });
                 }
                 if !is_last {
                     return Err(StorageError::Corrupt {
                         path: path.into(),
-                        detail: format!("truncated or damaged record at byte {pos} of a completed segment"),
+                        detail: format!(
+                            "truncated or damaged record at byte {pos} of a completed segment"
+                        ),
                     });
                 }
-                return Ok(SegmentContents { records, valid_len: pos as u64, torn_tail: true });
+                return Ok(SegmentContents {
+                    records,
+                    valid_len: pos as u64,
+                    torn_tail: true,
+                });
             }
         }
     }
-    Ok(SegmentContents { records, valid_len: pos as u64, torn_tail: false })
+    Ok(SegmentContents {
+        records,
+        valid_len: pos as u64,
+        torn_tail: false,
+    })
 }
 
 pub(crate) fn segment_name(first_rev: i64) -> String {
@@ -191,7 +222,10 @@ pub(crate) fn segment_name(first_rev: i64) -> String {
 
 /// Parses `wal-<rev>.log`.
 pub(crate) fn parse_segment_name(name: &str) -> Option<i64> {
-    name.strip_prefix("wal-")?.strip_suffix(".log")?.parse().ok()
+    name.strip_prefix("wal-")?
+        .strip_suffix(".log")?
+        .parse()
+        .ok()
 }
 
 /// The open segment being appended to.
@@ -214,19 +248,33 @@ impl WalWriter {
             .append(true)
             .open(&path)
             .map_err(|e| StorageError::io("opening", &path, e))?;
-        let len = file.metadata().map_err(|e| StorageError::io("reading metadata of", &path, e))?.len();
+        let len = file
+            .metadata()
+            .map_err(|e| StorageError::io("reading metadata of", &path, e))?
+            .len();
         if len > valid_len {
-            file.set_len(valid_len).map_err(|e| StorageError::io("truncating", &path, e))?;
-            file.sync_all().map_err(|e| StorageError::io("syncing", &path, e))?;
+            file.set_len(valid_len)
+                .map_err(|e| StorageError::io("truncating", &path, e))?;
+            file.sync_all()
+                .map_err(|e| StorageError::io("syncing", &path, e))?;
         }
         sync_dir(dir)?;
-        Ok(WalWriter { dir: dir.into(), file, path, bytes_since_snapshot: valid_len })
+        Ok(WalWriter {
+            dir: dir.into(),
+            file,
+            path,
+            bytes_since_snapshot: valid_len,
+        })
     }
 
     /// Appends `buf` and makes it durable.
     pub fn append_durable(&mut self, buf: &[u8]) -> Result<()> {
-        self.file.write_all(buf).map_err(|e| StorageError::io("appending to", &self.path, e))?;
-        self.file.sync_data().map_err(|e| StorageError::io("syncing", &self.path, e))?;
+        self.file
+            .write_all(buf)
+            .map_err(|e| StorageError::io("appending to", &self.path, e))?;
+        self.file
+            .sync_data()
+            .map_err(|e| StorageError::io("syncing", &self.path, e))?;
         self.bytes_since_snapshot += buf.len() as u64;
         Ok(())
     }
@@ -264,7 +312,15 @@ mod tests {
         std::fs::write(&path, sample()).unwrap();
         let c = read_segment(&path, false).unwrap();
         assert_eq!(c.records.len(), 4);
-        assert_eq!(c.records[3], Record::Put { rev: 4, key: "/b".into(), value: Bytes::from_static(b"world"), expires_at: 77 });
+        assert_eq!(
+            c.records[3],
+            Record::Put {
+                rev: 4,
+                key: "/b".into(),
+                value: Bytes::from_static(b"world"),
+                expires_at: 77
+            }
+        );
         assert!(!c.torn_tail);
     }
 

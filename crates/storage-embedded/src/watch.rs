@@ -30,7 +30,10 @@ pub(crate) async fn run(
             let batch = {
                 let state = shared.state.read();
                 if next < state.compacted {
-                    Err(StorageError::Compacted { requested: next, compacted: state.compacted })
+                    Err(StorageError::Compacted {
+                        requested: next,
+                        compacted: state.compacted,
+                    })
                 } else {
                     Ok(state.events(&req, next, committed, BATCH))
                 }

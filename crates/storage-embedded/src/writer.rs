@@ -26,12 +26,29 @@ const MAX_BATCH: usize = 1024;
 
 #[derive(Debug)]
 pub(crate) enum Op {
-    Create { key: String, value: Bytes, expires_at: u64 },
-    Update { key: String, value: Bytes, expected: i64, expires_at: u64 },
-    Delete { key: String, expected: Option<i64> },
+    Create {
+        key: String,
+        value: Bytes,
+        expires_at: u64,
+    },
+    Update {
+        key: String,
+        value: Bytes,
+        expected: i64,
+        expires_at: u64,
+    },
+    Delete {
+        key: String,
+        expected: Option<i64>,
+    },
     /// TTL expiry: delete `key` if it still is at `mod_rev`.
-    Expire { key: String, mod_rev: i64 },
-    Compact { rev: i64 },
+    Expire {
+        key: String,
+        mod_rev: i64,
+    },
+    Compact {
+        rev: i64,
+    },
     /// Answer everything queued before, then stop (releasing the data directory).
     Shutdown,
 }
@@ -75,7 +92,11 @@ pub(crate) struct Writer {
 
 fn apply(state: &mut State, op: &Op, buf: &mut Vec<u8>) -> Result<Reply> {
     match op {
-        Op::Create { key, value, expires_at } => {
+        Op::Create {
+            key,
+            value,
+            expires_at,
+        } => {
             if state.latest(key).is_some() {
                 return Err(StorageError::AlreadyExists { key: key.clone() });
             }
@@ -83,7 +104,12 @@ fn apply(state: &mut State, op: &Op, buf: &mut Vec<u8>) -> Result<Reply> {
             wal::encode_put(buf, kv.mod_revision, key, value, *expires_at);
             Ok(Reply::Kv(kv))
         }
-        Op::Update { key, value, expected, expires_at } => {
+        Op::Update {
+            key,
+            value,
+            expected,
+            expires_at,
+        } => {
             match state.latest(key) {
                 None => return Err(StorageError::NotFound { key: key.clone() }),
                 Some(v) if v.mod_rev != *expected => {
@@ -111,8 +137,9 @@ fn apply(state: &mut State, op: &Op, buf: &mut Vec<u8>) -> Result<Reply> {
                 }
                 _ => {}
             }
-            let (prev, rev) =
-                state.delete(key).ok_or_else(|| StorageError::NotFound { key: key.clone() })?;
+            let (prev, rev) = state
+                .delete(key)
+                .ok_or_else(|| StorageError::NotFound { key: key.clone() })?;
             wal::encode_delete(buf, rev, key);
             Ok(Reply::Deleted(prev, rev))
         }
@@ -126,10 +153,16 @@ fn apply(state: &mut State, op: &Op, buf: &mut Vec<u8>) -> Result<Reply> {
         }
         Op::Compact { rev } => {
             if *rev > state.current {
-                return Err(StorageError::FutureRevision { requested: *rev, current: state.current });
+                return Err(StorageError::FutureRevision {
+                    requested: *rev,
+                    current: state.current,
+                });
             }
             if *rev <= state.compacted {
-                return Err(StorageError::Compacted { requested: *rev, compacted: state.compacted });
+                return Err(StorageError::Compacted {
+                    requested: *rev,
+                    compacted: state.compacted,
+                });
             }
             state.compact(*rev);
             wal::encode_compact(buf, *rev);
@@ -156,7 +189,9 @@ impl Writer {
         let mut replies: Vec<Result<Reply>> = Vec::with_capacity(MAX_BATCH);
         let mut buf: Vec<u8> = Vec::with_capacity(1 << 20);
         loop {
-            let Some(first) = self.rx.blocking_recv() else { return };
+            let Some(first) = self.rx.blocking_recv() else {
+                return;
+            };
             batch.push(first);
             while batch.len() < MAX_BATCH {
                 match self.rx.try_recv() {

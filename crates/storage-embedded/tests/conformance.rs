@@ -23,7 +23,10 @@ async fn embedded() -> Embedded {
     let mut config = EmbeddedConfig::new(dir.path());
     // Small snapshots so the suite also crosses WAL rotation and snapshotting.
     config.snapshot_threshold_bytes = 4096;
-    Embedded { store: EmbeddedStorage::open(config).await.unwrap(), _dir: dir }
+    Embedded {
+        store: EmbeddedStorage::open(config).await.unwrap(),
+        _dir: dir,
+    }
 }
 
 ferrokube_storage::conformance_tests!(embedded);

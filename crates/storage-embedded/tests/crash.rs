@@ -34,7 +34,11 @@ fn config(dir: &str) -> EmbeddedConfig {
 /// The writer: prints `OPEN <rev>` once recovered, then `ACK <key> <rev>` for each
 /// create and `COUNT <writer> <n> <rev>` for each counter update it got acknowledged.
 fn writer(dir: String, round: usize) {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async move {
         let store = EmbeddedStorage::open(config(&dir)).await.unwrap();
         // libtest has printed "test <name> ... " without a newline: start a fresh line.
@@ -49,12 +53,20 @@ fn writer(dir: String, round: usize) {
                     println!("ACK {key} {}", kv.mod_revision);
                     let counter = format!("/crash/counter/{w}");
                     let kv = guaranteed_update::<StorageError, _>(&*store, &counter, true, |cur| {
-                        let n: u64 = cur.map_or(0, |kv| String::from_utf8_lossy(&kv.value).parse().unwrap());
-                        Ok(UpdateDecision::Write { value: Bytes::from((n + 1).to_string()), ttl: None })
+                        let n: u64 =
+                            cur.map_or(0, |kv| String::from_utf8_lossy(&kv.value).parse().unwrap());
+                        Ok(UpdateDecision::Write {
+                            value: Bytes::from((n + 1).to_string()),
+                            ttl: None,
+                        })
                     })
                     .await
                     .unwrap();
-                    println!("COUNT {w} {} {}", String::from_utf8_lossy(&kv.value), kv.mod_revision);
+                    println!(
+                        "COUNT {w} {} {}",
+                        String::from_utf8_lossy(&kv.value),
+                        kv.mod_revision
+                    );
                 }
             }));
         }
@@ -67,7 +79,10 @@ fn writer(dir: String, round: usize) {
 #[test]
 fn acknowledged_writes_survive_sigkill() {
     if let Ok(dir) = std::env::var(CHILD_ENV) {
-        let round = std::env::var("FERROKUBE_CRASH_ROUND").unwrap().parse().unwrap();
+        let round = std::env::var("FERROKUBE_CRASH_ROUND")
+            .unwrap()
+            .parse()
+            .unwrap();
         return writer(dir, round);
     }
     let dir = tempfile::tempdir().unwrap();
@@ -80,7 +95,12 @@ fn acknowledged_writes_survive_sigkill() {
 
     for round in 0..ROUNDS {
         let mut child = Command::new(&exe)
-            .args(["--exact", "acknowledged_writes_survive_sigkill", "--nocapture", "--test-threads=1"])
+            .args([
+                "--exact",
+                "acknowledged_writes_survive_sigkill",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(CHILD_ENV, &dir_str)
             .env("FERROKUBE_CRASH_ROUND", round.to_string())
             .stdout(Stdio::piped())
@@ -88,7 +108,12 @@ fn acknowledged_writes_survive_sigkill() {
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();
-        let reader = std::thread::spawn(move || BufReader::new(stdout).lines().map_while(Result::ok).collect::<Vec<_>>());
+        let reader = std::thread::spawn(move || {
+            BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+                .collect::<Vec<_>>()
+        });
         // Let it write for a varying while, then kill it without warning.
         std::thread::sleep(Duration::from_millis(300 + (round as u64 * 137) % 500));
         child.kill().unwrap(); // SIGKILL
@@ -106,7 +131,10 @@ fn acknowledged_writes_survive_sigkill() {
                     // Every new write lands above the revision the store reopened at,
                     // which itself is at or above everything acknowledged before.
                     let opened = opened_at.expect("ACK before OPEN");
-                    assert!(rev > opened, "round {round}: revision {rev} not above reopen revision {opened}");
+                    assert!(
+                        rev > opened,
+                        "round {round}: revision {rev} not above reopen revision {opened}"
+                    );
                     acked.insert(key.to_string(), rev);
                     acks_this_round += 1;
                 }
@@ -118,28 +146,51 @@ fn acknowledged_writes_survive_sigkill() {
             }
         }
         let opened_at = opened_at.expect("writer never opened the store");
-        assert!(opened_at >= max_acked_rev, "round {round}: reopened at {opened_at}, below acknowledged {max_acked_rev}");
-        assert!(acks_this_round > 0, "round {round}: no write was acknowledged");
+        assert!(
+            opened_at >= max_acked_rev,
+            "round {round}: reopened at {opened_at}, below acknowledged {max_acked_rev}"
+        );
+        assert!(
+            acks_this_round > 0,
+            "round {round}: no write was acknowledged"
+        );
         max_acked_rev = max_acked_rev.max(acked.values().copied().max().unwrap_or(0));
 
         // Verify in this process: everything acknowledged in any round is there.
         rt.block_on(async {
             let store = EmbeddedStorage::open(config(&dir_str)).await.unwrap();
             let current = store.current_revision().await.unwrap();
-            assert!(current >= max_acked_rev, "round {round}: store at {current}, acknowledged {max_acked_rev}");
+            assert!(
+                current >= max_acked_rev,
+                "round {round}: store at {current}, acknowledged {max_acked_rev}"
+            );
             for (key, rev) in &acked {
-                let kv = store.get(key, None).await.unwrap().unwrap_or_else(|| panic!("round {round}: lost {key}"));
+                let kv = store
+                    .get(key, None)
+                    .await
+                    .unwrap()
+                    .unwrap_or_else(|| panic!("round {round}: lost {key}"));
                 assert_eq!(kv.mod_revision, *rev, "{key}");
                 assert_eq!(kv.value, value_for(key), "{key}");
             }
             for (w, n) in &counters {
-                let kv = store.get(&format!("/crash/counter/{w}"), None).await.unwrap().unwrap();
+                let kv = store
+                    .get(&format!("/crash/counter/{w}"), None)
+                    .await
+                    .unwrap()
+                    .unwrap();
                 let stored: u64 = String::from_utf8_lossy(&kv.value).parse().unwrap();
-                assert!(stored >= *n, "counter {w}: stored {stored} < acknowledged {n}");
+                assert!(
+                    stored >= *n,
+                    "counter {w}: stored {stored} < acknowledged {n}"
+                );
             }
             store.shutdown().await;
         });
-        eprintln!("round {round}: {acks_this_round} acknowledged creates survived (total {})", acked.len());
+        eprintln!(
+            "round {round}: {acks_this_round} acknowledged creates survived (total {})",
+            acked.len()
+        );
     }
     let started = Instant::now();
     rt.block_on(async {

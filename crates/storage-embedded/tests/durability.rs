@@ -52,7 +52,10 @@ async fn workload(s: &EmbeddedStorage, n: usize) -> Vec<(String, Bytes, i64)> {
         }
     }
     let r = s.range(RangeRequest::prefix("/w/")).await.unwrap();
-    r.kvs.into_iter().map(|kv| (kv.key, kv.value, kv.mod_revision)).collect()
+    r.kvs
+        .into_iter()
+        .map(|kv| (kv.key, kv.value, kv.mod_revision))
+        .collect()
 }
 
 #[tokio::test]
@@ -63,21 +66,42 @@ async fn state_survives_restart_across_snapshots() {
     let stats = s.stats();
     s.shutdown().await;
     // Snapshots were taken and old WAL segments deleted.
-    assert_eq!(files(dir.path(), "snap-").len(), 1, "{:?}", files(dir.path(), ""));
-    assert!(files(dir.path(), "wal-").len() <= 2, "{:?}", files(dir.path(), "wal-"));
+    assert_eq!(
+        files(dir.path(), "snap-").len(),
+        1,
+        "{:?}",
+        files(dir.path(), "")
+    );
+    assert!(
+        files(dir.path(), "wal-").len() <= 2,
+        "{:?}",
+        files(dir.path(), "wal-")
+    );
 
     let s = open(dir.path(), 8 << 10).await;
     assert_eq!(s.stats(), stats);
     let r = s.range(RangeRequest::prefix("/w/")).await.unwrap();
-    let after: Vec<_> = r.kvs.into_iter().map(|kv| (kv.key, kv.value, kv.mod_revision)).collect();
+    let after: Vec<_> = r
+        .kvs
+        .into_iter()
+        .map(|kv| (kv.key, kv.value, kv.mod_revision))
+        .collect();
     assert_eq!(after, before);
     // History after the compaction point is still readable after restart.
-    let old = s.range(RangeRequest::prefix("/w/").at_revision(stats.revision - 5)).await;
+    let old = s
+        .range(RangeRequest::prefix("/w/").at_revision(stats.revision - 5))
+        .await;
     assert!(old.is_ok());
-    let err = s.get("/w/00001", Some(stats.compacted_revision - 1)).await.unwrap_err();
+    let err = s
+        .get("/w/00001", Some(stats.compacted_revision - 1))
+        .await
+        .unwrap_err();
     assert!(err.is_compacted());
     // And writes continue at the next revision.
-    let kv = s.create("/after/restart", Bytes::from_static(b"x"), None).await.unwrap();
+    let kv = s
+        .create("/after/restart", Bytes::from_static(b"x"), None)
+        .await
+        .unwrap();
     assert_eq!(kv.mod_revision, stats.revision + 1);
 }
 
@@ -85,11 +109,19 @@ async fn state_survives_restart_across_snapshots() {
 async fn watch_resumes_from_a_revision_after_restart() {
     let dir = tempfile::tempdir().unwrap();
     let s = open(dir.path(), 1 << 20).await;
-    let first = s.create("/r/a", Bytes::from_static(b"1"), None).await.unwrap();
-    s.create("/r/b", Bytes::from_static(b"2"), None).await.unwrap();
+    let first = s
+        .create("/r/a", Bytes::from_static(b"1"), None)
+        .await
+        .unwrap();
+    s.create("/r/b", Bytes::from_static(b"2"), None)
+        .await
+        .unwrap();
     s.shutdown().await;
     let s = open(dir.path(), 1 << 20).await;
-    let mut w = s.watch(WatchRequest::prefix("/r/").from_revision(first.mod_revision)).await.unwrap();
+    let mut w = s
+        .watch(WatchRequest::prefix("/r/").from_revision(first.mod_revision))
+        .await
+        .unwrap();
     let keys: Vec<String> = futures_keys(&mut w, 2).await;
     assert_eq!(keys, ["/r/a", "/r/b"]);
 }
@@ -97,7 +129,12 @@ async fn watch_resumes_from_a_revision_after_restart() {
 async fn futures_keys(w: &mut ferrokube_storage::WatchStream, n: usize) -> Vec<String> {
     let mut keys = Vec::new();
     while keys.len() < n {
-        match tokio::time::timeout(Duration::from_secs(5), w.recv()).await.unwrap().unwrap().unwrap() {
+        match tokio::time::timeout(Duration::from_secs(5), w.recv())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap()
+        {
             WatchMessage::Event(e) => keys.push(e.kv.key),
             WatchMessage::Progress { .. } => {}
         }
@@ -109,7 +146,9 @@ async fn futures_keys(w: &mut ferrokube_storage::WatchStream, n: usize) -> Vec<S
 async fn second_open_of_a_locked_directory_fails() {
     let dir = tempfile::tempdir().unwrap();
     let s = open(dir.path(), 1 << 20).await;
-    let err = EmbeddedStorage::open(config(dir.path(), 1 << 20)).await.unwrap_err();
+    let err = EmbeddedStorage::open(config(dir.path(), 1 << 20))
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("LOCK"), "{err}");
     assert!(err.to_string().contains("in use"), "{err}");
     s.shutdown().await;
@@ -122,7 +161,9 @@ async fn torn_wal_tail_is_dropped_and_earlier_writes_kept() {
     let dir = tempfile::tempdir().unwrap();
     let s = open(dir.path(), 1 << 30).await;
     for i in 0..10 {
-        s.create(&format!("/t/{i}"), Bytes::from(vec![b'a'; 100]), None).await.unwrap();
+        s.create(&format!("/t/{i}"), Bytes::from(vec![b'a'; 100]), None)
+            .await
+            .unwrap();
     }
     let rev = s.current_revision().await.unwrap();
     s.shutdown().await;
@@ -134,12 +175,24 @@ async fn torn_wal_tail_is_dropped_and_earlier_writes_kept() {
     std::fs::write(&wal, &data).unwrap();
     let s = open(dir.path(), 1 << 30).await;
     assert_eq!(s.current_revision().await.unwrap(), rev);
-    assert_eq!(s.range(RangeRequest::prefix("/t/")).await.unwrap().count, 10);
-    assert_eq!(std::fs::metadata(&wal).unwrap().len() as usize, good_len, "torn tail truncated");
-    s.create("/t/next", Bytes::from_static(b"x"), None).await.unwrap();
+    assert_eq!(
+        s.range(RangeRequest::prefix("/t/")).await.unwrap().count,
+        10
+    );
+    assert_eq!(
+        std::fs::metadata(&wal).unwrap().len() as usize,
+        good_len,
+        "torn tail truncated"
+    );
+    s.create("/t/next", Bytes::from_static(b"x"), None)
+        .await
+        .unwrap();
     s.shutdown().await;
     let s = open(dir.path(), 1 << 30).await;
-    assert_eq!(s.range(RangeRequest::prefix("/t/")).await.unwrap().count, 11);
+    assert_eq!(
+        s.range(RangeRequest::prefix("/t/")).await.unwrap().count,
+        11
+    );
 }
 
 #[tokio::test]
@@ -147,7 +200,9 @@ async fn corrupt_wal_stops_startup_naming_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let s = open(dir.path(), 1 << 30).await;
     for i in 0..10 {
-        s.create(&format!("/c/{i}"), Bytes::from(vec![b'a'; 100]), None).await.unwrap();
+        s.create(&format!("/c/{i}"), Bytes::from(vec![b'a'; 100]), None)
+            .await
+            .unwrap();
     }
     s.shutdown().await;
     let name = files(dir.path(), "wal-")[0].clone();
@@ -155,7 +210,9 @@ async fn corrupt_wal_stops_startup_naming_the_file() {
     let mut data = std::fs::read(&wal).unwrap();
     data[60] ^= 0x55; // inside an early record, valid records follow
     std::fs::write(&wal, &data).unwrap();
-    let err = EmbeddedStorage::open(config(dir.path(), 1 << 30)).await.unwrap_err();
+    let err = EmbeddedStorage::open(config(dir.path(), 1 << 30))
+        .await
+        .unwrap_err();
     assert!(matches!(err, StorageError::Corrupt { .. }), "{err}");
     assert!(err.to_string().contains(&name), "{err}");
     // Nothing was modified by the failed start.
@@ -168,12 +225,16 @@ async fn corrupt_or_truncated_snapshot_stops_startup_naming_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let s = open(dir.path(), 2048).await;
         for i in 0..100 {
-            s.create(&format!("/s/{i}"), Bytes::from(vec![b'b'; 100]), None).await.unwrap();
+            s.create(&format!("/s/{i}"), Bytes::from(vec![b'b'; 100]), None)
+                .await
+                .unwrap();
         }
         // Let the background snapshot finish before shutting down.
         tokio::time::sleep(Duration::from_millis(300)).await;
         s.shutdown().await;
-        let name = files(dir.path(), "snap-").pop().expect("a snapshot was written");
+        let name = files(dir.path(), "snap-")
+            .pop()
+            .expect("a snapshot was written");
         let path = dir.path().join(&name);
         let data = std::fs::read(&path).unwrap();
         match damage {
@@ -184,8 +245,13 @@ async fn corrupt_or_truncated_snapshot_stops_startup_naming_the_file() {
             }
             _ => std::fs::write(&path, &data[..data.len() - 100]).unwrap(),
         }
-        let err = EmbeddedStorage::open(config(dir.path(), 2048)).await.unwrap_err();
-        assert!(matches!(err, StorageError::Corrupt { .. }), "{damage}: {err}");
+        let err = EmbeddedStorage::open(config(dir.path(), 2048))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, StorageError::Corrupt { .. }),
+            "{damage}: {err}"
+        );
         assert!(err.to_string().contains(&name), "{damage}: {err}");
     }
 }
@@ -208,7 +274,9 @@ async fn records_missing_from_the_wal_are_detected() {
     let dir = tempfile::tempdir().unwrap();
     let s = open(dir.path(), 1 << 30).await;
     for i in 0..6 {
-        s.create(&format!("/m/{i}"), Bytes::from_static(b"v"), None).await.unwrap();
+        s.create(&format!("/m/{i}"), Bytes::from_static(b"v"), None)
+            .await
+            .unwrap();
     }
     s.shutdown().await;
     let name = files(dir.path(), "wal-")[0].clone();
@@ -220,9 +288,14 @@ async fn records_missing_from_the_wal_are_detected() {
     let mut cut = data[..at[2]].to_vec();
     cut.extend_from_slice(&data[at[4]..]);
     std::fs::write(&path, &cut).unwrap();
-    let err = EmbeddedStorage::open(config(dir.path(), 1 << 30)).await.unwrap_err();
+    let err = EmbeddedStorage::open(config(dir.path(), 1 << 30))
+        .await
+        .unwrap_err();
     assert!(matches!(err, StorageError::Corrupt { .. }), "{err}");
-    assert!(err.to_string().contains(&name) && err.to_string().contains("missing"), "{err}");
+    assert!(
+        err.to_string().contains(&name) && err.to_string().contains("missing"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -230,7 +303,10 @@ async fn oversized_value_leaves_no_trace() {
     let dir = tempfile::tempdir().unwrap();
     let s = open(dir.path(), 1 << 30).await;
     let before = s.current_revision().await.unwrap();
-    let err = s.create("/big", Bytes::from(vec![0; 2 << 20]), None).await.unwrap_err();
+    let err = s
+        .create("/big", Bytes::from(vec![0; 2 << 20]), None)
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("limit"), "{err}");
     s.shutdown().await;
     let s = open(dir.path(), 1 << 30).await;
@@ -243,15 +319,28 @@ async fn automatic_compaction_bounds_history() {
     let mut c = config(dir.path(), 1 << 30);
     c.compaction_interval = Some(Duration::from_millis(200));
     let s = EmbeddedStorage::open(c).await.unwrap();
-    let mut kv = s.create("/hot", Bytes::from_static(b"0"), None).await.unwrap();
+    let mut kv = s
+        .create("/hot", Bytes::from_static(b"0"), None)
+        .await
+        .unwrap();
     for i in 0..20 {
-        kv = s.update("/hot", Bytes::from(i.to_string()), kv.mod_revision, None).await.unwrap();
+        kv = s
+            .update("/hot", Bytes::from(i.to_string()), kv.mod_revision, None)
+            .await
+            .unwrap();
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     while s.stats().compacted_revision < kv.mod_revision {
-        assert!(tokio::time::Instant::now() < deadline, "no automatic compaction");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no automatic compaction"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(s.get("/hot", Some(kv.mod_revision - 5)).await.unwrap_err().is_compacted());
+    assert!(s
+        .get("/hot", Some(kv.mod_revision - 5))
+        .await
+        .unwrap_err()
+        .is_compacted());
     assert_eq!(s.get("/hot", None).await.unwrap().unwrap(), kv);
 }

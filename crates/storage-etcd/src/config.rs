@@ -52,7 +52,10 @@ impl EtcdConfig {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        EtcdConfig { endpoints: endpoints.into_iter().map(Into::into).collect(), ..Default::default() }
+        EtcdConfig {
+            endpoints: endpoints.into_iter().map(Into::into).collect(),
+            ..Default::default()
+        }
     }
 
     /// Parses `--etcd-servers`: a comma-separated list of URLs (blanks ignored).
@@ -98,7 +101,9 @@ impl EtcdConfig {
     /// for `https://` endpoints, if any.
     pub(crate) fn load_tls(&self) -> Result<Option<TlsOptions>, StorageError> {
         if self.endpoints.is_empty() {
-            return Err(invalid("no etcd endpoints given (--etcd-servers is empty)".into()));
+            return Err(invalid(
+                "no etcd endpoints given (--etcd-servers is empty)".into(),
+            ));
         }
         if self.dial_timeout.is_zero() {
             return Err(invalid("the etcd dial timeout must be positive".into()));
@@ -138,11 +143,15 @@ impl EtcdConfig {
                 self.endpoints.join(",")
             )));
         };
-        let ca = read_pem(ca_file, &["CERTIFICATE"])?;
+        let ca = read_pem("--etcd-cafile", ca_file, &["CERTIFICATE"])?;
         let mut tls = TlsOptions::new().ca_certificate(Certificate::from_pem(ca));
         if let (Some(cert_file), Some(key_file)) = (&self.cert_file, &self.key_file) {
-            let cert = read_pem(cert_file, &["CERTIFICATE"])?;
-            let key = read_pem(key_file, &["PRIVATE KEY", "RSA PRIVATE KEY", "EC PRIVATE KEY"])?;
+            let cert = read_pem("--etcd-certfile", cert_file, &["CERTIFICATE"])?;
+            let key = read_pem(
+                "--etcd-keyfile",
+                key_file,
+                &["PRIVATE KEY", "RSA PRIVATE KEY", "EC PRIVATE KEY"],
+            )?;
             tls = tls.identity(Identity::from_pem(cert, key));
         }
         Ok(Some(tls))
@@ -155,7 +164,7 @@ fn invalid(reason: String) -> StorageError {
 
 /// Reads a PEM file and checks that it holds at least one block with one of `labels`,
 /// so that a wrong or truncated file is reported by name rather than as a TLS failure.
-fn read_pem(path: &Path, labels: &[&str]) -> Result<Vec<u8>, StorageError> {
+fn read_pem(flag: &str, path: &Path, labels: &[&str]) -> Result<Vec<u8>, StorageError> {
     let bytes = std::fs::read(path).map_err(|e| StorageError::io("reading", path, e))?;
     let text = String::from_utf8_lossy(&bytes);
     let complete = labels.iter().any(|label| {
@@ -163,10 +172,11 @@ fn read_pem(path: &Path, labels: &[&str]) -> Result<Vec<u8>, StorageError> {
             && text.contains(&format!("-----END {label}-----"))
     });
     if !complete {
-        return Err(StorageError::Corrupt {
-            path: path.to_path_buf(),
-            detail: format!("not a PEM file with a {} block", labels.join(" or ")),
-        });
+        return Err(invalid(format!(
+            "{flag} {}: not a PEM file with a {} block",
+            path.display(),
+            labels.join(" or ")
+        )));
     }
     Ok(bytes)
 }
@@ -187,7 +197,10 @@ mod tests {
     fn prefix_is_normalised_like_upstream() {
         let c = EtcdConfig::default();
         assert_eq!(c.key_prefix(), "/registry/");
-        assert_eq!(c.clone().with_prefix("registry/").key_prefix(), "/registry/");
+        assert_eq!(
+            c.clone().with_prefix("registry/").key_prefix(),
+            "/registry/"
+        );
         assert_eq!(c.clone().with_prefix("/a/b").key_prefix(), "/a/b/");
         assert_eq!(c.clone().with_prefix("").key_prefix(), "/");
         assert_eq!(c.with_prefix("/").key_prefix(), "/");
@@ -197,8 +210,13 @@ mod tests {
     fn bad_settings_are_refused() {
         assert!(EtcdConfig::default().load_tls().is_err());
         assert!(EtcdConfig::new(["127.0.0.1:2379"]).load_tls().is_err());
-        assert!(EtcdConfig::new(["http://a:1", "https://b:1"]).load_tls().is_err());
-        assert!(EtcdConfig::new(["https://a:1"]).load_tls().is_err(), "https needs a CA");
+        assert!(EtcdConfig::new(["http://a:1", "https://b:1"])
+            .load_tls()
+            .is_err());
+        assert!(
+            EtcdConfig::new(["https://a:1"]).load_tls().is_err(),
+            "https needs a CA"
+        );
         let plain = EtcdConfig::new(["http://a:1"]);
         assert!(plain.load_tls().unwrap().is_none());
         let mut half = EtcdConfig::new(["https://a:1"]);
@@ -218,8 +236,14 @@ mod tests {
         std::fs::write(&junk, "hello").unwrap();
         let c = EtcdConfig::new(["https://a:1"]).with_tls(&junk, &junk, &junk);
         let err = c.load_tls().unwrap_err();
-        assert!(matches!(err, StorageError::Corrupt { .. }), "{err:?}");
-        assert!(err.to_string().contains("junk.pem"), "{err}");
+        assert!(
+            matches!(err, StorageError::InvalidRequest { .. }),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string().contains("--etcd-cafile") && err.to_string().contains("junk.pem"),
+            "{err}"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -17,7 +17,10 @@ pub struct RequestFailed {
 
 impl RequestFailed {
     pub fn new(source: etcd_client::Error) -> Self {
-        RequestFailed { cause: describe(&source), source }
+        RequestFailed {
+            cause: describe(&source),
+            source,
+        }
     }
 }
 
@@ -104,7 +107,10 @@ pub fn retry_write(err: &etcd_client::Error) -> bool {
 fn sources<'a>(
     first: Option<&'a (dyn StdError + 'static)>,
 ) -> impl Iterator<Item = &'a (dyn StdError + 'static)> {
-    std::iter::successors(first, |e| e.source())
+    std::iter::successors(first, |e| {
+        let e: &'a (dyn StdError + 'static) = *e;
+        e.source()
+    })
 }
 
 /// A one-line cause: the gRPC message plus every distinct underlying error, e.g.
@@ -120,10 +126,41 @@ pub fn describe(err: &etcd_client::Error) -> String {
     if let etcd_client::Error::GRpcStatus(status) = err {
         for source in sources(status.source()) {
             let text = source.to_string();
-            if !text.is_empty() && !out.contains(&text) {
+            // tonic's generic wrapper says nothing its source does not say better.
+            if text.is_empty() || text == "transport error" {
+                continue;
+            }
+            if !out.contains(&text) {
                 let _ = write!(out, ": {text}");
             }
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A request to a port nobody listens on was never sent: safe to retry, even a write.
+    #[tokio::test]
+    async fn refused_connections_may_be_retried() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut client = etcd_client::Client::connect([format!("http://127.0.0.1:{port}")], None)
+            .await
+            .unwrap();
+        let err = client.put("k", "v", None).await.unwrap_err();
+        assert!(retry_write(&err), "{err:?}");
+        assert!(retry_read(&err), "{err:?}");
+        let cause = describe(&err);
+        assert!(
+            cause.contains("refused") && !cause.contains("transport error"),
+            "{cause}"
+        );
+        assert_eq!(kind(&err), Kind::Other);
+    }
 }

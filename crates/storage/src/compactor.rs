@@ -55,7 +55,9 @@ pub fn spawn_compactor(store: Weak<dyn Storage>, interval: Duration) -> Compacto
             };
             if let Some(target) = previous.filter(|p| *p > 1) {
                 match store.compact(target).await {
-                    Ok(()) => tracing::debug!(backend = store.backend(), revision = target, "compacted"),
+                    Ok(()) => {
+                        tracing::debug!(backend = store.backend(), revision = target, "compacted")
+                    }
                     // Someone (another API server) compacted past us already: fine.
                     Err(StorageError::Compacted { .. }) => {}
                     Err(err) => {
@@ -66,5 +68,8 @@ pub fn spawn_compactor(store: Weak<dyn Storage>, interval: Duration) -> Compacto
             previous = Some(current);
         }
     });
-    Compactor { stop, task: Some(task) }
+    Compactor {
+        stop,
+        task: Some(task),
+    }
 }

@@ -21,11 +21,20 @@ pub enum StorageError {
     /// without another read.
     #[error("key {key:?} was modified concurrently: expected mod revision {expected}, found {}",
         current.as_ref().map_or(0, |kv| kv.mod_revision))]
-    Conflict { key: String, expected: i64, current: Option<Box<KeyValue>> },
+    Conflict {
+        key: String,
+        expected: i64,
+        current: Option<Box<KeyValue>>,
+    },
 
     /// A delete/update precondition (UID or resourceVersion) did not hold.
     #[error("precondition failed for {key:?}: {what} in precondition: {expected}, {what} in object: {actual}")]
-    PreconditionFailed { key: String, what: &'static str, expected: String, actual: String },
+    PreconditionFailed {
+        key: String,
+        what: &'static str,
+        expected: String,
+        actual: String,
+    },
 
     /// The requested revision is older than the compacted revision (HTTP 410 Gone).
     #[error("required revision {requested} has been compacted (compacted revision {compacted})")]
@@ -35,7 +44,11 @@ pub enum StorageError {
     FutureRevision { requested: i64, current: i64 },
 
     #[error("value for key {key:?} is {size} bytes, over the limit of {limit} bytes")]
-    ValueTooLarge { key: String, size: usize, limit: usize },
+    ValueTooLarge {
+        key: String,
+        size: usize,
+        limit: usize,
+    },
 
     #[error("invalid key {key:?}: {reason}")]
     InvalidKey { key: String, reason: &'static str },
@@ -69,7 +82,10 @@ pub enum StorageError {
 
     /// The backend answered with something this client does not understand.
     #[error("unexpected response from {backend}: {detail}")]
-    Protocol { backend: &'static str, detail: String },
+    Protocol {
+        backend: &'static str,
+        detail: String,
+    },
 }
 
 impl StorageError {
@@ -85,6 +101,10 @@ impl StorageError {
 
     /// Builds an I/O error naming the operation and the file.
     pub fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        StorageError::Io { op, path: path.into(), source }
+        StorageError::Io {
+            op,
+            path: path.into(),
+            source,
+        }
     }
 }

@@ -22,7 +22,7 @@ pub use compactor::{spawn_compactor, Compactor};
 pub use error::{Result, StorageError};
 pub use traits::Storage;
 pub use types::{
-    check_value_size, prefix_end, validate_key, Event, EventKind, KeyValue, RangeRequest, RangeResponse,
-    WatchMessage, WatchRequest, WatchStream, MAX_VALUE_SIZE,
+    check_value_size, prefix_end, validate_key, Event, EventKind, KeyValue, RangeRequest,
+    RangeResponse, WatchMessage, WatchRequest, WatchStream, MAX_VALUE_SIZE,
 };
 pub use update::{guaranteed_delete, guaranteed_update, Preconditions, UpdateDecision};

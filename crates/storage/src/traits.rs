@@ -40,7 +40,11 @@ pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
     /// Deletes `key`, only if its mod revision is `expected_mod_revision` when given.
     /// Returns the deleted value and the revision of the delete.
     /// Errors: [`NotFound`](crate::StorageError::NotFound), [`Conflict`](crate::StorageError::Conflict).
-    async fn delete(&self, key: &str, expected_mod_revision: Option<i64>) -> Result<(KeyValue, i64)>;
+    async fn delete(
+        &self,
+        key: &str,
+        expected_mod_revision: Option<i64>,
+    ) -> Result<(KeyValue, i64)>;
 
     /// Watches a key or prefix from a revision. Errors when the start revision has been
     /// compacted (immediately or as the stream's first item).

@@ -43,7 +43,11 @@ pub struct RangeRequest {
 
 impl RangeRequest {
     pub fn prefix(prefix: impl Into<String>) -> Self {
-        RangeRequest { key: prefix.into(), prefix: true, ..Default::default() }
+        RangeRequest {
+            key: prefix.into(),
+            prefix: true,
+            ..Default::default()
+        }
     }
     pub fn with_limit(mut self, limit: usize) -> Self {
         self.limit = limit;
@@ -104,10 +108,16 @@ pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
 /// Keys are non-empty and free of NUL bytes (NUL is how continue keys are built).
 pub fn validate_key(key: &str) -> Result<()> {
     if key.is_empty() {
-        return Err(StorageError::InvalidKey { key: key.into(), reason: "key is empty" });
+        return Err(StorageError::InvalidKey {
+            key: key.into(),
+            reason: "key is empty",
+        });
     }
     if key.contains('\0') {
-        return Err(StorageError::InvalidKey { key: key.into(), reason: "key contains a NUL byte" });
+        return Err(StorageError::InvalidKey {
+            key: key.into(),
+            reason: "key contains a NUL byte",
+        });
     }
     Ok(())
 }
@@ -138,10 +148,18 @@ pub struct WatchRequest {
 
 impl WatchRequest {
     pub fn prefix(prefix: impl Into<String>) -> Self {
-        WatchRequest { key: prefix.into(), prefix: true, ..Default::default() }
+        WatchRequest {
+            key: prefix.into(),
+            prefix: true,
+            ..Default::default()
+        }
     }
     pub fn key(key: impl Into<String>) -> Self {
-        WatchRequest { key: key.into(), prefix: false, ..Default::default() }
+        WatchRequest {
+            key: key.into(),
+            prefix: false,
+            ..Default::default()
+        }
     }
     pub fn from_revision(mut self, revision: i64) -> Self {
         self.start_revision = revision;
@@ -180,7 +198,9 @@ pub struct Event {
 pub enum WatchMessage {
     Event(Event),
     /// Every event up to and including `revision` has been delivered.
-    Progress { revision: i64 },
+    Progress {
+        revision: i64,
+    },
 }
 
 /// The receiving end of a watch. Events arrive in revision order; an error ends the
@@ -222,7 +242,10 @@ mod tests {
         let r = RangeRequest::prefix("/pods/").with_start("/pods/a\0");
         assert_eq!(r.first_key().unwrap(), "/pods/a\0");
         let r = RangeRequest::prefix("/pods/").with_start("/secrets/x");
-        assert!(matches!(r.first_key(), Err(StorageError::InvalidRequest { .. })));
+        assert!(matches!(
+            r.first_key(),
+            Err(StorageError::InvalidRequest { .. })
+        ));
     }
 
     #[test]
