@@ -194,20 +194,25 @@ impl Inner {
         }
     }
 
+    /// Checks a write's key and value; returns the stored key and the error context.
+    fn prepare_write<'a>(&self, key: &'a str, value: &[u8]) -> Result<(Vec<u8>, ErrCtx<'a>)> {
+        validate_key(key)?;
+        check_value_size(key, value)?;
+        let ctx = ErrCtx {
+            key,
+            revision: 0,
+            size: value.len(),
+        };
+        Ok((self.keys.stored(key), ctx))
+    }
+
     pub(crate) async fn create(
         &self,
         key: &str,
         value: Bytes,
         ttl: Option<Duration>,
     ) -> Result<KeyValue> {
-        validate_key(key)?;
-        check_value_size(key, &value)?;
-        let k = self.keys.stored(key);
-        let ctx = ErrCtx {
-            key,
-            revision: 0,
-            size: value.len(),
-        };
+        let (k, ctx) = self.prepare_write(key, &value)?;
         let resp = self
             .write_txn(ttl, ctx, |put| {
                 Txn::new()
@@ -241,14 +246,7 @@ impl Inner {
         expected: i64,
         ttl: Option<Duration>,
     ) -> Result<KeyValue> {
-        validate_key(key)?;
-        check_value_size(key, &value)?;
-        let k = self.keys.stored(key);
-        let ctx = ErrCtx {
-            key,
-            revision: 0,
-            size: value.len(),
-        };
+        let (k, ctx) = self.prepare_write(key, &value)?;
         // The key's new create revision and version come from a keys-only read after the
         // put in the same transaction, which sees the put.
         let resp = self
