@@ -8,5 +8,5 @@ source hack/lib/packages.sh
 ensure_packages protobuf-compiler
 cargo build --release -p ferrokube
 data_dir="${FERROKUBE_DATA_DIR:-$PWD/.ferrokube}"
-echo ">>> starting: target/release/ferrokube server --data-dir $data_dir/db"
-exec target/release/ferrokube server --data-dir "$data_dir/db" "$@"
+echo ">>> starting: target/release/ferrokube server --data-dir $data_dir"
+exec target/release/ferrokube server --data-dir "$data_dir" "$@"

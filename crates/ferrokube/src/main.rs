@@ -2,9 +2,10 @@
 //! dispatches; the components live in their crates.
 //!
 //! Components land one by one (see the README for what exists today). Invoked through a
-//! symlink named `ferrokube-<subcommand>` it behaves as that subcommand; upstream names
-//! (`kube-apiserver`, …) are added as their components land.
+//! symlink named `ferrokube-<subcommand>`, or by an upstream component name
+//! (`kube-apiserver`), it behaves as that subcommand.
 
+mod apiserver_cmd;
 mod duration;
 mod server;
 mod storage_flags;
@@ -31,8 +32,10 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Run everything on this machine on the embedded store (today: the store itself).
+    /// Run everything on this machine: the embedded store and the API server (today).
     Server(server::ServerArgs),
+    /// The Kubernetes API server (kube-apiserver).
+    Apiserver(Box<apiserver_cmd::ApiServerArgs>),
     /// Inspect or change a store directly: the embedded data directory or etcd.
     #[command(subcommand)]
     Store(store_cmd::StoreCommand),
@@ -49,11 +52,15 @@ fn argv_with_multicall() -> Vec<std::ffi::OsString> {
                 .map(|n| n.to_string_lossy().into_owned())
         })
         .unwrap_or_default();
-    if let Some(sub) = called_as.strip_prefix("ferrokube-") {
-        if ["server", "store"].contains(&sub) {
-            args.insert(1, sub.into());
-            args[0] = "ferrokube".into();
-        }
+    let sub = match called_as.as_str() {
+        "kube-apiserver" => Some("apiserver"),
+        other => other
+            .strip_prefix("ferrokube-")
+            .filter(|s| ["server", "store", "apiserver"].contains(s)),
+    };
+    if let Some(sub) = sub {
+        args.insert(1, sub.into());
+        args[0] = "ferrokube".into();
     }
     args
 }
@@ -84,6 +91,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Server(args) => server::run(args).await,
+            Command::Apiserver(args) => apiserver_cmd::run(*args).await,
             Command::Store(cmd) => store_cmd::run(cmd).await,
         }
     });

@@ -1,46 +1,113 @@
-//! `ferrokube server`: everything on one machine. Today that is the storage layer: the
-//! embedded store (or etcd) opened, recovered and maintained (compaction, TTL expiry)
-//! until SIGINT/SIGTERM. The API server and the other components join it as they land.
+//! `ferrokube server`: everything on one machine. Today: the storage layer (the embedded
+//! store under `<data-dir>/db`, or etcd) and the API server on `--bind-address`
+//! (loopback by default: authentication is not there yet), with a self-signed serving
+//! certificate in `<data-dir>/tls` and an admin kubeconfig at `<data-dir>/admin.kubeconfig`.
 
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use base64::Engine;
 use clap::Args;
 
+use crate::apiserver_cmd::ApiServerArgs;
 use crate::storage_flags::StorageFlags;
 
 #[derive(Args, Debug)]
 pub struct ServerArgs {
-    #[command(flatten)]
-    storage: StorageFlags,
+    /// Where all state lives: the store (db/), certificates (tls/), admin.kubeconfig.
+    #[arg(long, value_name = "DIR", default_value = "/var/lib/ferrokube")]
+    data_dir: PathBuf,
+    /// The address the API server listens on.
+    #[arg(long, default_value = "127.0.0.1")]
+    bind_address: IpAddr,
+    /// The API server's HTTPS port.
+    #[arg(long, default_value_t = 6443)]
+    secure_port: u16,
+    /// Use an etcd cluster instead of the embedded store (comma-separated URLs).
+    #[arg(long, value_name = "URLS")]
+    etcd_servers: Option<String>,
+}
+
+/// The admin's bearer token, generated once and kept in `<data-dir>/tls/admin.token`.
+/// Authentication does not exist yet, so today it only keeps kubectl from prompting for
+/// a password; it becomes the admin's credential when token authentication lands.
+fn admin_token(dir: &Path) -> anyhow::Result<String> {
+    let path = dir.join("admin.token");
+    if let Ok(t) = std::fs::read_to_string(&path) {
+        if !t.trim().is_empty() {
+            return Ok(t.trim().to_string());
+        }
+    }
+    let token = format!("{}{}", uuid_hex(), uuid_hex());
+    std::fs::write(&path, &token).with_context(|| format!("writing {}", path.display()))?;
+    Ok(token)
+}
+
+fn uuid_hex() -> String {
+    // 122 random bits per call from the OS generator, via the apiserver's uid source.
+    ferrokube_apiserver::random_hex()
+}
+
+fn write_kubeconfig(path: &Path, server: &str, ca_pem: &[u8], token: &str) -> anyhow::Result<()> {
+    let ca = base64::engine::general_purpose::STANDARD.encode(ca_pem);
+    let text = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- cluster:\n    certificate-authority-data: {ca}\n    server: https://{server}\n  name: ferrokube\ncontexts:\n- context:\n    cluster: ferrokube\n    user: admin\n  name: ferrokube\ncurrent-context: ferrokube\nusers:\n- name: admin\n  user:\n    token: {token}\n"
+    );
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
 }
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
-    let backend = args.storage.open(true).await?;
-    let store = backend.store();
-    let revision = store.current_revision().await?;
-    match &backend {
-        crate::storage_flags::Backend::Embedded(s) => {
-            let stats = s.stats();
-            tracing::info!(data_dir = %args.storage.data_dir.display(), revision, keys = stats.keys,
-                "ferrokube server: embedded store ready");
-        }
-        crate::storage_flags::Backend::Etcd { store, .. } => {
-            tracing::info!(
-                endpoints = store.endpoints(),
-                revision,
-                "ferrokube server: etcd store ready"
-            );
-        }
-    }
+    let storage = StorageFlags {
+        data_dir: args.data_dir.join("db"),
+        etcd_servers: args.etcd_servers.clone(),
+        etcd_prefix: "/registry".into(),
+        etcd_cafile: None,
+        etcd_certfile: None,
+        etcd_keyfile: None,
+        etcd_compaction_interval: std::time::Duration::from_secs(300),
+    };
+    let api = ApiServerArgs {
+        bind_address: args.bind_address,
+        secure_port: args.secure_port,
+        advertise_address: None,
+        tls_cert_file: None,
+        tls_private_key_file: None,
+        cert_dir: args.data_dir.join("tls"),
+        storage,
+    };
+    let backend = api.storage.open(true).await?;
+    let server = api.start(backend.store()).await?;
+    let (cert, _) = api.serving_pair()?;
+    let ca = std::fs::read(&cert).with_context(|| format!("reading {}", cert.display()))?;
+    let kubeconfig = args.data_dir.join("admin.kubeconfig");
+    let addr = server
+        .local_addr()
+        .map_or_else(|| api.advertise(), |a| a.to_string());
+    let token = admin_token(&args.data_dir.join("tls"))?;
+    write_kubeconfig(&kubeconfig, &addr, &ca, &token)?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let serving = tokio::spawn(server.run(stopped));
     println!(
-        "ferrokube server: storage ready at revision {revision} ({} backend); stop with Ctrl-C",
-        store.backend()
+        "ferrokube server: API server on https://{addr} ({} storage)",
+        backend.store().backend()
     );
+    println!(
+        "ferrokube server: export KUBECONFIG={}",
+        kubeconfig.display()
+    );
+    println!("ferrokube server: then try: kubectl get namespaces");
     wait_for_signal().await?;
     tracing::info!("ferrokube server: shutting down");
+    let _ = stop.send(true);
+    let _ = serving.await;
     backend.shutdown().await;
     Ok(())
 }
 
-async fn wait_for_signal() -> anyhow::Result<()> {
+pub async fn wait_for_signal() -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;

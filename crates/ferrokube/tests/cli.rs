@@ -176,19 +176,42 @@ fn corrupt_data_dir_stops_with_the_file_named() {
     assert!(!msg.contains("panicked"), "{msg}");
 }
 
-fn wait_for_line(reader: &mut impl BufRead, needle: &str, timeout: Duration) -> String {
+/// Reads lines on a thread so that waiting for one is bounded even if none comes.
+fn wait_for_line(
+    lines: &std::sync::mpsc::Receiver<String>,
+    needle: &str,
+    timeout: Duration,
+) -> String {
     let deadline = Instant::now() + timeout;
-    let mut line = String::new();
-    while Instant::now() < deadline {
-        line.clear();
-        if reader.read_line(&mut line).unwrap() == 0 {
-            panic!("output ended before {needle:?}");
-        }
-        if line.contains(needle) {
-            return line;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) if line.contains(needle) => return line,
+            Ok(_) => continue,
+            Err(_) => panic!("no {needle:?} within {timeout:?}"),
         }
     }
-    panic!("no {needle:?} within {timeout:?}");
+}
+
+fn line_reader(out: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Receiver<String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+fn free_port() -> String {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .to_string()
 }
 
 #[test]
@@ -196,13 +219,23 @@ fn server_runs_until_sigterm_and_locks_its_data_dir() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("db");
     let mut server = Command::new(env!("CARGO_BIN_EXE_ferrokube"))
-        .args(["server", "--data-dir", db.to_str().unwrap()])
+        .args([
+            "server",
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+            "--secure-port",
+            &free_port(),
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut out = BufReader::new(server.stdout.take().unwrap());
-    let line = wait_for_line(&mut out, "storage ready", Duration::from_secs(10));
+    let lines = line_reader(server.stdout.take().unwrap());
+    let line = wait_for_line(
+        &lines,
+        "API server on https://127.0.0.1:",
+        Duration::from_secs(20),
+    );
     assert!(line.contains("embedded"), "{line}");
     // While it runs, the directory is locked against a second process.
     let o = ferrokube(&["store", "status", "--data-dir", db.to_str().unwrap()]);

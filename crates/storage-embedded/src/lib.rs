@@ -117,6 +117,7 @@ impl EmbeddedStorage {
             revisions: rev_tx,
             snapshot_threshold: config.snapshot_threshold_bytes,
             snapshot_running: Arc::new(AtomicBool::new(false)),
+            snapshot_thread: None,
             _lock: lock,
         };
         let (done_tx, done_rx) = oneshot::channel();

@@ -86,6 +86,9 @@ pub(crate) struct Writer {
     /// WAL bytes after which a snapshot is taken and older segments are dropped.
     pub snapshot_threshold: u64,
     pub snapshot_running: Arc<AtomicBool>,
+    /// The snapshot thread, joined before the writer exits so that nothing writes into
+    /// the directory after its lock is released.
+    pub snapshot_thread: Option<std::thread::JoinHandle<()>>,
     /// Holds the data directory's lock for as long as the writer lives.
     pub _lock: File,
 }
@@ -185,6 +188,13 @@ fn copy_io_error(err: &StorageError) -> StorageError {
 
 impl Writer {
     pub fn run(mut self) {
+        self.commit_loop();
+        if let Some(thread) = self.snapshot_thread.take() {
+            let _ = thread.join();
+        }
+    }
+
+    fn commit_loop(&mut self) {
         let mut batch: Vec<Request> = Vec::with_capacity(MAX_BATCH);
         let mut replies: Vec<Result<Reply>> = Vec::with_capacity(MAX_BATCH);
         let mut buf: Vec<u8> = Vec::with_capacity(1 << 20);
@@ -258,9 +268,16 @@ impl Writer {
             }
             running.store(false, Ordering::Release);
         });
-        if let Err(err) = spawned {
-            tracing::error!(error = %err, "embedded store: cannot start the snapshot thread");
-            self.snapshot_running.store(false, Ordering::Release);
+        match spawned {
+            Ok(thread) => {
+                if let Some(previous) = self.snapshot_thread.replace(thread) {
+                    let _ = previous.join(); // finished already: snapshot_running was false
+                }
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "embedded store: cannot start the snapshot thread");
+                self.snapshot_running.store(false, Ordering::Release);
+            }
         }
     }
 }

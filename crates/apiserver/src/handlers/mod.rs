@@ -1,0 +1,7 @@
+//! Request handlers: discovery, version and health, the REST verbs, watch.
+
+pub mod discovery;
+pub mod response;
+pub mod rest;
+pub mod table;
+pub mod watch;

@@ -1,0 +1,327 @@
+//! The REST verbs of a resource (upstream's `endpoints/handlers`: get, list, create,
+//! update, patch, delete, deletecollection; watch in `watch.rs`), the `status` and
+//! namespace `finalize` subresources, dry-run, and the response status codes upstream
+//! uses (201 on create, 202 for a delete that has only begun).
+
+use bytes::Bytes;
+use ferrokube_api::meta;
+use ferrokube_api::resources::{self, ResourceInfo};
+use ferrokube_api::status::{Status, Subject};
+use serde_json::{json, Value};
+
+use crate::body::Response;
+use crate::errors::{ApiError, ApiResult};
+use crate::handlers::response::{self, shape_object};
+use crate::handlers::table::to_table;
+use crate::negotiation::{self, Output};
+use crate::registry::delete::DeleteOptions;
+use crate::registry::list::ListOptions;
+use crate::registry::{Registry, Target};
+use crate::request_info::{Query, RequestInfo};
+
+/// Everything a resource request carries.
+#[derive(Debug)]
+pub struct Request<'a> {
+    pub info: &'a RequestInfo,
+    pub query: &'a Query,
+    pub accept: Option<&'a str>,
+    pub content_type: Option<&'a str>,
+    pub body: Bytes,
+}
+
+pub fn not_found_resource() -> Status {
+    Status::failure(
+        404,
+        "NotFound",
+        "the server could not find the requested resource",
+    )
+}
+
+fn parse_body(info: &ResourceInfo, req: &Request<'_>) -> ApiResult<Value> {
+    match negotiation::input(req.content_type) {
+        Some(negotiation::Input::Json) => {}
+        Some(negotiation::Input::Yaml) | None => {
+            return Err(Status::unsupported_media_type(req.content_type.unwrap_or("")).into());
+        }
+    }
+    let v: Value = serde_json::from_slice(&req.body).map_err(|e| {
+        Status::bad_request(format!(
+            "the object provided is unrecognized (must be of type {}): couldn't get version/kind; json parse error: {e}",
+            info.kind
+        ))
+    })?;
+    if !v.is_object() {
+        return Err(Status::bad_request(format!(
+            "the object provided is unrecognized (must be of type {}): expected a JSON object",
+            info.kind
+        ))
+        .into());
+    }
+    Ok(v)
+}
+
+fn dry_run(q: &Query) -> ApiResult<bool> {
+    match q.get("dryRun") {
+        None | Some("") => Ok(false),
+        Some("All") => Ok(true),
+        Some(other) => Err(Status::bad_request(format!(
+            "Invalid dryRun value {other:?}: valid values are \"All\""
+        ))
+        .into()),
+    }
+}
+
+pub async fn handle(registry: &Registry, req: Request<'_>) -> Response {
+    let ri = req.info;
+    let Some(info) = resources::lookup(&ri.group, &ri.version, &ri.resource) else {
+        return response::status(&not_found_resource());
+    };
+    let namespace = (info.namespaced && !ri.namespace.is_empty()).then_some(ri.namespace.as_str());
+    // /api/v1/namespaces/{ns} addresses the namespace itself, not something inside it.
+    let target = Target {
+        info,
+        namespace: if info.namespaced { namespace } else { None },
+    };
+    match dispatch(registry, &req, info, &target).await {
+        Ok(resp) => resp,
+        Err(err) => response::status(&err.into_status(info.group, info.resource, &ri.name)),
+    }
+}
+
+async fn dispatch(
+    registry: &Registry,
+    req: &Request<'_>,
+    info: &'static ResourceInfo,
+    target: &Target<'_>,
+) -> ApiResult<Response> {
+    let ri = req.info;
+    let sub = ri.subresource.as_str();
+    let verb = ri.verb.as_str();
+    if info.namespaced && ri.namespace.is_empty() && !matches!(verb, "list" | "watch") {
+        return Err(not_found_resource().into());
+    }
+    let subject = Subject {
+        group: info.group,
+        resource: info.resource,
+        name: &ri.name,
+    };
+    let allowed = match sub {
+        "" => info.supports(verb),
+        "status" => {
+            matches!(verb, "get" | "update" | "patch") && info.subresource("status").is_some()
+        }
+        "finalize" => verb == "update" && info.subresource("finalize").is_some(),
+        _ => return Err(not_found_resource().into()),
+    };
+    if !allowed {
+        return Err(Status::method_not_allowed(subject, verb).into());
+    }
+    let out = negotiation::output(req.accept)
+        .ok_or_else(|| Status::not_acceptable(req.accept.unwrap_or("")))?;
+    let wide = false;
+    let subresource = (!sub.is_empty()).then_some(sub);
+    match verb {
+        "get" => {
+            let obj = registry.get(target, &ri.name).await?;
+            Ok(response::json(200, &shape_object(out, info, obj, wide)))
+        }
+        "list" => {
+            let opts = ListOptions::from_query(target, req.query)?;
+            let (items, rv, cont, remaining) = registry.list(target, &opts).await?;
+            let mut list_meta = json!({"resourceVersion": rv.to_string()});
+            if let Some(c) = cont {
+                list_meta["continue"] = json!(c);
+            }
+            if let Some(r) = remaining {
+                list_meta["remainingItemCount"] = json!(r);
+            }
+            let body = match out {
+                Output::Table(v) => {
+                    let include = req.query.get("includeObject") != Some("None");
+                    to_table(info, &items, Some(list_meta), v, include, wide)
+                }
+                Output::Metadata(v) => {
+                    let items: Vec<Value> = items
+                        .iter()
+                        .map(|o| response::partial_metadata(o, v))
+                        .collect();
+                    json!({"kind": "PartialObjectMetadataList", "apiVersion": format!("meta.k8s.io/{v}"), "metadata": list_meta, "items": items})
+                }
+                Output::Json | Output::Yaml => {
+                    json!({"kind": info.list_kind(), "apiVersion": info.api_version(), "metadata": list_meta, "items": items})
+                }
+            };
+            Ok(response::json(200, &body))
+        }
+        "watch" => crate::handlers::watch::serve(registry, target, req.query, out).await,
+        "create" => {
+            let obj = parse_body(info, req)?;
+            let created = registry.create(target, obj, dry_run(req.query)?).await?;
+            Ok(response::json(201, &shape_object(out, info, created, wide)))
+        }
+        "update" => {
+            let desired = parse_body(info, req)?;
+            let (obj, created) = registry
+                .update_with(target, &ri.name, subresource, dry_run(req.query)?, |_| {
+                    Ok(desired.clone())
+                })
+                .await?;
+            Ok(response::json(
+                if created { 201 } else { 200 },
+                &shape_object(out, info, obj, wide),
+            ))
+        }
+        "patch" => {
+            let patch = patch_body(req)?;
+            let kind = PatchKind::from_content_type(req.content_type)?;
+            let (obj, _) = registry
+                .update_with(
+                    target,
+                    &ri.name,
+                    subresource,
+                    dry_run(req.query)?,
+                    |current| {
+                        let Some(current) = current else {
+                            return Err(ferrokube_storage::StorageError::NotFound {
+                                key: ri.name.clone(),
+                            }
+                            .into());
+                        };
+                        kind.apply(info, current, &patch)
+                    },
+                )
+                .await?;
+            Ok(response::json(200, &shape_object(out, info, obj, wide)))
+        }
+        "delete" => {
+            let opts = delete_options(req)?;
+            let dry = dry_run(req.query)? || opts.dry_run.iter().any(|d| d == "All");
+            let (obj, gone) = registry.delete(target, &ri.name, &opts, dry).await?;
+            if gone {
+                let uid = meta::str_field(&obj, "uid").unwrap_or_default().to_string();
+                let mut st = Status::success();
+                st.details = Some(ferrokube_api::status::StatusDetails {
+                    name: ri.name.clone(),
+                    group: info.group.into(),
+                    kind: info.resource.into(),
+                    uid,
+                    ..Default::default()
+                });
+                let mut body = serde_json::to_value(&st).map_err(Status::internal)?;
+                if let Some(m) = body.as_object_mut() {
+                    m.remove("code");
+                }
+                Ok(response::json(200, &body))
+            } else {
+                Ok(response::json(202, &shape_object(out, info, obj, wide)))
+            }
+        }
+        "deletecollection" => {
+            let opts = delete_options(req)?;
+            let dry = dry_run(req.query)?;
+            let list_opts = ListOptions::from_query(target, req.query)?;
+            let (items, rv, _, _) = registry
+                .list(
+                    target,
+                    &ListOptions {
+                        limit: 0,
+                        continue_token: None,
+                        ..list_opts
+                    },
+                )
+                .await?;
+            let mut deleted = Vec::new();
+            for item in items {
+                let name = meta::name(&item).unwrap_or_default().to_string();
+                let item_target = Target {
+                    info,
+                    namespace: meta::namespace(&item).or(target.namespace),
+                };
+                match registry.delete(&item_target, &name, &opts, dry).await {
+                    Ok((obj, _)) => deleted.push(obj),
+                    Err(ApiError::Storage(ferrokube_storage::StorageError::NotFound {
+                        ..
+                    })) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            let body = json!({"kind": info.list_kind(), "apiVersion": info.api_version(), "metadata": {"resourceVersion": rv.to_string()}, "items": deleted});
+            Ok(response::json(200, &body))
+        }
+        _ => Err(Status::method_not_allowed(subject, verb).into()),
+    }
+}
+
+fn delete_options(req: &Request<'_>) -> ApiResult<DeleteOptions> {
+    let mut opts: DeleteOptions = if req.body.iter().all(u8::is_ascii_whitespace) {
+        DeleteOptions::default()
+    } else {
+        serde_json::from_slice(&req.body)
+            .map_err(|e| Status::bad_request(format!("invalid DeleteOptions: {e}")))?
+    };
+    if let Some(g) = req
+        .query
+        .get("gracePeriodSeconds")
+        .filter(|g| !g.is_empty())
+    {
+        opts.grace_period_seconds = Some(
+            g.parse()
+                .map_err(|_| Status::bad_request(format!("invalid gracePeriodSeconds {g:?}")))?,
+        );
+    }
+    if let Some(p) = req.query.get("propagationPolicy").filter(|p| !p.is_empty()) {
+        opts.propagation_policy = Some(p.to_string());
+    }
+    if let Some(o) = req.query.get("orphanDependents").filter(|o| !o.is_empty()) {
+        opts.orphan_dependents = Some(o == "true");
+    }
+    Ok(opts)
+}
+
+fn patch_body(req: &Request<'_>) -> ApiResult<Value> {
+    serde_json::from_slice(&req.body)
+        .map_err(|e| Status::bad_request(format!("error decoding patch: {e}")).into())
+}
+
+enum PatchKind {
+    Json,
+    Merge,
+    Strategic,
+}
+
+impl PatchKind {
+    fn from_content_type(ct: Option<&str>) -> ApiResult<PatchKind> {
+        match ct.unwrap_or("").split(';').next().unwrap_or("").trim() {
+            "application/json-patch+json" => Ok(PatchKind::Json),
+            "application/merge-patch+json" => Ok(PatchKind::Merge),
+            "application/strategic-merge-patch+json" => Ok(PatchKind::Strategic),
+            other => Err(Status::failure(
+                415,
+                "UnsupportedMediaType",
+                format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json; got {other:?}"),
+            )
+            .into()),
+        }
+    }
+
+    fn apply(&self, info: &ResourceInfo, current: &Value, patch: &Value) -> ApiResult<Value> {
+        let patched = match self {
+            PatchKind::Json => ferrokube_patch::apply_json_patch(current, patch)
+                .map_err(|e| Status::failure(422, "Invalid", e.to_string()))?,
+            PatchKind::Merge => ferrokube_patch::apply_merge_patch(current, patch),
+            PatchKind::Strategic => {
+                let schema = ferrokube_patch::schema_for(info.group, info.version, info.kind)
+                    .ok_or_else(|| {
+                        Status::failure(
+                            415,
+                            "UnsupportedMediaType",
+                            "strategic merge patch is not supported for this resource",
+                        )
+                    })?;
+                ferrokube_patch::apply_strategic_merge_patch(current, patch, schema)
+                    .map_err(|e| Status::failure(422, "Invalid", e.to_string()))?
+            }
+        };
+        Ok(patched)
+    }
+}

@@ -1,0 +1,319 @@
+//! `as=Table` responses (meta.k8s.io Table): upstream's printer columns for the common
+//! kinds (`pkg/printers/internalversion`), Name and Age for the rest. `priority: 1`
+//! columns show only with `kubectl get -o wide`.
+
+use ferrokube_api::resources::ResourceInfo;
+use ferrokube_api::time::age;
+use serde_json::{json, Value};
+
+struct Col {
+    name: &'static str,
+    typ: &'static str,
+    wide: bool,
+}
+
+const fn c(name: &'static str, typ: &'static str) -> Col {
+    Col {
+        name,
+        typ,
+        wide: false,
+    }
+}
+const fn w(name: &'static str, typ: &'static str) -> Col {
+    Col {
+        name,
+        typ,
+        wide: true,
+    }
+}
+
+fn columns(info: &ResourceInfo) -> Vec<Col> {
+    match (info.group, info.resource) {
+        ("", "configmaps") => vec![
+            c("Name", "string"),
+            c("Data", "integer"),
+            c("Age", "string"),
+        ],
+        ("", "secrets") => vec![
+            c("Name", "string"),
+            c("Type", "string"),
+            c("Data", "integer"),
+            c("Age", "string"),
+        ],
+        ("", "namespaces") => vec![
+            c("Name", "string"),
+            c("Status", "string"),
+            c("Age", "string"),
+        ],
+        ("", "serviceaccounts") => vec![
+            c("Name", "string"),
+            c("Secrets", "string"),
+            c("Age", "string"),
+        ],
+        ("", "pods") => vec![
+            c("Name", "string"),
+            c("Ready", "string"),
+            c("Status", "string"),
+            c("Restarts", "string"),
+            c("Age", "string"),
+            w("IP", "string"),
+            w("Node", "string"),
+            w("Nominated Node", "string"),
+            w("Readiness Gates", "string"),
+        ],
+        ("apps", "deployments") => vec![
+            c("Name", "string"),
+            c("Ready", "string"),
+            c("Up-to-date", "string"),
+            c("Available", "string"),
+            c("Age", "string"),
+            w("Containers", "string"),
+            w("Images", "string"),
+            w("Selector", "string"),
+        ],
+        ("", "services") => vec![
+            c("Name", "string"),
+            c("Type", "string"),
+            c("Cluster-IP", "string"),
+            c("External-IP", "string"),
+            c("Port(s)", "string"),
+            c("Age", "string"),
+            w("Selector", "string"),
+        ],
+        ("", "nodes") => vec![
+            c("Name", "string"),
+            c("Status", "string"),
+            c("Roles", "string"),
+            c("Age", "string"),
+            c("Version", "string"),
+            w("Internal-IP", "string"),
+            w("External-IP", "string"),
+            w("OS-Image", "string"),
+            w("Kernel-Version", "string"),
+            w("Container-Runtime", "string"),
+        ],
+        _ => vec![c("Name", "string"), c("Age", "string")],
+    }
+}
+
+fn s<'a>(obj: &'a Value, path: &str) -> &'a str {
+    obj.pointer(path).and_then(Value::as_str).unwrap_or("")
+}
+fn n(obj: &Value, path: &str) -> i64 {
+    obj.pointer(path).and_then(Value::as_i64).unwrap_or(0)
+}
+fn count(obj: &Value, path: &str) -> usize {
+    match obj.pointer(path) {
+        Some(Value::Object(m)) => m.len(),
+        Some(Value::Array(a)) => a.len(),
+        _ => 0,
+    }
+}
+fn or_none(v: String) -> Value {
+    Value::String(if v.is_empty() { "<none>".into() } else { v })
+}
+fn join_map(obj: &Value, path: &str) -> String {
+    obj.pointer(path)
+        .and_then(Value::as_object)
+        .map_or(String::new(), |m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+}
+fn containers_field(obj: &Value, path: &str, field: &str) -> String {
+    obj.pointer(path)
+        .and_then(Value::as_array)
+        .map_or(String::new(), |a| {
+            a.iter()
+                .map(|c| s(c, &format!("/{field}")).to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+}
+
+fn cells(info: &ResourceInfo, o: &Value) -> Vec<Value> {
+    let name = json!(s(o, "/metadata/name"));
+    let created = s(o, "/metadata/creationTimestamp");
+    let a = json!(age(Some(created).filter(|c| !c.is_empty())));
+    match (info.group, info.resource) {
+        ("", "configmaps") => vec![name, json!(count(o, "/data") + count(o, "/binaryData")), a],
+        ("", "secrets") => vec![name, json!(s(o, "/type")), json!(count(o, "/data")), a],
+        ("", "namespaces") => vec![name, json!(s(o, "/status/phase")), a],
+        ("", "serviceaccounts") => vec![name, json!(count(o, "/secrets").to_string()), a],
+        ("", "pods") => {
+            let total = count(o, "/spec/containers");
+            let statuses = o
+                .pointer("/status/containerStatuses")
+                .and_then(Value::as_array);
+            let ready = statuses.map_or(0, |st| {
+                st.iter().filter(|c| c["ready"] == json!(true)).count()
+            });
+            let restarts: i64 = statuses.map_or(0, |st| {
+                st.iter()
+                    .map(|c| c["restartCount"].as_i64().unwrap_or(0))
+                    .sum()
+            });
+            let mut status = s(o, "/status/reason").to_string();
+            if status.is_empty() {
+                status = s(o, "/status/phase").to_string();
+            }
+            if !s(o, "/metadata/deletionTimestamp").is_empty() {
+                status = "Terminating".into();
+            }
+            vec![
+                name,
+                json!(format!("{ready}/{total}")),
+                json!(status),
+                json!(restarts.to_string()),
+                a,
+                or_none(s(o, "/status/podIP").into()),
+                or_none(s(o, "/spec/nodeName").into()),
+                or_none(s(o, "/status/nominatedNodeName").into()),
+                json!("<none>"),
+            ]
+        }
+        ("apps", "deployments") => vec![
+            name,
+            json!(format!(
+                "{}/{}",
+                n(o, "/status/readyReplicas"),
+                o.pointer("/spec/replicas")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(1)
+            )),
+            json!(n(o, "/status/updatedReplicas")),
+            json!(n(o, "/status/availableReplicas")),
+            a,
+            json!(containers_field(
+                o,
+                "/spec/template/spec/containers",
+                "name"
+            )),
+            json!(containers_field(
+                o,
+                "/spec/template/spec/containers",
+                "image"
+            )),
+            or_none(join_map(o, "/spec/selector/matchLabels")),
+        ],
+        ("", "services") => {
+            let ports =
+                o.pointer("/spec/ports")
+                    .and_then(Value::as_array)
+                    .map_or(String::new(), |ps| {
+                        ps.iter()
+                            .map(|p| {
+                                let proto = p["protocol"].as_str().unwrap_or("TCP");
+                                match p["nodePort"].as_i64() {
+                                    Some(np) => format!("{}:{np}/{proto}", p["port"]),
+                                    None => format!("{}/{proto}", p["port"]),
+                                }
+                            })
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    });
+            let typ = match s(o, "/spec/type") {
+                "" => "ClusterIP",
+                t => t,
+            };
+            vec![
+                name,
+                json!(typ),
+                or_none(s(o, "/spec/clusterIP").into()),
+                json!("<none>"),
+                or_none(ports),
+                a,
+                or_none(join_map(o, "/spec/selector")),
+            ]
+        }
+        ("", "nodes") => {
+            let ready = o
+                .pointer("/status/conditions")
+                .and_then(Value::as_array)
+                .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"));
+            let mut status = match ready.and_then(|c| c["status"].as_str()) {
+                Some("True") => "Ready",
+                _ => "NotReady",
+            }
+            .to_string();
+            if o.pointer("/spec/unschedulable") == Some(&json!(true)) {
+                status.push_str(",SchedulingDisabled");
+            }
+            let roles: Vec<String> = o
+                .pointer("/metadata/labels")
+                .and_then(Value::as_object)
+                .map_or(Vec::new(), |l| {
+                    l.keys()
+                        .filter_map(|k| {
+                            k.strip_prefix("node-role.kubernetes.io/")
+                                .map(str::to_string)
+                        })
+                        .collect()
+                });
+            let addr = |t: &str| {
+                o.pointer("/status/addresses")
+                    .and_then(Value::as_array)
+                    .and_then(|a| a.iter().find(|x| x["type"] == t))
+                    .and_then(|x| x["address"].as_str())
+                    .unwrap_or("")
+                    .to_string()
+            };
+            vec![
+                name,
+                json!(status),
+                or_none(roles.join(",")),
+                a,
+                json!(s(o, "/status/nodeInfo/kubeletVersion")),
+                or_none(addr("InternalIP")),
+                or_none(addr("ExternalIP")),
+                or_none(s(o, "/status/nodeInfo/osImage").into()),
+                or_none(s(o, "/status/nodeInfo/kernelVersion").into()),
+                or_none(s(o, "/status/nodeInfo/containerRuntimeVersion").into()),
+            ]
+        }
+        _ => vec![name, a],
+    }
+}
+
+/// A Table of `objects`. `include_object`: embed each row's PartialObjectMetadata.
+pub fn to_table(
+    info: &ResourceInfo,
+    objects: &[Value],
+    list_meta: Option<Value>,
+    version: &str,
+    include_object: bool,
+    _wide: bool,
+) -> Value {
+    let cols = columns(info);
+    let defs: Vec<Value> = cols
+        .iter()
+        .map(|c| {
+            json!({
+                "name": c.name,
+                "type": c.typ,
+                "format": if c.name == "Name" { "name" } else { "" },
+                "description": "",
+                "priority": if c.wide { 1 } else { 0 },
+            })
+        })
+        .collect();
+    let rows: Vec<Value> = objects
+        .iter()
+        .map(|o| {
+            let mut row = json!({"cells": cells(info, o)});
+            if include_object {
+                row["object"] = super::response::partial_metadata(o, version);
+            }
+            row
+        })
+        .collect();
+    json!({
+        "kind": "Table",
+        "apiVersion": format!("meta.k8s.io/{version}"),
+        "metadata": list_meta.unwrap_or_else(|| json!({})),
+        "columnDefinitions": defs,
+        "rows": rows,
+    })
+}

@@ -1,0 +1,23 @@
+//! The ferrokube API server: the Kubernetes REST API over any ferrokube storage backend,
+//! wire-compatible with kubectl and the client libraries.
+//!
+//! Layers (upstream's `DefaultBuildHandlerChain`, those that exist so far): TLS accept →
+//! body limit → request info → routing (health, version, discovery, resources) →
+//! decode → strategy (prepare, validate) → storage → encode. Authentication,
+//! authorization and admission land with the security work.
+
+mod body;
+mod errors;
+mod handlers;
+mod negotiation;
+mod registry;
+mod request_info;
+mod server;
+pub mod tls;
+
+pub use server::{ApiServer, ApiServerConfig, ServeError};
+
+/// 32 random hex characters (a v4 UUID without dashes) for tokens and names.
+pub fn random_hex() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}

@@ -1,0 +1,454 @@
+//! Create, get and update of any resource: objects are JSON, stored without their
+//! resourceVersion (it is the storage mod revision, set on every read), with upstream's
+//! metadata rules (`rest.BeforeCreate`, `rest.BeforeUpdate`) and per-kind strategies.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use ferrokube_api::meta;
+use ferrokube_api::resources::ResourceInfo;
+use ferrokube_api::status::{field, Status, Subject};
+use ferrokube_storage::{KeyValue, Storage, StorageError};
+use serde_json::{json, Value};
+
+use crate::errors::ApiResult;
+use crate::registry::strategy::{spec_changed, Strategy};
+
+#[derive(Debug, Clone)]
+pub struct Registry {
+    pub storage: Arc<dyn Storage>,
+}
+
+/// The resource (and namespace) a request addresses.
+#[derive(Debug, Clone, Copy)]
+pub struct Target<'a> {
+    pub info: &'static ResourceInfo,
+    pub namespace: Option<&'a str>,
+}
+
+impl Target<'_> {
+    pub fn key(&self, name: &str) -> String {
+        self.info.storage_key(self.namespace, name)
+    }
+    pub fn strategy(&self) -> Strategy {
+        Strategy::new(self.info)
+    }
+    pub fn kind_subject<'n>(&self, name: &'n str) -> Subject<'n> {
+        Subject {
+            group: self.info.group,
+            resource: self.info.kind,
+            name,
+        }
+    }
+}
+
+/// What an update should do with the stored object.
+pub enum Outcome {
+    Write(Value),
+    /// The object has a deletionTimestamp and no finalizers left: remove it.
+    Delete(Value),
+}
+
+pub fn decode(kv: &KeyValue) -> ApiResult<Value> {
+    let mut obj: Value = serde_json::from_slice(&kv.value)
+        .map_err(|e| Status::internal(format!("decoding stored object {}: {e}", kv.key)))?;
+    meta::set(
+        &mut obj,
+        "resourceVersion",
+        Value::String(kv.mod_revision.to_string()),
+    );
+    Ok(obj)
+}
+
+pub fn encode(obj: &Value) -> ApiResult<Bytes> {
+    let mut stored = obj.clone();
+    meta::remove(&mut stored, "resourceVersion");
+    serde_json::to_vec(&stored)
+        .map(Bytes::from)
+        .map_err(|e| Status::internal(e).into())
+}
+
+fn random_u64() -> u64 {
+    let id = uuid::Uuid::new_v4();
+    let b = id.as_bytes();
+    u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
+}
+
+/// Sets kind/apiVersion, or refuses a body of another kind.
+fn check_type(info: &ResourceInfo, obj: &mut Value) -> ApiResult<()> {
+    let Some(map) = obj.as_object_mut() else {
+        return Err(Status::bad_request("the body of the request must be a JSON object").into());
+    };
+    let expected_version = info.api_version();
+    match map.get("apiVersion").and_then(Value::as_str) {
+        Some(v) if v != expected_version => {
+            return Err(Status::bad_request(format!(
+                "the API version in the data ({v}) does not match the expected API version ({expected_version})"
+            ))
+            .into())
+        }
+        _ => {}
+    }
+    match map.get("kind").and_then(Value::as_str) {
+        Some(k) if k != info.kind => {
+            return Err(Status::bad_request(format!(
+                "the kind in the data ({k}) does not match the expected kind ({})",
+                info.kind
+            ))
+            .into())
+        }
+        _ => {}
+    }
+    map.insert("apiVersion".into(), Value::String(expected_version));
+    map.insert("kind".into(), Value::String(info.kind.into()));
+    Ok(())
+}
+
+/// The namespace rules of `rest.BeforeCreate`/`BeforeUpdate`.
+fn check_namespace(target: &Target<'_>, obj: &mut Value) -> ApiResult<()> {
+    if !target.info.namespaced {
+        meta::remove(obj, "namespace");
+        return Ok(());
+    }
+    let url_ns = target.namespace.unwrap_or_default();
+    match meta::namespace(obj) {
+        None => meta::set(obj, "namespace", Value::String(url_ns.into())),
+        Some(ns) if ns != url_ns => return Err(Status::bad_request(
+            "the namespace of the provided object does not match the namespace sent on the request",
+        )
+        .into()),
+        Some(_) => {}
+    }
+    Ok(())
+}
+
+fn validate_meta(target: &Target<'_>, obj: &Value) -> ApiResult<()> {
+    let strategy = target.strategy();
+    let causes = meta::validate(obj, strategy.name_rule(), target.info.namespaced);
+    if causes.is_empty() {
+        Ok(())
+    } else {
+        let name = meta::name(obj).unwrap_or_default();
+        Err(Status::invalid(target.kind_subject(name), causes).into())
+    }
+}
+
+/// Prepares a new object for storage (everything of `rest.BeforeCreate` but the
+/// namespace-exists check, which needs I/O).
+pub fn prepare_create(target: &Target<'_>, obj: &mut Value) -> ApiResult<()> {
+    check_type(target.info, obj)?;
+    if meta::metadata_mut(obj).is_none() {
+        return Err(Status::bad_request("the body of the request must be a JSON object").into());
+    }
+    check_namespace(target, obj)?;
+    if meta::str_field(obj, "resourceVersion").is_some_and(|rv| !rv.is_empty()) {
+        return Err(
+            Status::internal("resourceVersion should not be set on objects to be created").into(),
+        );
+    }
+    if meta::name(obj).is_none() {
+        if let Some(base) = meta::str_field(obj, "generateName")
+            .filter(|g| !g.is_empty())
+            .map(str::to_string)
+        {
+            meta::set(
+                obj,
+                "name",
+                Value::String(meta::generate_name(&base, random_u64())),
+            );
+        }
+    }
+    meta::set(obj, "uid", Value::String(uuid::Uuid::new_v4().to_string()));
+    meta::set(
+        obj,
+        "creationTimestamp",
+        Value::String(ferrokube_api::time::now_rfc3339()),
+    );
+    for k in [
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "resourceVersion",
+        "selfLink",
+    ] {
+        meta::remove(obj, k);
+    }
+    let strategy = target.strategy();
+    if strategy.tracks_generation() {
+        meta::set(obj, "generation", json!(1));
+    } else {
+        meta::remove(obj, "generation");
+    }
+    strategy.prepare_for_create(obj);
+    validate_meta(target, obj)
+}
+
+/// Whether an object is gone once its finalizers are: deletionTimestamp set, no
+/// finalizers left (for namespaces also no `spec.finalizers`).
+pub fn ready_to_delete(info: &ResourceInfo, obj: &Value) -> bool {
+    let deleting = meta::str_field(obj, "deletionTimestamp").is_some();
+    let spec_finalizers = info.resource == "namespaces"
+        && info.group.is_empty()
+        && obj
+            .pointer("/spec/finalizers")
+            .and_then(Value::as_array)
+            .is_some_and(|a| !a.is_empty());
+    deleting && meta::finalizers(obj).is_empty() && !spec_finalizers
+}
+
+/// `rest.BeforeUpdate` plus the strategy: the object `desired` may replace `current`.
+pub fn prepare_update(
+    target: &Target<'_>,
+    name: &str,
+    current: &Value,
+    mut desired: Value,
+    subresource: Option<&str>,
+) -> ApiResult<Outcome> {
+    check_type(target.info, &mut desired)?;
+    if meta::metadata_mut(&mut desired).is_none() {
+        return Err(Status::bad_request("the body of the request must be a JSON object").into());
+    }
+    match meta::name(&desired) {
+        Some(n) if n != name => {
+            return Err(Status::bad_request(format!(
+                "the name of the object ({n}) does not match the name on the URL ({name})"
+            ))
+            .into())
+        }
+        None => meta::set(&mut desired, "name", Value::String(name.into())),
+        _ => {}
+    }
+    check_namespace(target, &mut desired)?;
+    // The client's resourceVersion, if any, is a precondition.
+    let current_rv = meta::str_field(current, "resourceVersion")
+        .unwrap_or_default()
+        .to_string();
+    if let Some(rv) = meta::str_field(&desired, "resourceVersion").filter(|rv| !rv.is_empty()) {
+        if rv != current_rv {
+            return Err(Status::conflict(
+                Subject {
+                    group: target.info.group,
+                    resource: target.info.resource,
+                    name,
+                },
+                Status::MODIFIED,
+            )
+            .into());
+        }
+    }
+    if let (Some(want), Some(have)) = (
+        meta::str_field(&desired, "uid").filter(|u| !u.is_empty()),
+        meta::str_field(current, "uid"),
+    ) {
+        if want != have {
+            return Err(Status::invalid(
+                target.kind_subject(name),
+                vec![field::invalid(
+                    "metadata.uid",
+                    &Value::String(want.into()),
+                    "field is immutable",
+                )],
+            )
+            .into());
+        }
+    }
+    let strategy = target.strategy();
+    match subresource {
+        Some("status") => strategy.prepare_for_status_update(&mut desired, current),
+        Some("finalize") => {
+            // Only spec.finalizers changes through /finalize.
+            let finalizers = desired
+                .pointer("/spec/finalizers")
+                .cloned()
+                .unwrap_or(json!([]));
+            let mut merged = current.clone();
+            if let Some(spec) = merged.get_mut("spec").and_then(Value::as_object_mut) {
+                spec.insert("finalizers".into(), finalizers);
+            } else if let Some(m) = merged.as_object_mut() {
+                m.insert("spec".into(), json!({ "finalizers": finalizers }));
+            }
+            desired = merged;
+        }
+        _ => strategy.prepare_for_update(&mut desired, current),
+    }
+    for k in [
+        "uid",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+    ] {
+        match current.pointer(&format!("/metadata/{k}")) {
+            Some(v) => meta::set(&mut desired, k, v.clone()),
+            None => meta::remove(&mut desired, k),
+        }
+    }
+    // Finalizers may only be removed, not added, once deletion has started.
+    let generation = current
+        .pointer("/metadata/generation")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
+    if strategy.tracks_generation() {
+        let next = if spec_changed(&desired, current) {
+            generation + 1
+        } else {
+            generation.max(1)
+        };
+        meta::set(&mut desired, "generation", json!(next));
+    } else {
+        meta::remove(&mut desired, "generation");
+    }
+    meta::set(&mut desired, "resourceVersion", Value::String(current_rv));
+    validate_meta(target, &desired)?;
+    if ready_to_delete(target.info, &desired) {
+        return Ok(Outcome::Delete(desired));
+    }
+    Ok(Outcome::Write(desired))
+}
+
+impl Registry {
+    pub fn new(storage: Arc<dyn Storage>) -> Self {
+        Registry { storage }
+    }
+
+    /// Refuses creation in a namespace that is missing (404) or terminating (403), as the
+    /// NamespaceLifecycle admission plugin.
+    pub async fn check_namespace_open(&self, target: &Target<'_>, name: &str) -> ApiResult<()> {
+        let Some(ns) = target.namespace.filter(|_| target.info.namespaced) else {
+            return Ok(());
+        };
+        let ns_info = ferrokube_api::resources::lookup("", "v1", "namespaces")
+            .ok_or_else(|| Status::internal("namespaces are not registered"))?;
+        match self
+            .storage
+            .get(&ns_info.storage_key(None, ns), None)
+            .await?
+        {
+            None => Err(Status::not_found(Subject {
+                group: "",
+                resource: "namespaces",
+                name: ns,
+            })
+            .into()),
+            Some(kv) => {
+                let obj = decode(&kv)?;
+                if meta::str_field(&obj, "deletionTimestamp").is_some() {
+                    let subject = Subject {
+                        group: target.info.group,
+                        resource: target.info.resource,
+                        name,
+                    };
+                    return Err(Status::forbidden(subject, &format!("unable to create new content in namespace {ns} because it is being terminated")).into());
+                }
+                Ok(())
+            }
+        }
+    }
+
+    pub async fn create(
+        &self,
+        target: &Target<'_>,
+        mut obj: Value,
+        dry_run: bool,
+    ) -> ApiResult<Value> {
+        prepare_create(target, &mut obj)?;
+        let name = meta::name(&obj).unwrap_or_default().to_string();
+        self.check_namespace_open(target, &name).await?;
+        if dry_run {
+            return Ok(obj);
+        }
+        match self
+            .storage
+            .create(&target.key(&name), encode(&obj)?, None)
+            .await
+        {
+            Ok(kv) => decode(&kv),
+            // The name came from the body (or generateName), not the URL: say which.
+            Err(StorageError::AlreadyExists { .. }) => Err(Status::already_exists(Subject {
+                group: target.info.group,
+                resource: target.info.resource,
+                name: &name,
+            })
+            .into()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn get(&self, target: &Target<'_>, name: &str) -> ApiResult<Value> {
+        match self.storage.get(&target.key(name), None).await? {
+            Some(kv) => decode(&kv),
+            None => Err(StorageError::NotFound { key: name.into() }.into()),
+        }
+    }
+
+    /// Read-modify-write: `compute` turns the current object (None if absent) into the
+    /// desired one; the result goes through `prepare_update` and is written with
+    /// compare-and-swap, recomputed when another writer got there first. Returns the
+    /// stored object and whether it was created.
+    pub async fn update_with<F>(
+        &self,
+        target: &Target<'_>,
+        name: &str,
+        subresource: Option<&str>,
+        dry_run: bool,
+        mut compute: F,
+    ) -> ApiResult<(Value, bool)>
+    where
+        F: FnMut(Option<&Value>) -> ApiResult<Value>,
+    {
+        let key = target.key(name);
+        loop {
+            let current_kv = self.storage.get(&key, None).await?;
+            let current = current_kv.as_ref().map(decode).transpose()?;
+            let desired = compute(current.as_ref())?;
+            let (Some(kv), Some(current)) = (current_kv, current) else {
+                if !target.strategy().allow_create_on_update() || subresource.is_some() {
+                    return Err(StorageError::NotFound { key: name.into() }.into());
+                }
+                let mut obj = desired;
+                if meta::name(&obj).is_none() {
+                    meta::set(&mut obj, "name", Value::String(name.into()));
+                }
+                meta::remove(&mut obj, "resourceVersion");
+                prepare_create(target, &mut obj)?;
+                self.check_namespace_open(target, name).await?;
+                if dry_run {
+                    return Ok((obj, true));
+                }
+                match self.storage.create(&key, encode(&obj)?, None).await {
+                    Ok(kv) => return Ok((decode(&kv)?, true)),
+                    Err(StorageError::AlreadyExists { .. }) => continue,
+                    Err(e) => return Err(e.into()),
+                }
+            };
+            let outcome = prepare_update(target, name, &current, desired, subresource)?;
+            let result = match outcome {
+                Outcome::Write(obj) => {
+                    let bytes = encode(&obj)?;
+                    if bytes == kv.value {
+                        return Ok((current, false)); // nothing changed: no new revision
+                    }
+                    if dry_run {
+                        return Ok((obj, false));
+                    }
+                    self.storage
+                        .update(&key, bytes, kv.mod_revision, None)
+                        .await
+                        .map(|kv| decode(&kv))
+                }
+                Outcome::Delete(obj) => {
+                    if dry_run {
+                        return Ok((obj, false));
+                    }
+                    self.storage
+                        .delete(&key, Some(kv.mod_revision))
+                        .await
+                        .map(|_| Ok(obj))
+                }
+            };
+            match result {
+                Ok(obj) => return Ok((obj?, false)),
+                Err(StorageError::Conflict { .. } | StorageError::NotFound { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}

@@ -1,0 +1,133 @@
+//! Per-kind behaviour plugged into the generic store, as upstream's `rest.RESTCreateStrategy`
+//! and `rest.RESTUpdateStrategy` implementations: what create resets, what an update of
+//! the main resource or of `status` may change, whether `metadata.generation` tracks the
+//! spec, and the name rule.
+
+use ferrokube_api::resources::ResourceInfo;
+use ferrokube_api::validation::NameRule;
+use serde_json::{json, Value};
+
+#[derive(Debug, Clone, Copy)]
+pub struct Strategy {
+    pub info: &'static ResourceInfo,
+}
+
+impl Strategy {
+    pub fn new(info: &'static ResourceInfo) -> Self {
+        Strategy { info }
+    }
+
+    fn key(&self) -> (&'static str, &'static str) {
+        (self.info.group, self.info.resource)
+    }
+
+    pub fn has_status(&self) -> bool {
+        self.info.subresource("status").is_some()
+    }
+
+    pub fn name_rule(&self) -> NameRule {
+        NameRule::for_resource(self.info.group, self.info.resource)
+    }
+
+    /// Kinds whose `metadata.generation` counts spec changes.
+    pub fn tracks_generation(&self) -> bool {
+        matches!(
+            self.key(),
+            ("apps", _)
+                | ("batch", _)
+                | ("", "replicationcontrollers")
+                | ("autoscaling", "horizontalpodautoscalers")
+                | ("policy", "poddisruptionbudgets")
+                | ("networking.k8s.io", "networkpolicies" | "ingresses")
+                | ("apiextensions.k8s.io", "customresourcedefinitions")
+                | ("admissionregistration.k8s.io", _)
+                | ("scheduling.k8s.io", "priorityclasses")
+        )
+    }
+
+    /// PUT of a missing object creates it (upstream's `AllowCreateOnUpdate`).
+    pub fn allow_create_on_update(&self) -> bool {
+        matches!(
+            self.key(),
+            ("", "endpoints")
+                | ("", "events")
+                | ("coordination.k8s.io", "leases")
+                | ("rbac.authorization.k8s.io", _)
+        )
+    }
+
+    /// `PrepareForCreate`: what a client may not set at creation.
+    pub fn prepare_for_create(&self, obj: &mut Value) {
+        let Some(map) = obj.as_object_mut() else {
+            return;
+        };
+        match self.key() {
+            ("", "namespaces") => {
+                let spec = map.entry("spec").or_insert_with(|| json!({}));
+                if let Some(spec) = spec.as_object_mut() {
+                    spec.entry("finalizers")
+                        .or_insert_with(|| json!(["kubernetes"]));
+                }
+                map.insert("status".into(), json!({"phase": "Active"}));
+            }
+            ("", "pods") => {
+                map.insert("status".into(), json!({"phase": "Pending"}));
+            }
+            ("", "persistentvolumes") | ("", "persistentvolumeclaims") => {
+                map.insert("status".into(), json!({"phase": "Pending"}));
+            }
+            // Kubelets register nodes with their status.
+            ("", "nodes") => {}
+            _ if self.has_status() => {
+                map.remove("status");
+            }
+            _ => {}
+        }
+    }
+
+    /// `PrepareForUpdate` of the main resource: status is owned by the status subresource.
+    pub fn prepare_for_update(&self, new: &mut Value, old: &Value) {
+        if self.has_status() && self.key() != ("", "nodes") {
+            copy_field(new, old, "status");
+        }
+    }
+
+    /// `PrepareForUpdate` of the status subresource: only status changes.
+    pub fn prepare_for_status_update(&self, new: &mut Value, old: &Value) {
+        let status = new.get("status").cloned();
+        let mut merged = old.clone();
+        if let Some(map) = merged.as_object_mut() {
+            match status {
+                Some(s) => map.insert("status".into(), s),
+                None => map.remove("status"),
+            };
+        }
+        // The client's resourceVersion is the precondition; keep it for the check.
+        if let Some(rv) = new.pointer("/metadata/resourceVersion").cloned() {
+            ferrokube_api::meta::set(&mut merged, "resourceVersion", rv);
+        }
+        *new = merged;
+    }
+}
+
+fn copy_field(new: &mut Value, old: &Value, key: &str) {
+    if let Some(map) = new.as_object_mut() {
+        match old.get(key) {
+            Some(v) => map.insert(key.into(), v.clone()),
+            None => map.remove(key),
+        };
+    }
+}
+
+/// Everything but metadata and status: a change here bumps the generation.
+pub fn spec_changed(new: &Value, old: &Value) -> bool {
+    let strip = |v: &Value| -> Value {
+        let mut v = v.clone();
+        if let Some(m) = v.as_object_mut() {
+            m.remove("metadata");
+            m.remove("status");
+        }
+        v
+    };
+    strip(new) != strip(old)
+}

@@ -1,0 +1,291 @@
+//! Serving: HTTPS (HTTP/1.1 and HTTP/2) on the secure port, the body size limit, routing
+//! to health, version, discovery and resource handlers, and start-up bootstrap (the
+//! namespaces every cluster has).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use ferrokube_api::resources;
+use ferrokube_api::status::Status;
+use ferrokube_storage::Storage;
+use http::{header, Method};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::body::Response;
+use crate::handlers::{discovery, response, rest};
+use crate::registry::{Registry, Target};
+use crate::request_info::{self, Query};
+
+/// Upstream's limit on request bodies (3 MiB).
+pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
+
+#[derive(Debug, Clone)]
+pub struct ApiServerConfig {
+    pub bind: SocketAddr,
+    pub tls_cert_file: PathBuf,
+    pub tls_key_file: PathBuf,
+    /// `host:port` clients are told to use (`--advertise-address`:`--secure-port`).
+    pub advertise: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+    #[error("listening on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("bootstrapping namespace {name}: {message}")]
+    Bootstrap { name: String, message: String },
+}
+
+#[derive(Debug)]
+struct State {
+    registry: Registry,
+    advertise: String,
+}
+
+/// A configured API server; [`ApiServer::run`] serves until shutdown.
+pub struct ApiServer {
+    config: ApiServerConfig,
+    state: Arc<State>,
+    listener: TcpListener,
+    tls: tokio_rustls::TlsAcceptor,
+}
+
+impl std::fmt::Debug for ApiServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiServer")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ApiServer {
+    /// Loads TLS, binds the port and bootstraps the default namespaces.
+    pub async fn start(
+        config: ApiServerConfig,
+        storage: Arc<dyn Storage>,
+    ) -> Result<ApiServer, ServeError> {
+        let tls = crate::tls::server_config(&config.tls_cert_file, &config.tls_key_file)?;
+        let listener =
+            TcpListener::bind(config.bind)
+                .await
+                .map_err(|source| ServeError::Listen {
+                    addr: config.bind,
+                    source,
+                })?;
+        let state = Arc::new(State {
+            registry: Registry::new(storage),
+            advertise: config.advertise.clone(),
+        });
+        bootstrap(&state.registry).await?;
+        Ok(ApiServer {
+            config,
+            state,
+            listener,
+            tls: tokio_rustls::TlsAcceptor::from(tls),
+        })
+    }
+
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.listener.local_addr().ok()
+    }
+
+    /// Serves until `shutdown` turns true.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        tracing::info!(addr = %self.config.bind, "apiserver: serving");
+        loop {
+            let (tcp, peer) = tokio::select! {
+                accepted = self.listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "apiserver: accept failed");
+                        continue;
+                    }
+                },
+                _ = shutdown.changed() => return,
+            };
+            let (acceptor, state) = (self.tls.clone(), self.state.clone());
+            tokio::spawn(async move {
+                let tls = match acceptor.accept(tcp).await {
+                    Ok(t) => t,
+                    Err(e) => {
+                        tracing::debug!(%peer, error = %e, "apiserver: TLS handshake failed");
+                        return;
+                    }
+                };
+                let service = hyper::service::service_fn(move |req| {
+                    let state = state.clone();
+                    async move { Ok::<_, Infallible>(handle(&state, req).await) }
+                });
+                let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                if let Err(e) = builder.serve_connection(TokioIo::new(tls), service).await {
+                    tracing::debug!(%peer, error = %e, "apiserver: connection ended with an error");
+                }
+            });
+        }
+    }
+}
+
+async fn bootstrap(registry: &Registry) -> Result<(), ServeError> {
+    let Some(info) = resources::lookup("", "v1", "namespaces") else {
+        return Ok(());
+    };
+    for name in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+        let target = Target {
+            info,
+            namespace: None,
+        };
+        let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
+        match registry.create(&target, obj, false).await {
+            Ok(_) => tracing::info!(namespace = name, "apiserver: created namespace"),
+            Err(e) => {
+                let status = e.into_status("", "namespaces", name);
+                if status.reason != "AlreadyExists" {
+                    return Err(ServeError::Bootstrap {
+                        name: name.into(),
+                        message: status.message,
+                    });
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn header_str(req: &http::Request<Incoming>, name: header::HeaderName) -> Option<&str> {
+    req.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+async fn handle(state: &State, req: http::Request<Incoming>) -> Response {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let query = Query::parse(req.uri().query());
+    let info = request_info::parse(&method, &path, &query);
+    let resp = route(state, req, &info, &query).await;
+    tracing::debug!(verb = %info.verb, %path, code = resp.status().as_u16(), elapsed_us = started.elapsed().as_micros() as u64, "request");
+    resp
+}
+
+async fn route(
+    state: &State,
+    req: http::Request<Incoming>,
+    info: &request_info::RequestInfo,
+    query: &Query,
+) -> Response {
+    let path = info.path.trim_end_matches('/');
+    let accept = header_str(&req, header::ACCEPT).map(str::to_string);
+    if !info.is_resource_request || info.resource.is_empty() {
+        if req.method() != Method::GET && req.method() != Method::HEAD {
+            return response::status(&Status::failure(
+                405,
+                "MethodNotAllowed",
+                format!("the server does not allow this method on the requested resource ({path})"),
+            ));
+        }
+        return non_resource(state, path, accept.as_deref(), query).await;
+    }
+    let content_type = header_str(&req, header::CONTENT_TYPE).map(str::to_string);
+    let body = match Limited::new(req.into_body(), MAX_BODY_BYTES)
+        .collect()
+        .await
+    {
+        Ok(b) => b.to_bytes(),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            return response::status(&Status::too_large(MAX_BODY_BYTES));
+        }
+        Err(e) => {
+            return response::status(&Status::bad_request(format!(
+                "reading the request body: {e}"
+            )))
+        }
+    };
+    rest::handle(
+        &state.registry,
+        rest::Request {
+            info,
+            query,
+            accept: accept.as_deref(),
+            content_type: content_type.as_deref(),
+            body,
+        },
+    )
+    .await
+}
+
+async fn non_resource(state: &State, path: &str, accept: Option<&str>, query: &Query) -> Response {
+    let aggregated = discovery::wants_aggregated(accept);
+    match path {
+        "/healthz" | "/livez" | "/readyz" => {
+            health(state, path, query.get("verbose").is_some()).await
+        }
+        "/version" => response::json(200, &discovery::version()),
+        "/api" if aggregated => {
+            response::json_with_type(200, &discovery::aggregated(true), discovery::AGGREGATED_V2)
+        }
+        "/api" => response::json(200, &discovery::api_versions(&state.advertise)),
+        "/apis" if aggregated => {
+            response::json_with_type(200, &discovery::aggregated(false), discovery::AGGREGATED_V2)
+        }
+        "/apis" => response::json(200, &discovery::api_group_list()),
+        _ => {
+            let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+            let doc = match parts.as_slice() {
+                ["api", v] => discovery::api_resource_list("", v),
+                ["apis", g] => discovery::api_group_doc(g),
+                ["apis", g, v] => discovery::api_resource_list(g, v),
+                _ => None,
+            };
+            match doc {
+                Some(d) => response::json(200, &d),
+                None => response::status(&rest::not_found_resource()),
+            }
+        }
+    }
+}
+
+async fn health(state: &State, path: &str, verbose: bool) -> Response {
+    let storage_ok = state.registry.storage.current_revision().await.is_ok();
+    let checks = [("ping", true), ("log", true), ("etcd", storage_ok)];
+    let ok = checks.iter().all(|(_, ok)| *ok);
+    let name = path.trim_start_matches('/');
+    if !verbose {
+        return if ok {
+            response::text(200, "ok")
+        } else {
+            response::text(
+                500,
+                &format!("[-]etcd failed: storage is not reachable\n{name} check failed"),
+            )
+        };
+    }
+    let mut text = String::new();
+    for (check, good) in checks {
+        text.push_str(&if good {
+            format!("[+]{check} ok\n")
+        } else {
+            format!("[-]{check} failed: reason withheld\n")
+        });
+    }
+    text.push_str(&format!(
+        "{name} check {}\n",
+        if ok { "passed" } else { "failed" }
+    ));
+    response::text(if ok { 200 } else { 500 }, &text)
+}

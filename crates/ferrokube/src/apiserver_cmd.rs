@@ -1,0 +1,99 @@
+//! `ferrokube apiserver` (or `kube-apiserver`): the API server with kube-apiserver's
+//! flag names. Authentication and authorization flags arrive with the security work;
+//! until then every request is served (bind to loopback).
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+use ferrokube_apiserver::{ApiServer, ApiServerConfig};
+
+use crate::storage_flags::StorageFlags;
+
+#[derive(Args, Debug, Clone)]
+pub struct ApiServerArgs {
+    /// The IP address on which to listen for the --secure-port port.
+    #[arg(long, default_value = "0.0.0.0")]
+    pub bind_address: IpAddr,
+    /// The port on which to serve HTTPS.
+    #[arg(long, default_value_t = 6443)]
+    pub secure_port: u16,
+    /// The address advertised to clients (discovery's serverAddressByClientCIDRs).
+    #[arg(long)]
+    pub advertise_address: Option<IpAddr>,
+    /// Serving certificate (PEM). Without it a self-signed one is kept in --cert-dir.
+    #[arg(long, value_name = "FILE", requires = "tls_private_key_file")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// Key of --tls-cert-file (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert_file")]
+    pub tls_private_key_file: Option<PathBuf>,
+    /// Where the self-signed serving certificate is kept.
+    #[arg(long, value_name = "DIR", default_value = "/var/run/kubernetes")]
+    pub cert_dir: PathBuf,
+    #[command(flatten)]
+    pub storage: StorageFlags,
+}
+
+impl ApiServerArgs {
+    /// The serving certificate and key to use, generating a self-signed pair if needed.
+    pub fn serving_pair(&self) -> anyhow::Result<(PathBuf, PathBuf)> {
+        match (&self.tls_cert_file, &self.tls_private_key_file) {
+            (Some(c), Some(k)) => Ok((c.clone(), k.clone())),
+            _ => {
+                let mut hosts = vec![
+                    "localhost".to_string(),
+                    "127.0.0.1".to_string(),
+                    "kubernetes".to_string(),
+                    "kubernetes.default".to_string(),
+                    "kubernetes.default.svc".to_string(),
+                ];
+                if let Some(a) = self.advertise_address {
+                    hosts.push(a.to_string());
+                }
+                if !self.bind_address.is_unspecified() && !self.bind_address.is_loopback() {
+                    hosts.push(self.bind_address.to_string());
+                }
+                ferrokube_apiserver::tls::ensure_self_signed(&self.cert_dir, &hosts)
+                    .with_context(|| format!("--cert-dir {}", self.cert_dir.display()))
+            }
+        }
+    }
+
+    pub fn advertise(&self) -> String {
+        let host = self
+            .advertise_address
+            .unwrap_or(if self.bind_address.is_unspecified() {
+                IpAddr::from([127, 0, 0, 1])
+            } else {
+                self.bind_address
+            });
+        SocketAddr::new(host, self.secure_port).to_string()
+    }
+
+    pub async fn start(
+        &self,
+        storage: std::sync::Arc<dyn ferrokube_storage::Storage>,
+    ) -> anyhow::Result<ApiServer> {
+        let (cert, key) = self.serving_pair()?;
+        let config = ApiServerConfig {
+            bind: SocketAddr::new(self.bind_address, self.secure_port),
+            tls_cert_file: cert,
+            tls_key_file: key,
+            advertise: self.advertise(),
+        };
+        Ok(ApiServer::start(config, storage).await?)
+    }
+}
+
+pub async fn run(args: ApiServerArgs) -> anyhow::Result<()> {
+    let backend = args.storage.open(true).await?;
+    let server = args.start(backend.store()).await?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let serving = tokio::spawn(server.run(stopped));
+    crate::server::wait_for_signal().await?;
+    let _ = stop.send(true);
+    let _ = serving.await;
+    backend.shutdown().await;
+    Ok(())
+}
