@@ -10,6 +10,8 @@ mod body;
 mod errors;
 mod handlers;
 mod negotiation;
+#[rustfmt::skip]
+mod openapi_files;
 mod registry;
 mod request_info;
 mod server;

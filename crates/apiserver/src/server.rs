@@ -196,6 +196,14 @@ async fn route(
                 format!("the server does not allow this method on the requested resource ({path})"),
             ));
         }
+        let if_none_match = header_str(&req, header::IF_NONE_MATCH).map(str::to_string);
+        if path == "/openapi/v3" {
+            return crate::handlers::openapi::index();
+        }
+        if let Some(key) = path.strip_prefix("/openapi/v3/") {
+            return crate::handlers::openapi::document(key, if_none_match.as_deref())
+                .unwrap_or_else(|| response::status(&rest::not_found_resource()));
+        }
         return non_resource(state, path, accept.as_deref(), query).await;
     }
     let content_type = header_str(&req, header::CONTENT_TYPE).map(str::to_string);

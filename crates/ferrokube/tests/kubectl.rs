@@ -176,9 +176,9 @@ fn kubectl_basics() {
 
     // Namespaced objects: create, get in every output, label, patch, delete. (kubectl's
     // typed `create configmap|namespace|secret` send protobuf, not served yet; `create -f`
-    // sends JSON. Validation through OpenAPI is not served yet either.)
+    // sends JSON and validates through the OpenAPI v3 documents.)
     let apply = |args: &[&str], doc: &str| {
-        let mut full = vec!["create", "--validate=false", "-f", "-"];
+        let mut full = vec!["create", "-f", "-"];
         full.extend_from_slice(args);
         let o = s.kubectl_stdin(&full, Some(doc));
         (
@@ -371,7 +371,7 @@ fn kubectl_watch_sees_a_change() {
     let s = start();
     let cm = |name: &str| format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n");
     assert!(s
-        .kubectl_stdin(&["create", "--validate=false", "-f", "-"], Some(&cm("w1")))
+        .kubectl_stdin(&["create", "-f", "-"], Some(&cm("w1")))
         .status
         .success());
     let mut watch = Command::new(KUBECTL)
@@ -394,7 +394,7 @@ fn kubectl_watch_sees_a_change() {
     out.read_line(&mut first).unwrap();
     assert_eq!(first.trim(), "configmap/w1");
     assert!(s
-        .kubectl_stdin(&["create", "--validate=false", "-f", "-"], Some(&cm("w2")))
+        .kubectl_stdin(&["create", "-f", "-"], Some(&cm("w2")))
         .status
         .success());
     let mut second = String::new();

@@ -1,6 +1,7 @@
 //! Request handlers: discovery, version and health, the REST verbs, watch.
 
 pub mod discovery;
+pub mod openapi;
 pub mod response;
 pub mod rest;
 pub mod table;

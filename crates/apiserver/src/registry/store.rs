@@ -173,6 +173,7 @@ pub fn prepare_create(target: &Target<'_>, obj: &mut Value) -> ApiResult<()> {
         meta::remove(obj, k);
     }
     let strategy = target.strategy();
+    strategy.normalize(obj);
     if strategy.tracks_generation() {
         meta::set(obj, "generation", json!(1));
     } else {
@@ -252,6 +253,7 @@ pub fn prepare_update(
         }
     }
     let strategy = target.strategy();
+    strategy.normalize(&mut desired);
     match subresource {
         Some("status") => strategy.prepare_for_status_update(&mut desired, current),
         Some("finalize") => {

@@ -56,6 +56,39 @@ impl Strategy {
         )
     }
 
+    /// Normalisation upstream does while converting a request to its internal form, on
+    /// every write: a Secret's write-only `stringData` is merged into `data` (base64).
+    pub fn normalize(&self, obj: &mut Value) {
+        if self.key() != ("", "secrets") {
+            return;
+        }
+        let Some(map) = obj.as_object_mut() else {
+            return;
+        };
+        let Some(Value::Object(string_data)) = map.remove("stringData") else {
+            return;
+        };
+        let data = map.entry("data").or_insert_with(|| json!({}));
+        if !data.is_object() {
+            *data = json!({});
+        }
+        if let Some(data) = data.as_object_mut() {
+            for (k, v) in string_data {
+                let text = v
+                    .as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| v.to_string());
+                data.insert(
+                    k,
+                    Value::String(base64::Engine::encode(
+                        &base64::engine::general_purpose::STANDARD,
+                        text,
+                    )),
+                );
+            }
+        }
+    }
+
     /// `PrepareForCreate`: what a client may not set at creation.
     pub fn prepare_for_create(&self, obj: &mut Value) {
         let Some(map) = obj.as_object_mut() else {
@@ -130,4 +163,17 @@ pub fn spec_changed(new: &Value, old: &Value) -> bool {
         v
     };
     strip(new) != strip(old)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_string_data_is_merged_into_data() {
+        let info = ferrokube_api::resources::lookup("", "v1", "secrets").unwrap();
+        let mut obj = json!({"data": {"a": "eA=="}, "stringData": {"b": "hello", "a": "y"}});
+        Strategy::new(info).normalize(&mut obj);
+        assert_eq!(obj, json!({"data": {"a": "eQ==", "b": "aGVsbG8="}}));
+    }
 }
