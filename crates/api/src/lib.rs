@@ -6,6 +6,7 @@
 //! so every field of every kind round-trips.
 
 pub mod meta;
+pub mod protobuf;
 pub mod resources;
 pub mod selectors;
 pub mod status;
@@ -15,5 +16,6 @@ pub mod validation;
 #[allow(clippy::all)]
 #[rustfmt::skip]
 mod generated {
+    pub mod protobuf;
     pub mod resources;
 }

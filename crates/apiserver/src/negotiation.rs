@@ -81,6 +81,7 @@ pub fn output(accept: Option<&str>) -> Option<Output> {
 pub enum Input {
     Json,
     Yaml,
+    Protobuf,
 }
 
 pub fn input(content_type: Option<&str>) -> Option<Input> {
@@ -93,6 +94,7 @@ pub fn input(content_type: Option<&str>) -> Option<Input> {
     match t {
         "application/json" | "" => Some(Input::Json),
         "application/yaml" => Some(Input::Yaml),
+        "application/vnd.kubernetes.protobuf" => Some(Input::Protobuf),
         _ => None,
     }
 }

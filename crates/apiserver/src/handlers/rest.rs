@@ -40,6 +40,15 @@ pub fn not_found_resource() -> Status {
 fn parse_body(info: &ResourceInfo, req: &Request<'_>) -> ApiResult<Value> {
     match negotiation::input(req.content_type) {
         Some(negotiation::Input::Json) => {}
+        Some(negotiation::Input::Protobuf) => {
+            return ferrokube_api::protobuf::decode_object(&req.body).map_err(|e| {
+                Status::bad_request(format!(
+                    "the object provided is unrecognized (must be of type {}): {e}",
+                    info.kind
+                ))
+                .into()
+            });
+        }
         Some(negotiation::Input::Yaml) | None => {
             return Err(Status::unsupported_media_type(req.content_type.unwrap_or("")).into());
         }
@@ -255,6 +264,11 @@ async fn dispatch(
 fn delete_options(req: &Request<'_>) -> ApiResult<DeleteOptions> {
     let mut opts: DeleteOptions = if req.body.iter().all(u8::is_ascii_whitespace) {
         DeleteOptions::default()
+    } else if negotiation::input(req.content_type) == Some(negotiation::Input::Protobuf) {
+        let v = ferrokube_api::protobuf::decode_object(&req.body)
+            .map_err(|e| Status::bad_request(format!("invalid DeleteOptions: {e}")))?;
+        serde_json::from_value(v)
+            .map_err(|e| Status::bad_request(format!("invalid DeleteOptions: {e}")))?
     } else {
         serde_json::from_slice(&req.body)
             .map_err(|e| Status::bad_request(format!("invalid DeleteOptions: {e}")))?

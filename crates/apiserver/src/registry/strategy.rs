@@ -65,6 +65,14 @@ impl Strategy {
         let Some(map) = obj.as_object_mut() else {
             return;
         };
+        // Upstream's SetDefaults_Secret.
+        if map
+            .get("type")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+        {
+            map.insert("type".into(), json!("Opaque"));
+        }
         let Some(Value::Object(string_data)) = map.remove("stringData") else {
             return;
         };
@@ -174,6 +182,9 @@ mod tests {
         let info = ferrokube_api::resources::lookup("", "v1", "secrets").unwrap();
         let mut obj = json!({"data": {"a": "eA=="}, "stringData": {"b": "hello", "a": "y"}});
         Strategy::new(info).normalize(&mut obj);
-        assert_eq!(obj, json!({"data": {"a": "eQ==", "b": "aGVsbG8="}}));
+        assert_eq!(
+            obj,
+            json!({"data": {"a": "eQ==", "b": "aGVsbG8="}, "type": "Opaque"})
+        );
     }
 }
