@@ -5,6 +5,7 @@
 //! clients send after defaulting and validation, as upstream's unstructured handling does,
 //! so every field of every kind round-trips.
 
+pub mod defaults;
 pub mod meta;
 pub mod protobuf;
 pub mod resources;

@@ -56,9 +56,10 @@ impl Strategy {
         )
     }
 
-    /// Normalisation upstream does while converting a request to its internal form, on
-    /// every write: a Secret's write-only `stringData` is merged into `data` (base64).
+    /// What upstream does while decoding a request, on every write: defaulting, and a
+    /// Secret's write-only `stringData` merged into `data` (base64).
     pub fn normalize(&self, obj: &mut Value) {
+        ferrokube_api::defaults::apply(self.info.group, self.info.resource, obj);
         if self.key() != ("", "secrets") {
             return;
         }

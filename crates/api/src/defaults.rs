@@ -1,0 +1,375 @@
+//! Upstream's defaulting (`pkg/apis/*/v1/defaults.go`), applied to every object written,
+//! as upstream applies it when decoding a request: pod specs (containers, probes,
+//! volumes), the workload kinds, services and the storage kinds.
+
+use serde_json::{json, Map, Value};
+
+fn ensure_obj<'a>(m: &'a mut Map<String, Value>, key: &str) -> Option<&'a mut Map<String, Value>> {
+    let e = m.entry(key).or_insert_with(|| json!({}));
+    if e.is_null() {
+        *e = json!({});
+    }
+    e.as_object_mut()
+}
+
+fn default(m: &mut Map<String, Value>, key: &str, v: Value) {
+    match m.get(key) {
+        None | Some(Value::Null) => {
+            m.insert(key.into(), v);
+        }
+        Some(_) => {}
+    }
+}
+
+fn each_obj(m: &mut Map<String, Value>, key: &str, mut f: impl FnMut(&mut Map<String, Value>)) {
+    if let Some(Value::Array(items)) = m.get_mut(key) {
+        for item in items.iter_mut().filter_map(Value::as_object_mut) {
+            f(item);
+        }
+    }
+}
+
+/// `IfNotPresent` unless the image has no tag or the `latest` tag (upstream's rule).
+fn pull_policy(image: &str) -> &'static str {
+    let name = image.rsplit('/').next().unwrap_or(image);
+    if image.contains('@') {
+        return "IfNotPresent";
+    }
+    match name.rsplit_once(':') {
+        Some((_, "latest")) | None => "Always",
+        Some(_) => "IfNotPresent",
+    }
+}
+
+fn probe(p: &mut Map<String, Value>) {
+    default(p, "timeoutSeconds", json!(1));
+    default(p, "periodSeconds", json!(10));
+    default(p, "successThreshold", json!(1));
+    default(p, "failureThreshold", json!(3));
+    if let Some(h) = obj_in(p, "httpGet") {
+        default(h, "path", json!("/"));
+        default(h, "scheme", json!("HTTP"));
+    }
+    if let Some(g) = obj_in(p, "grpc") {
+        default(g, "service", json!(""));
+    }
+}
+
+fn obj_in<'a>(m: &'a mut Map<String, Value>, key: &str) -> Option<&'a mut Map<String, Value>> {
+    m.get_mut(key).and_then(Value::as_object_mut)
+}
+
+fn container(c: &mut Map<String, Value>) {
+    default(c, "terminationMessagePath", json!("/dev/termination-log"));
+    default(c, "terminationMessagePolicy", json!("File"));
+    if let Some(image) = c.get("image").and_then(Value::as_str).map(str::to_string) {
+        default(c, "imagePullPolicy", json!(pull_policy(&image)));
+    }
+    default(c, "resources", json!({}));
+    each_obj(c, "ports", |p| default(p, "protocol", json!("TCP")));
+    each_obj(c, "env", |e| {
+        if let Some(f) = e
+            .get_mut("valueFrom")
+            .and_then(Value::as_object_mut)
+            .and_then(|v| obj_in(v, "fieldRef"))
+        {
+            default(f, "apiVersion", json!("v1"));
+        }
+    });
+    for key in ["livenessProbe", "readinessProbe", "startupProbe"] {
+        if let Some(p) = obj_in(c, key) {
+            probe(p);
+        }
+    }
+}
+
+/// Upstream's `SetDefaults_PodSpec` and the per-container and per-volume defaults.
+pub fn pod_spec(spec: &mut Map<String, Value>) {
+    default(spec, "dnsPolicy", json!("ClusterFirst"));
+    default(spec, "restartPolicy", json!("Always"));
+    default(spec, "terminationGracePeriodSeconds", json!(30));
+    default(spec, "securityContext", json!({}));
+    default(spec, "schedulerName", json!("default-scheduler"));
+    default(spec, "enableServiceLinks", json!(true));
+    for key in ["containers", "initContainers", "ephemeralContainers"] {
+        each_obj(spec, key, container);
+    }
+    each_obj(spec, "volumes", |v| {
+        for (key, mode) in [
+            ("configMap", 420),
+            ("secret", 420),
+            ("downwardAPI", 420),
+            ("projected", 420),
+        ] {
+            if let Some(src) = obj_in(v, key) {
+                default(src, "defaultMode", json!(mode));
+            }
+        }
+        if let Some(h) = obj_in(v, "hostPath") {
+            default(h, "type", json!(""));
+        }
+    });
+}
+
+fn pod_template(spec: &mut Map<String, Value>) {
+    if let Some(t) = ensure_obj(spec, "template") {
+        if let Some(s) = ensure_obj(t, "spec") {
+            pod_spec(s);
+        }
+    }
+}
+
+/// Applies upstream's defaults for the kind stored under (group, resource).
+pub fn apply(group: &str, resource: &str, o: &mut Value) {
+    let template_labels = o.pointer("/spec/template/metadata/labels").cloned();
+    let Some(m) = o.as_object_mut() else { return };
+    match (group, resource) {
+        ("", "pods") => {
+            if let Some(s) = ensure_obj(m, "spec") {
+                pod_spec(s);
+            }
+        }
+        ("", "podtemplates") => {
+            if let Some(t) = ensure_obj(m, "template") {
+                if let Some(s) = ensure_obj(t, "spec") {
+                    pod_spec(s);
+                }
+            }
+        }
+        ("", "replicationcontrollers") => {
+            if let Some(s) = ensure_obj(m, "spec") {
+                default(s, "replicas", json!(1));
+                if let Some(l) = &template_labels {
+                    default(s, "selector", l.clone());
+                }
+                pod_template(s);
+            }
+            if let (Some(l), Some(meta)) = (template_labels, ensure_obj(m, "metadata")) {
+                default(meta, "labels", l);
+            }
+        }
+        ("", "services") => {
+            let Some(s) = ensure_obj(m, "spec") else {
+                return;
+            };
+            default(s, "type", json!("ClusterIP"));
+            let typ = s
+                .get("type")
+                .and_then(Value::as_str)
+                .unwrap_or("ClusterIP")
+                .to_string();
+            if typ != "ExternalName" {
+                default(s, "sessionAffinity", json!("None"));
+                default(s, "internalTrafficPolicy", json!("Cluster"));
+                default(s, "ipFamilyPolicy", json!("SingleStack"));
+                default(s, "ipFamilies", json!(["IPv4"]));
+            }
+            if typ == "NodePort" || typ == "LoadBalancer" {
+                default(s, "externalTrafficPolicy", json!("Cluster"));
+            }
+            if typ == "LoadBalancer" {
+                default(s, "allocateLoadBalancerNodePorts", json!(true));
+            }
+            each_obj(s, "ports", |p| {
+                default(p, "protocol", json!("TCP"));
+                if let Some(port) = p.get("port").cloned() {
+                    default(p, "targetPort", port);
+                }
+            });
+        }
+        ("", "endpoints") => {
+            each_obj(m, "subsets", |sub| {
+                each_obj(sub, "ports", |p| default(p, "protocol", json!("TCP")))
+            });
+        }
+        ("", "persistentvolumes") => {
+            if let Some(s) = ensure_obj(m, "spec") {
+                default(s, "persistentVolumeReclaimPolicy", json!("Retain"));
+                default(s, "volumeMode", json!("Filesystem"));
+            }
+        }
+        ("", "persistentvolumeclaims") => {
+            if let Some(s) = ensure_obj(m, "spec") {
+                default(s, "volumeMode", json!("Filesystem"));
+            }
+        }
+        ("apps", "deployments") => {
+            let Some(s) = ensure_obj(m, "spec") else {
+                return;
+            };
+            default(s, "replicas", json!(1));
+            default(s, "revisionHistoryLimit", json!(10));
+            default(s, "progressDeadlineSeconds", json!(600));
+            if let Some(st) = ensure_obj(s, "strategy") {
+                default(st, "type", json!("RollingUpdate"));
+                if st.get("type") == Some(&json!("RollingUpdate")) {
+                    if let Some(ru) = ensure_obj(st, "rollingUpdate") {
+                        default(ru, "maxUnavailable", json!("25%"));
+                        default(ru, "maxSurge", json!("25%"));
+                    }
+                }
+            }
+            pod_template(s);
+        }
+        ("apps", "replicasets") => {
+            if let Some(s) = ensure_obj(m, "spec") {
+                default(s, "replicas", json!(1));
+                pod_template(s);
+            }
+        }
+        ("apps", "statefulsets") => {
+            let Some(s) = ensure_obj(m, "spec") else {
+                return;
+            };
+            default(s, "replicas", json!(1));
+            default(s, "podManagementPolicy", json!("OrderedReady"));
+            default(s, "revisionHistoryLimit", json!(10));
+            default(
+                s,
+                "persistentVolumeClaimRetentionPolicy",
+                json!({"whenDeleted": "Retain", "whenScaled": "Retain"}),
+            );
+            if let Some(us) = ensure_obj(s, "updateStrategy") {
+                default(us, "type", json!("RollingUpdate"));
+                if us.get("type") == Some(&json!("RollingUpdate")) {
+                    if let Some(ru) = ensure_obj(us, "rollingUpdate") {
+                        default(ru, "partition", json!(0));
+                    }
+                }
+            }
+            pod_template(s);
+        }
+        ("apps", "daemonsets") => {
+            let Some(s) = ensure_obj(m, "spec") else {
+                return;
+            };
+            default(s, "revisionHistoryLimit", json!(10));
+            if let Some(us) = ensure_obj(s, "updateStrategy") {
+                default(us, "type", json!("RollingUpdate"));
+                if us.get("type") == Some(&json!("RollingUpdate")) {
+                    if let Some(ru) = ensure_obj(us, "rollingUpdate") {
+                        default(ru, "maxUnavailable", json!(1));
+                        default(ru, "maxSurge", json!(0));
+                    }
+                }
+            }
+            pod_template(s);
+        }
+        ("batch", "jobs") => {
+            if let Some(s) = ensure_obj(m, "spec") {
+                job_spec(s);
+            }
+        }
+        ("batch", "cronjobs") => {
+            let Some(s) = ensure_obj(m, "spec") else {
+                return;
+            };
+            default(s, "concurrencyPolicy", json!("Allow"));
+            default(s, "suspend", json!(false));
+            default(s, "successfulJobsHistoryLimit", json!(3));
+            default(s, "failedJobsHistoryLimit", json!(1));
+            if let Some(jt) = ensure_obj(s, "jobTemplate") {
+                if let Some(js) = ensure_obj(jt, "spec") {
+                    job_spec(js);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+fn job_spec(s: &mut Map<String, Value>) {
+    let (completions, parallelism) = (s.get("completions").cloned(), s.get("parallelism").cloned());
+    if completions.is_none() && parallelism.is_none() {
+        s.insert("completions".into(), json!(1));
+        s.insert("parallelism".into(), json!(1));
+    }
+    default(s, "parallelism", json!(1));
+    default(s, "backoffLimit", json!(6));
+    default(s, "completionMode", json!("NonIndexed"));
+    default(s, "suspend", json!(false));
+    default(s, "podReplacementPolicy", json!("TerminatingOrFailed"));
+    pod_template(s);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deployment_defaults_match_upstream() {
+        let mut d = json!({"spec": {"selector": {"matchLabels": {"a": "b"}}, "template": {"spec": {"containers": [
+            {"name": "web", "image": "httpd", "ports": [{"containerPort": 80}]},
+            {"name": "side", "image": "busybox:1.36", "readinessProbe": {"httpGet": {"port": 80}}}
+        ]}}}});
+        apply("apps", "deployments", &mut d);
+        let s = &d["spec"];
+        assert_eq!(s["replicas"], 1);
+        assert_eq!(
+            s["strategy"],
+            json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}})
+        );
+        assert_eq!(
+            (
+                s["revisionHistoryLimit"].clone(),
+                s["progressDeadlineSeconds"].clone()
+            ),
+            (json!(10), json!(600))
+        );
+        let pod = &s["template"]["spec"];
+        assert_eq!(pod["restartPolicy"], "Always");
+        assert_eq!(pod["dnsPolicy"], "ClusterFirst");
+        assert_eq!(pod["schedulerName"], "default-scheduler");
+        assert_eq!(pod["terminationGracePeriodSeconds"], 30);
+        assert_eq!(pod["containers"][0]["imagePullPolicy"], "Always");
+        assert_eq!(pod["containers"][1]["imagePullPolicy"], "IfNotPresent");
+        assert_eq!(pod["containers"][0]["ports"][0]["protocol"], "TCP");
+        assert_eq!(
+            pod["containers"][0]["terminationMessagePath"],
+            "/dev/termination-log"
+        );
+        let p = &pod["containers"][1]["readinessProbe"];
+        assert_eq!(
+            (
+                p["periodSeconds"].clone(),
+                p["httpGet"]["scheme"].clone(),
+                p["httpGet"]["path"].clone()
+            ),
+            (json!(10), json!("HTTP"), json!("/"))
+        );
+    }
+
+    #[test]
+    fn explicit_values_are_kept() {
+        let mut d = json!({"spec": {"replicas": 0, "strategy": {"type": "Recreate"}, "template": {"spec": {"restartPolicy": "Never", "containers": []}}}});
+        apply("apps", "deployments", &mut d);
+        assert_eq!(d["spec"]["replicas"], 0);
+        assert_eq!(d["spec"]["strategy"], json!({"type": "Recreate"}));
+        assert_eq!(d["spec"]["template"]["spec"]["restartPolicy"], "Never");
+    }
+
+    #[test]
+    fn service_job_and_images() {
+        let mut s = json!({"spec": {"ports": [{"port": 80}]}});
+        apply("", "services", &mut s);
+        assert_eq!(s["spec"]["type"], "ClusterIP");
+        assert_eq!(
+            s["spec"]["ports"][0],
+            json!({"port": 80, "protocol": "TCP", "targetPort": 80})
+        );
+        let mut j = json!({"spec": {"template": {"spec": {"containers": []}}}});
+        apply("batch", "jobs", &mut j);
+        assert_eq!(
+            (
+                j["spec"]["completions"].clone(),
+                j["spec"]["parallelism"].clone(),
+                j["spec"]["backoffLimit"].clone()
+            ),
+            (json!(1), json!(1), json!(6))
+        );
+        assert!(j["spec"].get("manualSelector").is_none());
+        assert_eq!(pull_policy("registry:5000/app"), "Always");
+        assert_eq!(pull_policy("registry:5000/app:v1"), "IfNotPresent");
+        assert_eq!(pull_policy("app@sha256:abc"), "IfNotPresent");
+    }
+}
