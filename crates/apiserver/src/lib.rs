@@ -7,6 +7,7 @@
 //! authorization and admission land with the security work.
 
 mod body;
+mod bootstrap;
 mod errors;
 mod handlers;
 mod negotiation;

@@ -34,6 +34,10 @@ pub struct ApiServerConfig {
     pub tls_key_file: PathBuf,
     /// `host:port` clients are told to use (`--advertise-address`:`--secure-port`).
     pub advertise: String,
+    /// `--service-cluster-ip-range` (IPv4 CIDR).
+    pub service_cluster_ip_range: String,
+    /// `--service-node-port-range` (`FROM-TO`).
+    pub service_node_port_range: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -46,8 +50,10 @@ pub enum ServeError {
         #[source]
         source: std::io::Error,
     },
-    #[error("bootstrapping namespace {name}: {message}")]
+    #[error("bootstrapping {name}: {message}")]
     Bootstrap { name: String, message: String },
+    #[error("{0}")]
+    Config(String),
 }
 
 #[derive(Debug)]
@@ -86,11 +92,17 @@ impl ApiServer {
                     addr: config.bind,
                     source,
                 })?;
+        let allocator = crate::registry::services::ServiceAllocator::parse(
+            &config.service_cluster_ip_range,
+            &config.service_node_port_range,
+        )
+        .map_err(ServeError::Config)?;
         let state = Arc::new(State {
-            registry: Registry::new(storage),
+            registry: Registry::new(storage, Some(allocator)),
             advertise: config.advertise.clone(),
         });
         bootstrap(&state.registry).await?;
+        crate::bootstrap::kubernetes_service(&state.registry, &config.advertise).await?;
         Ok(ApiServer {
             config,
             state,

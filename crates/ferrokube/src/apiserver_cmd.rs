@@ -31,6 +31,13 @@ pub struct ApiServerArgs {
     /// Where the self-signed serving certificate is kept.
     #[arg(long, value_name = "DIR", default_value = "/var/run/kubernetes")]
     pub cert_dir: PathBuf,
+    /// The IPv4 range ClusterIPs are allocated from; its first address is the
+    /// `kubernetes` Service's.
+    #[arg(long, default_value = "10.0.0.0/24")]
+    pub service_cluster_ip_range: String,
+    /// The port range NodePorts are allocated from.
+    #[arg(long, default_value = "30000-32767")]
+    pub service_node_port_range: String,
     #[command(flatten)]
     pub storage: StorageFlags,
 }
@@ -81,6 +88,8 @@ impl ApiServerArgs {
             tls_cert_file: cert,
             tls_key_file: key,
             advertise: self.advertise(),
+            service_cluster_ip_range: self.service_cluster_ip_range.clone(),
+            service_node_port_range: self.service_node_port_range.clone(),
         };
         Ok(ApiServer::start(config, storage).await?)
     }

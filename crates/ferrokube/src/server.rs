@@ -24,6 +24,9 @@ pub struct ServerArgs {
     /// The API server's HTTPS port.
     #[arg(long, default_value_t = 6443)]
     secure_port: u16,
+    /// The IPv4 range ClusterIPs are allocated from.
+    #[arg(long, default_value = "10.43.0.0/16")]
+    service_cluster_ip_range: String,
     /// Use an etcd cluster instead of the embedded store (comma-separated URLs).
     #[arg(long, value_name = "URLS")]
     etcd_servers: Option<String>,
@@ -76,6 +79,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         tls_cert_file: None,
         tls_private_key_file: None,
         cert_dir: args.data_dir.join("tls"),
+        service_cluster_ip_range: args.service_cluster_ip_range.clone(),
+        service_node_port_range: "30000-32767".into(),
         storage,
     };
     let backend = api.storage.open(true).await?;

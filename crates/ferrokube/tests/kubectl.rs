@@ -403,3 +403,90 @@ fn kubectl_watch_sees_a_change() {
     let _ = watch.wait();
     assert_eq!(second.trim(), "configmap/w2");
 }
+
+#[test]
+fn services_get_distinct_cluster_ips_under_concurrency() {
+    let s = start();
+    let svc = s.ok(&[
+        "get",
+        "svc",
+        "kubernetes",
+        "-o",
+        "jsonpath={.spec.clusterIP} {.spec.ports[0].port}",
+    ]);
+    assert_eq!(svc, "10.43.0.1 443");
+    let eps = s.ok(&[
+        "get",
+        "endpoints",
+        "kubernetes",
+        "-o",
+        "jsonpath={.subsets[0].addresses[0].ip}",
+    ]);
+    assert_eq!(eps, "127.0.0.1");
+    // 20 creates at once: every Service gets its own IP.
+    let threads: Vec<_> = (0..20)
+        .map(|i| {
+            let (kubeconfig, cache) = (s.kubeconfig.clone(), s.cache.clone());
+            std::thread::spawn(move || {
+                Command::new(KUBECTL)
+                    .args([
+                        "create",
+                        "service",
+                        "clusterip",
+                        &format!("s{i}"),
+                        "--tcp=80",
+                    ])
+                    .env("KUBECONFIG", kubeconfig)
+                    .env("KUBECACHEDIR", cache)
+                    .output()
+                    .unwrap()
+            })
+        })
+        .collect();
+    for t in threads {
+        let o = t.join().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let ips = |s: &Server| -> Vec<String> {
+        let out = s.ok(&[
+            "get",
+            "svc",
+            "-o",
+            "jsonpath={range .items[*]}{.spec.clusterIP}{\"\\n\"}{end}",
+        ]);
+        out.lines().map(str::to_string).collect()
+    };
+    let mut all = ips(&s);
+    assert_eq!(all.len(), 21);
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), 21, "duplicate ClusterIPs: {all:?}");
+    // A fixed IP that is taken is refused; a NodePort Service gets a port in range.
+    let taken = all.iter().find(|ip| *ip != "10.43.0.1").unwrap().clone();
+    let err = s.fails(&[
+        "create",
+        "service",
+        "clusterip",
+        "dup",
+        "--tcp=80",
+        &format!("--clusterip={taken}"),
+    ]);
+    assert!(err.contains("provided IP is already allocated"), "{err}");
+    s.ok(&["create", "service", "nodeport", "np", "--tcp=80"]);
+    let port: u16 = s
+        .ok(&[
+            "get",
+            "svc",
+            "np",
+            "-o",
+            "jsonpath={.spec.ports[0].nodePort}",
+        ])
+        .parse()
+        .unwrap();
+    assert!((30000..=32767).contains(&port));
+    // Deleting releases the IP.
+    let ip0 = s.ok(&["get", "svc", "s0", "-o", "jsonpath={.spec.clusterIP}"]);
+    s.ok(&["delete", "svc", "s0"]);
+    let err = s.fails(&["get", "ipaddress", &ip0]);
+    assert!(err.contains("not found"), "{err}");
+}

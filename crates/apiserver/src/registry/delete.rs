@@ -157,7 +157,15 @@ impl Registry {
                 return Ok((obj, true));
             }
             match self.storage.delete(&key, Some(kv.mod_revision)).await {
-                Ok(_) => return Ok((obj, true)),
+                Ok(_) => {
+                    let is_service =
+                        target.info.group.is_empty() && target.info.resource == "services";
+                    if let Some(a) = self.services.as_deref().filter(|_| is_service) {
+                        let held = crate::registry::services::ServiceAllocator::held_by(&obj);
+                        a.release(self, &held).await;
+                    }
+                    return Ok((obj, true));
+                }
                 Err(StorageError::Conflict { .. }) => continue,
                 Err(e) => return Err(e.into()),
             }

@@ -3,6 +3,7 @@
 
 pub mod delete;
 pub mod list;
+pub mod services;
 pub mod store;
 pub mod strategy;
 

@@ -17,6 +17,8 @@ use crate::registry::strategy::{spec_changed, Strategy};
 #[derive(Debug, Clone)]
 pub struct Registry {
     pub storage: Arc<dyn Storage>,
+    /// ClusterIP and NodePort allocation for Services (None: Services get none).
+    pub services: Option<Arc<crate::registry::services::ServiceAllocator>>,
 }
 
 /// The resource (and namespace) a request addresses.
@@ -254,6 +256,9 @@ pub fn prepare_update(
     }
     let strategy = target.strategy();
     strategy.normalize(&mut desired);
+    if target.info.group.is_empty() && target.info.resource == "services" {
+        keep_service_allocations(name, &mut desired, current)?;
+    }
     match subresource {
         Some("status") => strategy.prepare_for_status_update(&mut desired, current),
         Some("finalize") => {
@@ -307,8 +312,22 @@ pub fn prepare_update(
 }
 
 impl Registry {
-    pub fn new(storage: Arc<dyn Storage>) -> Self {
-        Registry { storage }
+    pub fn new(
+        storage: Arc<dyn Storage>,
+        services: Option<crate::registry::services::ServiceAllocator>,
+    ) -> Self {
+        Registry {
+            storage,
+            services: services.map(Arc::new),
+        }
+    }
+
+    fn allocator_for(
+        &self,
+        target: &Target<'_>,
+    ) -> Option<&crate::registry::services::ServiceAllocator> {
+        let is_service = target.info.group.is_empty() && target.info.resource == "services";
+        self.services.as_deref().filter(|_| is_service)
     }
 
     /// Refuses creation in a namespace that is missing (404) or terminating (403), as the
@@ -357,7 +376,11 @@ impl Registry {
         if dry_run {
             return Ok(obj);
         }
-        match self
+        let allocated = match self.allocator_for(target) {
+            Some(a) => Some(a.allocate_for(self, &mut obj).await?),
+            None => None,
+        };
+        let result = match self
             .storage
             .create(&target.key(&name), encode(&obj)?, None)
             .await
@@ -371,7 +394,11 @@ impl Registry {
             })
             .into()),
             Err(e) => Err(e.into()),
+        };
+        if let (Err(_), Some(a), Some(done)) = (&result, self.allocator_for(target), &allocated) {
+            a.release(self, done).await;
         }
+        result
     }
 
     pub async fn get(&self, target: &Target<'_>, name: &str) -> ApiResult<Value> {
@@ -453,4 +480,63 @@ impl Registry {
             }
         }
     }
+}
+
+/// A Service's clusterIP and node ports cannot change once set (an update that omits them
+/// keeps them), as upstream's service REST update.
+fn keep_service_allocations(name: &str, desired: &mut Value, current: &Value) -> ApiResult<()> {
+    let old_ip = current.pointer("/spec/clusterIP").cloned();
+    let new_ip = desired
+        .pointer("/spec/clusterIP")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string);
+    match (new_ip, old_ip.as_ref().and_then(Value::as_str)) {
+        (Some(new), Some(old)) if new != old => {
+            return Err(Status::invalid(
+                Subject {
+                    group: "",
+                    resource: "Service",
+                    name,
+                },
+                vec![field::invalid(
+                    "spec.clusterIPs[0]",
+                    &Value::String(new),
+                    "may not change once set",
+                )],
+            )
+            .into());
+        }
+        (None, Some(_)) => {
+            if let Some(spec) = desired.get_mut("spec").and_then(Value::as_object_mut) {
+                spec.insert("clusterIP".into(), old_ip.clone().unwrap_or(Value::Null));
+                if let Some(ips) = current.pointer("/spec/clusterIPs") {
+                    spec.insert("clusterIPs".into(), ips.clone());
+                }
+            }
+        }
+        _ => {}
+    }
+    let old_ports: Vec<(i64, i64)> = current
+        .pointer("/spec/ports")
+        .and_then(Value::as_array)
+        .map_or(Vec::new(), |ps| {
+            ps.iter()
+                .filter_map(|p| Some((p["port"].as_i64()?, p["nodePort"].as_i64()?)))
+                .collect()
+        });
+    if let Some(ports) = desired
+        .pointer_mut("/spec/ports")
+        .and_then(Value::as_array_mut)
+    {
+        for p in ports.iter_mut().filter_map(Value::as_object_mut) {
+            let port = p.get("port").and_then(Value::as_i64);
+            if p.get("nodePort").and_then(Value::as_i64).is_none() {
+                if let Some((_, np)) = old_ports.iter().find(|(pt, _)| Some(*pt) == port) {
+                    p.insert("nodePort".into(), json!(np));
+                }
+            }
+        }
+    }
+    Ok(())
 }

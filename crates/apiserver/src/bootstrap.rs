@@ -1,0 +1,133 @@
+//! Objects every cluster has from the start besides namespaces: the `kubernetes`
+//! Service in `default` (the first IP of the service range, port 443) with Endpoints and
+//! an EndpointSlice listing this API server's advertise address and secure port, as
+//! upstream's `controlplane/controller/kubernetesservice` reconciles them.
+
+use ferrokube_api::resources;
+use serde_json::{json, Value};
+
+use crate::registry::{Registry, Target};
+use crate::server::ServeError;
+
+fn fail(name: &str, message: String) -> ServeError {
+    ServeError::Bootstrap {
+        name: name.into(),
+        message,
+    }
+}
+
+async fn ensure(
+    reg: &Registry,
+    group: &str,
+    version: &str,
+    resource: &str,
+    name: &str,
+    obj: Value,
+    merge: impl Fn(&Value) -> Option<Value>,
+) -> Result<(), ServeError> {
+    let info = resources::lookup(group, version, resource)
+        .ok_or_else(|| fail(name, format!("{resource} not registered")))?;
+    let target = Target {
+        info,
+        namespace: Some("default"),
+    };
+    match reg.get(&target, name).await {
+        Ok(existing) => {
+            if let Some(updated) = merge(&existing) {
+                reg.update_with(&target, name, None, false, |_| Ok(updated.clone()))
+                    .await
+                    .map_err(|e| fail(name, e.into_status(group, resource, name).message))?;
+            }
+            Ok(())
+        }
+        Err(_) => reg
+            .create(&target, obj, false)
+            .await
+            .map(|_| ())
+            .map_err(|e| fail(name, e.into_status(group, resource, name).message)),
+    }
+}
+
+pub async fn kubernetes_service(reg: &Registry, advertise: &str) -> Result<(), ServeError> {
+    let Some(alloc) = reg.services.as_deref() else {
+        return Ok(());
+    };
+    let (host, port) = advertise
+        .rsplit_once(':')
+        .ok_or_else(|| fail("kubernetes", format!("bad advertise address {advertise:?}")))?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| fail("kubernetes", format!("bad advertise port in {advertise:?}")))?;
+    let ip = alloc.first_ip().to_string();
+    let svc = json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"component": "apiserver", "provider": "kubernetes"}},
+        "spec": {"type": "ClusterIP", "clusterIP": ip, "sessionAffinity": "None",
+                 "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": port}]},
+    });
+    ensure(reg, "", "v1", "services", "kubernetes", svc, |_| None).await?;
+    let address = json!({"ip": host});
+    let endpoints = json!({
+        "apiVersion": "v1", "kind": "Endpoints",
+        "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
+        "subsets": [{"addresses": [address.clone()], "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}],
+    });
+    // Add this server's address to what other API servers registered.
+    let merge_endpoints = |existing: &Value| -> Option<Value> {
+        let addrs = existing
+            .pointer("/subsets/0/addresses")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        if addrs.iter().any(|a| a["ip"] == address["ip"]) {
+            return None;
+        }
+        let mut updated = existing.clone();
+        let mut all = addrs;
+        all.push(address.clone());
+        updated["subsets"] = json!([{"addresses": all, "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}]);
+        Some(updated)
+    };
+    ensure(
+        reg,
+        "",
+        "v1",
+        "endpoints",
+        "kubernetes",
+        endpoints,
+        merge_endpoints,
+    )
+    .await?;
+    let slice = json!({
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"kubernetes.io/service-name": "kubernetes"}},
+        "addressType": "IPv4",
+        "endpoints": [{"addresses": [host], "conditions": {"ready": true}}],
+        "ports": [{"name": "https", "port": port, "protocol": "TCP"}],
+    });
+    let merge_slice = |existing: &Value| -> Option<Value> {
+        let eps = existing
+            .pointer("/endpoints")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        if eps.iter().any(|e| e["addresses"][0] == json!(host)) {
+            return None;
+        }
+        let mut updated = existing.clone();
+        let mut all = eps;
+        all.push(json!({"addresses": [host], "conditions": {"ready": true}}));
+        updated["endpoints"] = json!(all);
+        Some(updated)
+    };
+    ensure(
+        reg,
+        "discovery.k8s.io",
+        "v1",
+        "endpointslices",
+        "kubernetes",
+        slice,
+        merge_slice,
+    )
+    .await
+}
