@@ -13,6 +13,8 @@ mod handlers;
 mod negotiation;
 #[rustfmt::skip]
 mod openapi_files;
+#[cfg(test)]
+mod fuzz_tests;
 mod registry;
 mod request_info;
 mod server;

@@ -12,7 +12,7 @@ use ferrokube_api::resources;
 use ferrokube_api::status::Status;
 use ferrokube_storage::Storage;
 use http::{header, Method};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::json;
@@ -151,6 +151,11 @@ impl ApiServer {
     }
 }
 
+#[cfg(test)]
+pub(crate) async fn bootstrap_for_tests(registry: &Registry) {
+    let _ = bootstrap(registry).await;
+}
+
 async fn bootstrap(registry: &Registry) -> Result<(), ServeError> {
     let Some(info) = resources::lookup("", "v1", "namespaces") else {
         return Ok(());
@@ -200,15 +205,33 @@ async fn route(
 ) -> Response {
     let path = info.path.trim_end_matches('/');
     let accept = header_str(&req, header::ACCEPT).map(str::to_string);
+    let content_type = header_str(&req, header::CONTENT_TYPE).map(str::to_string);
+    let if_none_match = header_str(&req, header::IF_NONE_MATCH).map(str::to_string);
+    let method = req.method().clone();
+    // A declared length over the limit is refused before reading anything (an HTTP/1.1
+    // client waiting for `100 Continue` then never sends the body).
+    let declared = header_str(&req, header::CONTENT_LENGTH).and_then(|l| l.parse::<u64>().ok());
+    if declared.is_some_and(|l| l > MAX_BODY_BYTES as u64) && req.version() != http::Version::HTTP_2
+    {
+        let mut resp = response::status(&Status::too_large(MAX_BODY_BYTES));
+        resp.headers_mut()
+            .insert(header::CONNECTION, http::HeaderValue::from_static("close"));
+        return resp;
+    }
+    // Read the body before answering anything: an HTTP/2 client still sending would
+    // otherwise see its stream reset instead of the answer.
+    let body = match read_body(req.into_body()).await {
+        Ok(b) => b,
+        Err(status) => return response::status(&status),
+    };
     if !info.is_resource_request || info.resource.is_empty() {
-        if req.method() != Method::GET && req.method() != Method::HEAD {
+        if method != Method::GET && method != Method::HEAD {
             return response::status(&Status::failure(
                 405,
                 "MethodNotAllowed",
                 format!("the server does not allow this method on the requested resource ({path})"),
             ));
         }
-        let if_none_match = header_str(&req, header::IF_NONE_MATCH).map(str::to_string);
         if path == "/openapi/v3" {
             return crate::handlers::openapi::index();
         }
@@ -218,24 +241,6 @@ async fn route(
         }
         return non_resource(state, path, accept.as_deref(), query).await;
     }
-    let content_type = header_str(&req, header::CONTENT_TYPE).map(str::to_string);
-    let body = match Limited::new(req.into_body(), MAX_BODY_BYTES)
-        .collect()
-        .await
-    {
-        Ok(b) => b.to_bytes(),
-        Err(e)
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some() =>
-        {
-            return response::status(&Status::too_large(MAX_BODY_BYTES));
-        }
-        Err(e) => {
-            return response::status(&Status::bad_request(format!(
-                "reading the request body: {e}"
-            )))
-        }
-    };
     rest::handle(
         &state.registry,
         rest::Request {
@@ -247,6 +252,32 @@ async fn route(
         },
     )
     .await
+}
+
+/// Bytes read past the limit (and thrown away) so that the client, which may still be
+/// sending, receives the 413 instead of a reset stream.
+const DRAIN_LIMIT: usize = 32 * 1024 * 1024;
+
+async fn read_body(mut body: Incoming) -> Result<bytes::Bytes, Status> {
+    let mut buf = bytes::BytesMut::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame =
+            frame.map_err(|e| Status::bad_request(format!("reading the request body: {e}")))?;
+        if let Ok(data) = frame.into_data() {
+            seen += data.len();
+            if seen > MAX_BODY_BYTES + DRAIN_LIMIT {
+                break;
+            }
+            if seen <= MAX_BODY_BYTES {
+                buf.extend_from_slice(&data);
+            }
+        }
+    }
+    if seen > MAX_BODY_BYTES {
+        return Err(Status::too_large(MAX_BODY_BYTES));
+    }
+    Ok(buf.freeze())
 }
 
 async fn non_resource(state: &State, path: &str, accept: Option<&str>, query: &Query) -> Response {

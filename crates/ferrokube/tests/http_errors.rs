@@ -1,0 +1,247 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! Bad requests over real HTTPS get upstream's `metav1.Status` with the right code and
+//! reason (checked with curl, as a client that does not correct anything for us).
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Server(Child, u16, #[allow(dead_code)] tempfile::TempDir);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start() -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ferrokube"))
+        .args([
+            "server",
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+            "--secure-port",
+            &port.to_string(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("server did not start");
+        if line.contains("then try") {
+            break;
+        }
+    }
+    Server(child, port, dir)
+}
+
+/// (status code, body) of a curl request.
+fn curl(
+    s: &Server,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: Option<&[u8]>,
+) -> (u16, serde_json::Value) {
+    let mut cmd = Command::new("curl");
+    cmd.args([
+        "-sk",
+        "-o",
+        "-",
+        "-w",
+        "\n%{http_code}",
+        "-X",
+        method,
+        "-H",
+        &format!("Content-Type: {content_type}"),
+    ]);
+    let file = tempfile::NamedTempFile::new().unwrap();
+    if let Some(b) = body {
+        std::fs::write(file.path(), b).unwrap();
+        cmd.args(["--data-binary", &format!("@{}", file.path().display())]);
+    }
+    cmd.arg(format!("https://127.0.0.1:{}{path}", s.1));
+    let out = cmd.output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, code) = text.rsplit_once('\n').unwrap();
+    (
+        code.parse().unwrap(),
+        serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+fn expect(
+    s: &Server,
+    method: &str,
+    path: &str,
+    ct: &str,
+    body: Option<&[u8]>,
+    code: u16,
+    reason: &str,
+) -> serde_json::Value {
+    let (got, v) = curl(s, method, path, ct, body);
+    assert_eq!(got, code, "{method} {path}: {v}");
+    assert_eq!(v["kind"], "Status", "{v}");
+    assert_eq!(v["code"], code, "{v}");
+    assert_eq!(v["reason"], reason, "{v}");
+    v
+}
+
+#[test]
+fn bad_requests_get_upstream_statuses() {
+    let s = start();
+    let cms = "/api/v1/namespaces/default/configmaps";
+    expect(
+        &s,
+        "POST",
+        cms,
+        "application/json",
+        Some(b"{\"apiVersion\":\"v1\",\"kind\":"),
+        400,
+        "BadRequest",
+    );
+    expect(
+        &s,
+        "POST",
+        cms,
+        "application/yaml",
+        Some(b"{}"),
+        415,
+        "UnsupportedMediaType",
+    );
+    expect(
+        &s,
+        "POST",
+        cms,
+        "application/json",
+        Some(br#"{"metadata":{"name":5}}"#),
+        400,
+        "BadRequest",
+    );
+    let v = expect(
+        &s,
+        "POST",
+        cms,
+        "application/json",
+        Some(br#"{"metadata":{"name":"Not_Valid"}}"#),
+        422,
+        "Invalid",
+    );
+    assert_eq!(v["details"]["causes"][0]["field"], "metadata.name");
+    let big = format!(
+        r#"{{"metadata":{{"name":"big"}},"data":{{"k":"{}"}}}}"#,
+        "x".repeat(4 << 20)
+    );
+    expect(
+        &s,
+        "POST",
+        cms,
+        "application/json",
+        Some(big.as_bytes()),
+        413,
+        "RequestEntityTooLarge",
+    );
+    expect(
+        &s,
+        "GET",
+        "/api/v1/nosuchthings",
+        "application/json",
+        None,
+        404,
+        "NotFound",
+    );
+    expect(
+        &s,
+        "GET",
+        "/apis/nosuch.group/v1/things",
+        "application/json",
+        None,
+        404,
+        "NotFound",
+    );
+    expect(
+        &s,
+        "GET",
+        &format!("{cms}/missing"),
+        "application/json",
+        None,
+        404,
+        "NotFound",
+    );
+    expect(
+        &s,
+        "PUT",
+        cms,
+        "application/json",
+        Some(b"{}"),
+        405,
+        "MethodNotAllowed",
+    );
+    expect(
+        &s,
+        "DELETE",
+        "/api/v1/namespaces/default/bindings/x",
+        "application/json",
+        None,
+        405,
+        "MethodNotAllowed",
+    );
+    expect(
+        &s,
+        "POST",
+        "/version",
+        "application/json",
+        Some(b"{}"),
+        405,
+        "MethodNotAllowed",
+    );
+    expect(
+        &s,
+        "GET",
+        &format!("{cms}?labelSelector=a%20in%20"),
+        "application/json",
+        None,
+        400,
+        "BadRequest",
+    );
+    expect(
+        &s,
+        "GET",
+        &format!("{cms}?fieldSelector=spec.nope%3Dx"),
+        "application/json",
+        None,
+        400,
+        "BadRequest",
+    );
+    expect(
+        &s,
+        "PATCH",
+        &format!("{cms}/x"),
+        "text/plain",
+        Some(b"{}"),
+        415,
+        "UnsupportedMediaType",
+    );
+    // The store is untouched by all of it.
+    let (code, list) = curl(&s, "GET", cms, "application/json", None);
+    assert_eq!(code, 200);
+    assert_eq!(list["items"], serde_json::json!([]));
+}
