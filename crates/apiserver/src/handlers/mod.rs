@@ -4,5 +4,6 @@ pub mod discovery;
 pub mod openapi;
 pub mod response;
 pub mod rest;
+pub mod scale;
 pub mod table;
 pub mod watch;

@@ -123,6 +123,12 @@ async fn dispatch(
             matches!(verb, "get" | "update" | "patch") && info.subresource("status").is_some()
         }
         "finalize" => verb == "update" && info.subresource("finalize").is_some(),
+        "scale" if info.subresource("scale").is_some() => {
+            if !matches!(verb, "get" | "update" | "patch") {
+                return Err(Status::method_not_allowed(subject, verb).into());
+            }
+            return scale(registry, req, info, target).await;
+        }
         _ => return Err(not_found_resource().into()),
     };
     if !allowed {
@@ -385,4 +391,57 @@ fn check_metadata_types(info: &ResourceInfo, v: &Value) -> ApiResult<()> {
         return bad("finalizers", "[]string");
     }
     Ok(())
+}
+
+/// GET/PUT/PATCH of `<workload>/scale`.
+async fn scale(
+    registry: &Registry,
+    req: &Request<'_>,
+    info: &'static ResourceInfo,
+    target: &Target<'_>,
+) -> ApiResult<Response> {
+    use crate::handlers::scale::{apply_scale, to_scale};
+    let name = &req.info.name;
+    if req.info.verb == "get" {
+        let parent = registry.get(target, name).await?;
+        return Ok(response::json(200, &to_scale(&parent)));
+    }
+    let dry = dry_run(req.query)?;
+    let desired_body = if req.info.verb == "update" {
+        let v: Value = serde_json::from_slice(&req.body).map_err(|e| {
+            Status::bad_request(format!(
+                "the object provided is unrecognized (must be of type Scale): {e}"
+            ))
+        })?;
+        Some(v)
+    } else {
+        None
+    };
+    let patch = if req.info.verb == "patch" {
+        Some((
+            PatchKind::from_content_type(req.content_type)?,
+            patch_body(req)?,
+        ))
+    } else {
+        None
+    };
+    let (obj, _) = registry
+        .update_with(target, name, None, dry, |current| {
+            let Some(current) = current else {
+                return Err(ferrokube_storage::StorageError::NotFound { key: name.clone() }.into());
+            };
+            let view = to_scale(current);
+            let desired = match (&desired_body, &patch) {
+                (Some(body), _) => body.clone(),
+                (None, Some((kind, p))) => match kind {
+                    // Scale is a built-in type: strategic merge behaves as merge here.
+                    PatchKind::Strategic => ferrokube_patch::apply_merge_patch(&view, p),
+                    other => other.apply(info, &view, p)?,
+                },
+                _ => view.clone(),
+            };
+            apply_scale(current, &desired, name)
+        })
+        .await?;
+    Ok(response::json(200, &to_scale(&obj)))
 }
