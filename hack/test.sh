@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every check and test: formatting, clippy, unit tests, the storage conformance
 # suite against the embedded store and against real etcd (started by the tests), the
-# 3-member etcd failover tests, the SIGKILL crash test, the CLI tests, and a quick
-# smoke run of the storage benchmark. Installs the system packages it needs.
+# 3-member etcd failover tests, the SIGKILL crash test, the CLI tests, the real kubectl
+# and curl against the API server, the official Python client (in a venv under
+# target/), and a quick smoke run of the storage benchmark. Installs what it needs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source hack/lib/packages.sh
@@ -20,6 +21,12 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
     cargo test --workspace
 fi
+
+echo ">>> the official Python client against ferrokube server"
+venv=target/python-venv
+[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+"$venv/bin/pip" install -q --disable-pip-version-check kubernetes pytest
+FERROKUBE_BIN="$PWD/target/debug/ferrokube" "$venv/bin/python" -m pytest -q -p no:cacheprovider tests/python
 
 echo ">>> storage benchmark (quick smoke run; full run: see bench/storage/README.md)"
 cargo run -q -p ferrokube-bench-storage -- --quick
