@@ -92,6 +92,97 @@ fn columns(info: &ResourceInfo) -> Vec<Col> {
             w("Kernel-Version", "string"),
             w("Container-Runtime", "string"),
         ],
+        ("apps", "replicasets") | ("", "replicationcontrollers") => vec![
+            c("Name", "string"),
+            c("Desired", "integer"),
+            c("Current", "integer"),
+            c("Ready", "integer"),
+            c("Age", "string"),
+            w("Containers", "string"),
+            w("Images", "string"),
+            w("Selector", "string"),
+        ],
+        ("apps", "statefulsets") => vec![
+            c("Name", "string"),
+            c("Ready", "string"),
+            c("Age", "string"),
+            w("Containers", "string"),
+            w("Images", "string"),
+        ],
+        ("apps", "daemonsets") => vec![
+            c("Name", "string"),
+            c("Desired", "integer"),
+            c("Current", "integer"),
+            c("Ready", "integer"),
+            c("Up-to-date", "integer"),
+            c("Available", "integer"),
+            c("Node Selector", "string"),
+            c("Age", "string"),
+            w("Containers", "string"),
+            w("Images", "string"),
+            w("Selector", "string"),
+        ],
+        ("batch", "jobs") => vec![
+            c("Name", "string"),
+            c("Status", "string"),
+            c("Completions", "string"),
+            c("Duration", "string"),
+            c("Age", "string"),
+            w("Containers", "string"),
+            w("Images", "string"),
+            w("Selector", "string"),
+        ],
+        ("batch", "cronjobs") => vec![
+            c("Name", "string"),
+            c("Schedule", "string"),
+            c("Timezone", "string"),
+            c("Suspend", "boolean"),
+            c("Active", "integer"),
+            c("Last Schedule", "string"),
+            c("Age", "string"),
+            w("Containers", "string"),
+            w("Images", "string"),
+            w("Selector", "string"),
+        ],
+        ("", "events") => vec![
+            c("Last Seen", "string"),
+            c("Type", "string"),
+            c("Reason", "string"),
+            c("Object", "string"),
+            w("Subobject", "string"),
+            w("Source", "string"),
+            c("Message", "string"),
+            w("First Seen", "string"),
+            w("Count", "string"),
+            w("Name", "string"),
+        ],
+        ("", "persistentvolumeclaims") => vec![
+            c("Name", "string"),
+            c("Status", "string"),
+            c("Volume", "string"),
+            c("Capacity", "string"),
+            c("Access Modes", "string"),
+            c("StorageClass", "string"),
+            c("VolumeAttributesClass", "string"),
+            c("Age", "string"),
+            w("VolumeMode", "string"),
+        ],
+        ("coordination.k8s.io", "leases") => vec![
+            c("Name", "string"),
+            c("Holder", "string"),
+            c("Age", "string"),
+        ],
+        ("networking.k8s.io", "ingresses") => vec![
+            c("Name", "string"),
+            c("Class", "string"),
+            c("Hosts", "string"),
+            c("Address", "string"),
+            c("Ports", "string"),
+            c("Age", "string"),
+        ],
+        ("apiextensions.k8s.io", "customresourcedefinitions") => {
+            vec![c("Name", "string"), c("Created At", "date")]
+        }
         _ => vec![c("Name", "string"), c("Age", "string")],
     }
 }
@@ -273,6 +364,229 @@ fn cells(info: &ResourceInfo, o: &Value) -> Vec<Value> {
                 or_none(s(o, "/status/nodeInfo/containerRuntimeVersion").into()),
             ]
         }
+        ("apps", "replicasets") | ("", "replicationcontrollers") => vec![
+            name,
+            json!(o
+                .pointer("/spec/replicas")
+                .and_then(Value::as_i64)
+                .unwrap_or(1)),
+            json!(n(o, "/status/replicas")),
+            json!(n(o, "/status/readyReplicas")),
+            a,
+            json!(containers_field(
+                o,
+                "/spec/template/spec/containers",
+                "name"
+            )),
+            json!(containers_field(
+                o,
+                "/spec/template/spec/containers",
+                "image"
+            )),
+            or_none(if info.resource == "replicasets" {
+                join_map(o, "/spec/selector/matchLabels")
+            } else {
+                join_map(o, "/spec/selector")
+            }),
+        ],
+        ("apps", "statefulsets") => vec![
+            name,
+            json!(format!(
+                "{}/{}",
+                n(o, "/status/readyReplicas"),
+                o.pointer("/spec/replicas")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(1)
+            )),
+            a,
+            json!(containers_field(
+                o,
+                "/spec/template/spec/containers",
+                "name"
+            )),
+            json!(containers_field(
+                o,
+                "/spec/template/spec/containers",
+                "image"
+            )),
+        ],
+        ("apps", "daemonsets") => vec![
+            name,
+            json!(n(o, "/status/desiredNumberScheduled")),
+            json!(n(o, "/status/currentNumberScheduled")),
+            json!(n(o, "/status/numberReady")),
+            json!(n(o, "/status/updatedNumberScheduled")),
+            json!(n(o, "/status/numberAvailable")),
+            or_none(join_map(o, "/spec/template/spec/nodeSelector")),
+            a,
+            json!(containers_field(
+                o,
+                "/spec/template/spec/containers",
+                "name"
+            )),
+            json!(containers_field(
+                o,
+                "/spec/template/spec/containers",
+                "image"
+            )),
+            or_none(join_map(o, "/spec/selector/matchLabels")),
+        ],
+        ("batch", "jobs") => {
+            let conds = o
+                .pointer("/status/conditions")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            let has = |t: &str| {
+                conds
+                    .iter()
+                    .any(|c| c["type"] == t && c["status"] == "True")
+            };
+            let status = if has("Complete") {
+                "Complete"
+            } else if has("Failed") {
+                "Failed"
+            } else if has("Suspended") {
+                "Suspended"
+            } else {
+                "Running"
+            };
+            let completions = o
+                .pointer("/spec/completions")
+                .and_then(Value::as_i64)
+                .map_or_else(
+                    || {
+                        format!(
+                            "{}/1 of {}",
+                            n(o, "/status/succeeded"),
+                            n(o, "/spec/parallelism")
+                        )
+                    },
+                    |c| format!("{}/{c}", n(o, "/status/succeeded")),
+                );
+            vec![
+                name,
+                json!(status),
+                json!(completions),
+                json!(""),
+                a,
+                json!(containers_field(
+                    o,
+                    "/spec/template/spec/containers",
+                    "name"
+                )),
+                json!(containers_field(
+                    o,
+                    "/spec/template/spec/containers",
+                    "image"
+                )),
+                or_none(join_map(o, "/spec/selector/matchLabels")),
+            ]
+        }
+        ("batch", "cronjobs") => vec![
+            name,
+            json!(s(o, "/spec/schedule")),
+            or_none(s(o, "/spec/timeZone").into()),
+            json!(o.pointer("/spec/suspend") == Some(&json!(true))),
+            json!(count(o, "/status/active")),
+            json!(match s(o, "/status/lastScheduleTime") {
+                "" => "<none>".to_string(),
+                t => age(Some(t)),
+            }),
+            a,
+            json!(containers_field(
+                o,
+                "/spec/jobTemplate/spec/template/spec/containers",
+                "name"
+            )),
+            json!(containers_field(
+                o,
+                "/spec/jobTemplate/spec/template/spec/containers",
+                "image"
+            )),
+            or_none(join_map(o, "/spec/jobTemplate/spec/selector/matchLabels")),
+        ],
+        ("", "events") => {
+            let last = [s(o, "/lastTimestamp"), s(o, "/eventTime"), created]
+                .into_iter()
+                .find(|t| !t.is_empty());
+            let first = [s(o, "/firstTimestamp"), s(o, "/eventTime"), created]
+                .into_iter()
+                .find(|t| !t.is_empty());
+            let kind = s(o, "/involvedObject/kind").to_ascii_lowercase();
+            let source = match (s(o, "/source/component"), s(o, "/reportingComponent")) {
+                ("", r) => r.to_string(),
+                (c, _) => c.to_string(),
+            };
+            vec![
+                json!(age(last)),
+                json!(s(o, "/type")),
+                json!(s(o, "/reason")),
+                json!(format!("{kind}/{}", s(o, "/involvedObject/name"))),
+                json!(s(o, "/involvedObject/fieldPath")),
+                json!(source),
+                json!(s(o, "/message")),
+                json!(age(first)),
+                json!(o
+                    .pointer("/count")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(1)
+                    .to_string()),
+                name,
+            ]
+        }
+        ("", "persistentvolumeclaims") => vec![
+            name,
+            json!(s(o, "/status/phase")),
+            json!(s(o, "/spec/volumeName")),
+            json!(s(o, "/status/capacity/storage")),
+            json!(o
+                .pointer("/status/accessModes")
+                .and_then(Value::as_array)
+                .map_or(String::new(), |m| m
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .map(|m| match m {
+                        "ReadWriteOnce" => "RWO",
+                        "ReadOnlyMany" => "ROX",
+                        "ReadWriteMany" => "RWX",
+                        "ReadWriteOncePod" => "RWOP",
+                        other => other,
+                    })
+                    .collect::<Vec<_>>()
+                    .join(","))),
+            or_none(s(o, "/spec/storageClassName").into()),
+            or_none(s(o, "/spec/volumeAttributesClassName").into()),
+            a,
+            json!(s(o, "/spec/volumeMode")),
+        ],
+        ("coordination.k8s.io", "leases") => vec![name, json!(s(o, "/spec/holderIdentity")), a],
+        ("networking.k8s.io", "ingresses") => {
+            let hosts: Vec<&str> = o
+                .pointer("/spec/rules")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|r| r["host"].as_str())
+                .collect();
+            let tls = o
+                .pointer("/spec/tls")
+                .and_then(Value::as_array)
+                .is_some_and(|t| !t.is_empty());
+            vec![
+                name,
+                or_none(s(o, "/spec/ingressClassName").into()),
+                json!(if hosts.is_empty() {
+                    "*".to_string()
+                } else {
+                    hosts.join(",")
+                }),
+                json!(""),
+                json!(if tls { "80, 443" } else { "80" }),
+                a,
+            ]
+        }
+        ("apiextensions.k8s.io", "customresourcedefinitions") => vec![name, json!(created)],
         _ => vec![name, a],
     }
 }
