@@ -10,6 +10,7 @@ mod body;
 mod bootstrap;
 mod errors;
 mod handlers;
+mod metrics;
 mod negotiation;
 #[rustfmt::skip]
 mod openapi_files;

@@ -192,7 +192,35 @@ async fn handle(state: &State, req: http::Request<Incoming>) -> Response {
     let path = req.uri().path().to_string();
     let query = Query::parse(req.uri().query());
     let info = request_info::parse(&method, &path, &query);
+    let m = crate::metrics::metrics();
+    let long_running = info.verb == "watch";
+    let _inflight = (!long_running).then(|| {
+        let gauge = if matches!(method, Method::GET | Method::HEAD) {
+            &m.inflight_read
+        } else {
+            &m.inflight_mutating
+        };
+        crate::metrics::GaugeGuard::new(gauge)
+    });
     let resp = route(state, req, &info, &query).await;
+    if info.is_resource_request && !info.resource.is_empty() {
+        let scope = if !info.namespace.is_empty() && info.resource != "namespaces" {
+            "namespace"
+        } else if info.name.is_empty() {
+            "cluster"
+        } else {
+            "resource"
+        };
+        let labels = (
+            crate::metrics::verb_label(&info.verb, &method),
+            info.group.clone(),
+            info.version.clone(),
+            info.resource.clone(),
+            info.subresource.clone(),
+            scope.to_string(),
+        );
+        m.observe(labels, resp.status().as_u16(), started.elapsed());
+    }
     tracing::debug!(verb = %info.verb, %path, code = resp.status().as_u16(), elapsed_us = started.elapsed().as_micros() as u64, "request");
     resp
 }
@@ -287,6 +315,29 @@ async fn non_resource(state: &State, path: &str, accept: Option<&str>, query: &Q
             health(state, path, query.get("verbose").is_some()).await
         }
         "/version" => response::json(200, &discovery::version()),
+        "/metrics" => {
+            let mut objects = Vec::new();
+            for r in resources::served().filter(|r| r.is_stored()) {
+                let req = ferrokube_storage::RangeRequest {
+                    count_only: true,
+                    ..ferrokube_storage::RangeRequest::prefix(r.storage_prefix())
+                };
+                if let Ok(Ok(resp)) = tokio::time::timeout(
+                    std::time::Duration::from_secs(2),
+                    state.registry.storage.range(req),
+                )
+                .await
+                {
+                    objects.push((r.qualified_resource(), resp.count));
+                }
+            }
+            let mut resp = response::text(200, &crate::metrics::metrics().render(&objects));
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            resp
+        }
         "/api" if aggregated => {
             response::json_with_type(200, &discovery::aggregated(true), discovery::AGGREGATED_V2)
         }

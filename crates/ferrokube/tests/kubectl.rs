@@ -174,9 +174,8 @@ fn kubectl_basics() {
         "{versions}"
     );
 
-    // Namespaced objects: create, get in every output, label, patch, delete. (kubectl's
-    // typed `create configmap|namespace|secret` send protobuf, not served yet; `create -f`
-    // sends JSON and validates through the OpenAPI v3 documents.)
+    // Namespaced objects from manifests (`create -f` sends JSON and validates through the
+    // OpenAPI v3 documents): get in every output, label, patch, delete.
     let apply = |args: &[&str], doc: &str| {
         let mut full = vec!["create", "-f", "-"];
         full.extend_from_slice(args);
@@ -363,6 +362,204 @@ fn kubectl_basics() {
     assert!(
         err.contains("the server doesn't have a resource type \"nosuchthings\""),
         "{err}"
+    );
+
+    // kubectl's typed commands send protobuf bodies.
+    s.ok(&["create", "namespace", "typed"]);
+    s.ok(&[
+        "-n",
+        "typed",
+        "create",
+        "configmap",
+        "cm1",
+        "--from-literal=a=1",
+        "--from-literal=b=2",
+    ]);
+    s.ok(&[
+        "-n",
+        "typed",
+        "create",
+        "secret",
+        "generic",
+        "sec1",
+        "--from-literal=password=s3cret",
+    ]);
+    s.ok(&[
+        "-n",
+        "typed",
+        "create",
+        "deployment",
+        "web",
+        "--image=httpd",
+        "--replicas=3",
+    ]);
+    s.ok(&[
+        "-n",
+        "typed",
+        "run",
+        "pod1",
+        "--image=busybox",
+        "--labels=app=one",
+        "--",
+        "sleep",
+        "10",
+    ]);
+    s.ok(&["-n", "typed", "expose", "deployment", "web", "--port=80"]);
+    assert_eq!(
+        s.ok(&[
+            "-n",
+            "typed",
+            "get",
+            "cm",
+            "cm1",
+            "-o",
+            "jsonpath={.data.b}"
+        ]),
+        "2"
+    );
+    let secret = lines(&s.ok(&["-n", "typed", "get", "secret", "sec1"]));
+    assert_eq!(
+        secret[1][..3],
+        ["sec1".to_string(), "Opaque".to_string(), "1".to_string()]
+    );
+    assert_eq!(
+        s.ok(&[
+            "-n",
+            "typed",
+            "get",
+            "secret",
+            "sec1",
+            "-o",
+            "jsonpath={.data.password}"
+        ]),
+        "czNjcmV0"
+    );
+    assert_eq!(
+        s.ok(&[
+            "-n",
+            "typed",
+            "get",
+            "deploy",
+            "web",
+            "-o",
+            "jsonpath={.spec.replicas} {.spec.template.spec.containers[0].image}"
+        ]),
+        "3 httpd"
+    );
+    assert_eq!(
+        s.ok(&[
+            "-n",
+            "typed",
+            "get",
+            "pods",
+            "-l",
+            "app=one",
+            "-o",
+            "jsonpath={.items[0].spec.containers[0].args}"
+        ]),
+        r#"["sleep","10"]"#
+    );
+    assert_eq!(
+        s.ok(&[
+            "-n",
+            "typed",
+            "get",
+            "svc",
+            "web",
+            "-o",
+            "jsonpath={.spec.ports[0].port} {.spec.selector.app}"
+        ]),
+        "80 web"
+    );
+    let all = s.ok(&["-n", "typed", "get", "all", "-o", "name"]);
+    assert_eq!(all, "pod/pod1\nservice/web\ndeployment.apps/web\n");
+
+    // kubectl scale goes through the scale subresource.
+    s.ok(&["-n", "typed", "scale", "deployment", "web", "--replicas=5"]);
+    assert_eq!(
+        s.ok(&[
+            "-n",
+            "typed",
+            "get",
+            "deploy",
+            "web",
+            "-o",
+            "jsonpath={.spec.replicas} {.metadata.generation}"
+        ]),
+        "5 2"
+    );
+    let err = s.fails(&[
+        "-n",
+        "typed",
+        "scale",
+        "deployment",
+        "web",
+        "--current-replicas=3",
+        "--replicas=1",
+    ]);
+    assert!(err.contains("Expected replicas to be 3, was 5"), "{err}");
+
+    // Upstream's defaulting.
+    let defaults = s.ok(&[
+        "-n", "typed", "get", "deploy", "web", "-o",
+        "jsonpath={.spec.strategy.rollingUpdate.maxSurge} {.spec.revisionHistoryLimit} {.spec.template.spec.restartPolicy} {.spec.template.spec.containers[0].imagePullPolicy}",
+    ]);
+    assert_eq!(defaults, "25% 10 Always Always");
+    let svc = s.ok(&[
+        "-n",
+        "typed",
+        "get",
+        "svc",
+        "web",
+        "-o",
+        "jsonpath={.spec.type} {.spec.sessionAffinity} {.spec.ports[0].protocol}",
+    ]);
+    assert_eq!(svc, "ClusterIP None TCP");
+
+    // apply of a multi-document file (validated through OpenAPI v3), again (unchanged),
+    // Secret stringData folded into data, and explain.
+    let manifest = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: applied\n  namespace: demo\ndata:\n  k: v\n---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: applied\n  namespace: demo\nstringData:\n  k: v\n";
+    let o = s.kubectl_stdin(&["apply", "-f", "-"], Some(manifest));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "configmap/applied created\nsecret/applied created\n",
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = s.kubectl_stdin(&["apply", "-f", "-"], Some(manifest));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).starts_with("configmap/applied unchanged\n"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    assert_eq!(
+        s.ok(&[
+            "-n",
+            "demo",
+            "get",
+            "secret",
+            "applied",
+            "-o",
+            "jsonpath={.data.k}{.stringData}"
+        ]),
+        "dg=="
+    );
+    let explain = s.ok(&["explain", "deployment.spec.replicas"]);
+    assert!(explain.contains("FIELD: replicas <integer>"), "{explain}");
+
+    // Prometheus metrics with upstream's names.
+    let metrics = s.ok(&["get", "--raw", "/metrics"]);
+    assert!(
+        metrics.contains(r#"apiserver_request_total{code="201",component="apiserver",group="",resource="configmaps",scope="namespace",subresource="",verb="POST",version="v1"}"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("apiserver_request_duration_seconds_bucket{"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"apiserver_storage_objects{resource="namespaces"} 6"#),
+        "{metrics}"
     );
 }
 

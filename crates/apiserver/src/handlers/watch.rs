@@ -125,6 +125,7 @@ pub async fn serve(
     let target_ns = target.namespace.map(str::to_string);
     let info: &'static ResourceInfo = info;
     tokio::spawn(async move {
+        let _watching = crate::metrics::GaugeGuard::new(&crate::metrics::metrics().watches);
         let target = Target {
             info,
             namespace: target_ns.as_deref(),
