@@ -129,6 +129,8 @@ impl ApiServer {
                 },
                 _ = shutdown.changed() => return,
             };
+            // Small responses and watch events must not wait for Nagle's algorithm.
+            let _ = tcp.set_nodelay(true);
             let (acceptor, state) = (self.tls.clone(), self.state.clone());
             tokio::spawn(async move {
                 let tls = match acceptor.accept(tcp).await {
