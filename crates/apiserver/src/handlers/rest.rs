@@ -145,6 +145,9 @@ async fn dispatch(
         }
         "list" => {
             let opts = ListOptions::from_query(target, req.query)?;
+            if out == Output::Json && opts.labels.is_empty() && opts.fields.is_empty() {
+                return list_json_fast(registry, info, target, &opts).await;
+            }
             let (items, rv, cont, remaining) = registry.list(target, &opts).await?;
             let mut list_meta = json!({"resourceVersion": rv.to_string()});
             if let Some(c) = cont {
@@ -444,4 +447,43 @@ async fn scale(
         })
         .await?;
     Ok(response::json(200, &to_scale(&obj)))
+}
+
+/// A JSON list without selectors: items spliced from storage and concatenated.
+async fn list_json_fast(
+    registry: &Registry,
+    info: &ResourceInfo,
+    target: &Target<'_>,
+    opts: &ListOptions,
+) -> ApiResult<Response> {
+    let (items, rv, cont, remaining) = registry.list_raw(target, opts).await?;
+    let mut list_meta = json!({"resourceVersion": rv.to_string()});
+    if let Some(c) = cont {
+        list_meta["continue"] = json!(c);
+    }
+    if let Some(r) = remaining {
+        list_meta["remainingItemCount"] = json!(r);
+    }
+    let head = format!(
+        r#"{{"kind":{},"apiVersion":{},"metadata":{},"items":["#,
+        json!(info.list_kind()),
+        json!(info.api_version()),
+        list_meta
+    );
+    let mut body =
+        Vec::with_capacity(head.len() + items.iter().map(|i| i.len() + 1).sum::<usize>() + 2);
+    body.extend_from_slice(head.as_bytes());
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(item);
+    }
+    body.extend_from_slice(b"]}");
+    let mut resp = http::Response::new(crate::body::Body::full(body));
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    Ok(resp)
 }

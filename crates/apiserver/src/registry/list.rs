@@ -9,7 +9,9 @@ use ferrokube_storage::{RangeRequest, StorageError};
 use serde_json::{json, Value};
 
 use crate::errors::ApiResult;
-use crate::registry::store::{decode, Registry, Target};
+use bytes::Bytes;
+
+use crate::registry::store::{decode, raw_with_rv, Registry, Target};
 use crate::request_info::Query;
 
 #[derive(Debug, Clone, Default)]
@@ -115,6 +117,33 @@ impl Registry {
         target: &Target<'_>,
         opts: &ListOptions,
     ) -> ApiResult<(Vec<Value>, i64, Option<String>, Option<i64>)> {
+        let filtered = !opts.labels.is_empty() || !opts.fields.is_empty();
+        self.list_with(target, opts, filtered, |kv| {
+            let obj = decode(kv)?;
+            Ok(opts.matches(target, &obj).then_some(obj))
+        })
+        .await
+    }
+
+    /// [`Registry::list`] without selectors, as JSON bytes spliced from storage (no parsing).
+    pub async fn list_raw(
+        &self,
+        target: &Target<'_>,
+        opts: &ListOptions,
+    ) -> ApiResult<(Vec<Bytes>, i64, Option<String>, Option<i64>)> {
+        self.list_with(target, opts, false, |kv| raw_with_rv(kv).map(Some))
+            .await
+    }
+
+    /// The paging loop of every list: `item` turns a stored key-value into an item, or
+    /// None when a selector filters it out (`filtered` says whether one can).
+    async fn list_with<T>(
+        &self,
+        target: &Target<'_>,
+        opts: &ListOptions,
+        filtered: bool,
+        mut item: impl FnMut(&ferrokube_storage::KeyValue) -> ApiResult<Option<T>>,
+    ) -> ApiResult<(Vec<T>, i64, Option<String>, Option<i64>)> {
         let prefix = target.info.storage_list_prefix(target.namespace);
         let (mut start, mut revision) = (None, None);
         if let Some(token) = &opts.continue_token {
@@ -138,7 +167,6 @@ impl Registry {
                 }
             }
         }
-        let filtered = !opts.labels.is_empty() || !opts.fields.is_empty();
         let mut items = Vec::new();
         loop {
             // Read a page (more than the limit when filtering, as upstream does).
@@ -179,9 +207,8 @@ impl Registry {
                     ));
                 }
                 last_key = Some(kv.key.clone());
-                let obj = decode(kv)?;
-                if opts.matches(target, &obj) {
-                    items.push(obj);
+                if let Some(it) = item(kv)? {
+                    items.push(it);
                 }
             }
             match (resp.more, last_key) {

@@ -62,12 +62,53 @@ pub fn decode(kv: &KeyValue) -> ApiResult<Value> {
     Ok(obj)
 }
 
+/// Stored layout: `{"metadata":{…},…}` with metadata first and without resourceVersion
+/// (the storage revision is the resourceVersion), so reads can splice the
+/// resourceVersion into the bytes without parsing them ([`raw_with_rv`]).
 pub fn encode(obj: &Value) -> ApiResult<Bytes> {
-    let mut stored = obj.clone();
-    meta::remove(&mut stored, "resourceVersion");
-    serde_json::to_vec(&stored)
-        .map(Bytes::from)
-        .map_err(|e| Status::internal(e).into())
+    let map = obj
+        .as_object()
+        .ok_or_else(|| Status::internal("object to store is not a JSON object"))?;
+    let mut out = Vec::with_capacity(512);
+    out.extend_from_slice(b"{\"metadata\":");
+    let mut metadata = map
+        .get("metadata")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    metadata.remove("resourceVersion");
+    serde_json::to_writer(&mut out, &metadata).map_err(Status::internal)?;
+    for (k, v) in map.iter().filter(|(k, _)| k.as_str() != "metadata") {
+        out.push(b',');
+        serde_json::to_writer(&mut out, k).map_err(Status::internal)?;
+        out.push(b':');
+        serde_json::to_writer(&mut out, v).map_err(Status::internal)?;
+    }
+    out.push(b'}');
+    Ok(Bytes::from(out))
+}
+
+/// The stored object with its resourceVersion, as JSON bytes, without parsing it (for
+/// objects in the layout [`encode`] writes; others are parsed and re-encoded).
+pub fn raw_with_rv(kv: &KeyValue) -> ApiResult<Bytes> {
+    const PREFIX: &[u8] = b"{\"metadata\":{";
+    let Some(rest) = kv.value.strip_prefix(PREFIX) else {
+        let obj = decode(kv)?;
+        return serde_json::to_vec(&obj)
+            .map(Bytes::from)
+            .map_err(|e| Status::internal(e).into());
+    };
+    let rv = kv.mod_revision.to_string();
+    let mut out = Vec::with_capacity(kv.value.len() + rv.len() + 24);
+    out.extend_from_slice(PREFIX);
+    out.extend_from_slice(b"\"resourceVersion\":\"");
+    out.extend_from_slice(rv.as_bytes());
+    out.push(b'"');
+    if rest.first() != Some(&b'}') {
+        out.push(b',');
+    }
+    out.extend_from_slice(rest);
+    Ok(Bytes::from(out))
 }
 
 fn random_u64() -> u64 {
@@ -539,4 +580,41 @@ fn keep_service_allocations(name: &str, desired: &mut Value, current: &Value) ->
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod layout_tests {
+    use super::*;
+
+    #[test]
+    fn spliced_bytes_equal_the_decoded_object() {
+        for obj in [
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a", "resourceVersion": "9"}, "data": {"k": "\"metadata\":{"}}),
+            json!({"kind": "X", "metadata": {}}),
+            json!({"kind": "X"}),
+        ] {
+            let bytes = encode(&obj).unwrap();
+            assert!(bytes.starts_with(b"{\"metadata\":{"));
+            let kv = KeyValue {
+                key: "/k".into(),
+                value: bytes,
+                create_revision: 5,
+                mod_revision: 7,
+                version: 1,
+            };
+            let spliced: Value = serde_json::from_slice(&raw_with_rv(&kv).unwrap()).unwrap();
+            assert_eq!(spliced, decode(&kv).unwrap());
+            assert_eq!(spliced["metadata"]["resourceVersion"], "7");
+        }
+        // Objects stored in another layout still read correctly.
+        let legacy = KeyValue {
+            key: "/k".into(),
+            value: Bytes::from_static(br#"{"kind":"X","metadata":{"name":"n"}}"#),
+            create_revision: 1,
+            mod_revision: 3,
+            version: 1,
+        };
+        let v: Value = serde_json::from_slice(&raw_with_rv(&legacy).unwrap()).unwrap();
+        assert_eq!(v["metadata"], json!({"name": "n", "resourceVersion": "3"}));
+    }
 }
