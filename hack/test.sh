@@ -28,5 +28,6 @@ venv=target/python-venv
 "$venv/bin/pip" install -q --disable-pip-version-check kubernetes pytest
 FERROKUBE_BIN="$PWD/target/debug/ferrokube" "$venv/bin/python" -m pytest -q -p no:cacheprovider tests/python
 
-echo ">>> storage benchmark (quick smoke run; full run: see bench/storage/README.md)"
+echo ">>> benchmarks (quick smoke runs; full runs: see bench/*/README.md)"
 cargo run -q -p ferrokube-bench-storage -- --quick
+cargo run -q -p ferrokube-bench-apiserver -- --quick

@@ -426,7 +426,15 @@ impl Registry {
             .create(&target.key(&name), encode(&obj)?, None)
             .await
         {
-            Ok(kv) => decode(&kv),
+            // What was stored is `obj`; only the resourceVersion is new.
+            Ok(kv) => {
+                meta::set(
+                    &mut obj,
+                    "resourceVersion",
+                    Value::String(kv.mod_revision.to_string()),
+                );
+                Ok(obj)
+            }
             // The name came from the body (or generateName), not the URL: say which.
             Err(StorageError::AlreadyExists { .. }) => Err(Status::already_exists(Subject {
                 group: target.info.group,
