@@ -18,6 +18,7 @@ mod openapi_files;
 mod fuzz_tests;
 mod registry;
 mod request_info;
+mod schema;
 mod server;
 pub mod tls;
 

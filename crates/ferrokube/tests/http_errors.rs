@@ -240,6 +240,48 @@ fn bad_requests_get_upstream_statuses() {
         415,
         "UnsupportedMediaType",
     );
+    // Unknown fields (fieldValidation) and wrong types.
+    let typo = br#"{"metadata":{"name":"typo"},"datta":{"a":"b"}}"#;
+    let v = expect(
+        &s,
+        "POST",
+        &format!("{cms}?fieldValidation=Strict"),
+        "application/json",
+        Some(typo),
+        400,
+        "BadRequest",
+    );
+    assert_eq!(
+        v["message"],
+        "strict decoding error: unknown field \"datta\""
+    );
+    let deploys = "/apis/apps/v1/namespaces/default/deployments";
+    let v = expect(
+        &s,
+        "POST",
+        deploys,
+        "application/json",
+        Some(br#"{"metadata":{"name":"d"},"spec":{"replicas":"x"}}"#),
+        400,
+        "BadRequest",
+    );
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("cannot unmarshal string into Go struct field spec.replicas"),
+        "{v}"
+    );
+    expect(
+        &s,
+        "POST",
+        &format!("{cms}?fieldValidation=Loudly"),
+        "application/json",
+        Some(b"{}"),
+        400,
+        "BadRequest",
+    );
+
     // The store is untouched by all of it.
     let (code, list) = curl(&s, "GET", cms, "application/json", None);
     assert_eq!(code, 200);

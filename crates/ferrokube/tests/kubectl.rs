@@ -547,6 +547,29 @@ fn kubectl_basics() {
     let explain = s.ok(&["explain", "deployment.spec.replicas"]);
     assert!(explain.contains("FIELD: replicas <integer>"), "{explain}");
 
+    // Unknown fields: kubectl's default (Strict) refuses them; with --validate=warn they
+    // are dropped with a warning and never stored.
+    let typo = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: typo\n  namespace: demo\ndatta:\n  a: b\n";
+    let o = s.kubectl_stdin(&["apply", "-f", "-"], Some(typo));
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr)
+            .contains(r#"strict decoding error: unknown field "datta""#),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = s.kubectl_stdin(&["apply", "--validate=warn", "-f", "-"], Some(typo));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains(r#"Warning: unknown field "datta""#),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(
+        s.ok(&["-n", "demo", "get", "cm", "typo", "-o", "jsonpath={.datta}"]),
+        ""
+    );
+
     // Prometheus metrics with upstream's names.
     let metrics = s.ok(&["get", "--raw", "/metrics"]);
     assert!(

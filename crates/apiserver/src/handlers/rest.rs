@@ -176,25 +176,37 @@ async fn dispatch(
         }
         "watch" => crate::handlers::watch::serve(registry, target, req.query, out).await,
         "create" => {
-            let obj = parse_body(info, req)?;
+            let mode = crate::schema::Mode::from_query(req.query.get("fieldValidation"))?;
+            let mut obj = parse_body(info, req)?;
+            let warnings = crate::schema::validate(info, &mut obj, mode)?;
             let created = registry.create(target, obj, dry_run(req.query)?).await?;
-            Ok(response::json(201, &shape_object(out, info, created, wide)))
+            Ok(with_warnings(
+                response::json(201, &shape_object(out, info, created, wide)),
+                &warnings,
+            ))
         }
         "update" => {
-            let desired = parse_body(info, req)?;
+            let mode = crate::schema::Mode::from_query(req.query.get("fieldValidation"))?;
+            let mut desired = parse_body(info, req)?;
+            let warnings = crate::schema::validate(info, &mut desired, mode)?;
             let (obj, created) = registry
                 .update_with(target, &ri.name, subresource, dry_run(req.query)?, |_| {
                     Ok(desired.clone())
                 })
                 .await?;
-            Ok(response::json(
-                if created { 201 } else { 200 },
-                &shape_object(out, info, obj, wide),
+            Ok(with_warnings(
+                response::json(
+                    if created { 201 } else { 200 },
+                    &shape_object(out, info, obj, wide),
+                ),
+                &warnings,
             ))
         }
         "patch" => {
+            let mode = crate::schema::Mode::from_query(req.query.get("fieldValidation"))?;
             let patch = patch_body(req)?;
             let kind = PatchKind::from_content_type(req.content_type)?;
+            let mut warnings = Vec::new();
             let (obj, _) = registry
                 .update_with(
                     target,
@@ -208,11 +220,16 @@ async fn dispatch(
                             }
                             .into());
                         };
-                        kind.apply(info, current, &patch)
+                        let mut patched = kind.apply(info, current, &patch)?;
+                        warnings = crate::schema::validate(info, &mut patched, mode)?;
+                        Ok(patched)
                     },
                 )
                 .await?;
-            Ok(response::json(200, &shape_object(out, info, obj, wide)))
+            Ok(with_warnings(
+                response::json(200, &shape_object(out, info, obj, wide)),
+                &warnings,
+            ))
         }
         "delete" => {
             let opts = delete_options(req)?;
@@ -486,4 +503,15 @@ async fn list_json_fast(
         http::HeaderValue::from_static("application/json"),
     );
     Ok(resp)
+}
+
+/// Adds `Warning: 299 - "…"` headers, as upstream sends for fieldValidation=Warn.
+fn with_warnings(mut resp: Response, warnings: &[String]) -> Response {
+    for w in warnings {
+        let value = format!("299 - {}", serde_json::Value::String(w.clone()));
+        if let Ok(v) = http::HeaderValue::from_str(&value) {
+            resp.headers_mut().append(http::header::WARNING, v);
+        }
+    }
+    resp
 }
