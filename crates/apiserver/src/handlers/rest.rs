@@ -59,7 +59,6 @@ fn parse_body(info: &ResourceInfo, req: &Request<'_>) -> ApiResult<Value> {
             info.kind
         ))
     })?;
-    check_metadata_types(info, &v)?;
     if !v.is_object() {
         return Err(Status::bad_request(format!(
             "the object provided is unrecognized (must be of type {}): expected a JSON object",
@@ -367,50 +366,6 @@ impl PatchKind {
         };
         Ok(patched)
     }
-}
-
-/// Wrong JSON types in metadata fail decoding upstream (400), before any validation.
-fn check_metadata_types(info: &ResourceInfo, v: &Value) -> ApiResult<()> {
-    let Some(meta) = v.get("metadata") else {
-        return Ok(());
-    };
-    let bad = |field: &str, want: &str| -> ApiResult<()> {
-        Err(Status::bad_request(format!(
-            "the object provided is unrecognized (must be of type {}): json: cannot unmarshal into Go struct field ObjectMeta.metadata.{field} of type {want}",
-            info.kind
-        ))
-        .into())
-    };
-    if !meta.is_object() && !meta.is_null() {
-        return bad("", "v1.ObjectMeta");
-    }
-    for key in [
-        "name",
-        "generateName",
-        "namespace",
-        "resourceVersion",
-        "uid",
-    ] {
-        if meta
-            .get(key)
-            .is_some_and(|f| !f.is_string() && !f.is_null())
-        {
-            return bad(key, "string");
-        }
-    }
-    for key in ["labels", "annotations"] {
-        match meta.get(key) {
-            Some(Value::Object(m)) if m.values().all(Value::is_string) => {}
-            None | Some(Value::Null) => {}
-            Some(_) => return bad(key, "map[string]string"),
-        }
-    }
-    if meta.get("finalizers").is_some_and(|f| {
-        !f.is_null() && !f.as_array().is_some_and(|a| a.iter().all(Value::is_string))
-    }) {
-        return bad("finalizers", "[]string");
-    }
-    Ok(())
 }
 
 /// GET/PUT/PATCH of `<workload>/scale`.
