@@ -710,3 +710,116 @@ fn services_get_distinct_cluster_ips_under_concurrency() {
     let err = s.fails(&["get", "ipaddress", &ip0]);
     assert!(err.contains("not found"), "{err}");
 }
+
+#[test]
+fn pods_are_bound_and_evicted_as_upstream() {
+    let s = start();
+    s.ok(&["run", "p1", "--image=busybox", "--labels=app=x"]);
+    let bind = |node: &str| {
+        let body = format!(
+            r#"{{"apiVersion":"v1","kind":"Binding","metadata":{{"name":"p1"}},"target":{{"kind":"Node","name":"{node}"}}}}"#
+        );
+        s.kubectl_stdin(
+            &[
+                "create",
+                "--raw",
+                "/api/v1/namespaces/default/pods/p1/binding",
+                "-f",
+                "-",
+            ],
+            Some(&body),
+        )
+    };
+    assert!(bind("node-1").status.success());
+    assert_eq!(
+        s.ok(&[
+            "get",
+            "pod",
+            "p1",
+            "-o",
+            "jsonpath={.spec.nodeName} {.status.conditions[0].type}={.status.conditions[0].status}"
+        ]),
+        "node-1 PodScheduled=True"
+    );
+    let again = bind("node-2");
+    assert!(
+        String::from_utf8_lossy(&again.stderr)
+            .contains(r#"pod p1 is already assigned to node "node-1""#),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    s.ok(&[
+        "patch",
+        "pod",
+        "p1",
+        "--subresource=status",
+        "-p",
+        r#"{"status":{"phase":"Running"}}"#,
+    ]);
+    s.ok(&[
+        "create",
+        "pdb",
+        "pdb1",
+        "--selector=app=x",
+        "--min-available=1",
+    ]);
+    s.ok(&["patch", "pdb", "pdb1", "--subresource=status", "--type=merge", "-p", r#"{"status":{"disruptionsAllowed":0,"desiredHealthy":1,"currentHealthy":1,"expectedPods":1}}"#]);
+    let evict = || {
+        s.kubectl_stdin(
+            &[
+                "create",
+                "--raw",
+                "/api/v1/namespaces/default/pods/p1/eviction",
+                "-f",
+                "-",
+            ],
+            Some(r#"{"apiVersion":"policy/v1","kind":"Eviction","metadata":{"name":"p1"}}"#),
+        )
+    };
+    let refused = evict();
+    assert!(
+        String::from_utf8_lossy(&refused.stderr)
+            .contains("Cannot evict pod as it would violate the pod's disruption budget."),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    assert!(s
+        .ok(&[
+            "get",
+            "pod",
+            "p1",
+            "-o",
+            "jsonpath={.metadata.deletionTimestamp}"
+        ])
+        .is_empty());
+    s.ok(&[
+        "patch",
+        "pdb",
+        "pdb1",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"disruptionsAllowed":1}}"#,
+    ]);
+    assert!(evict().status.success());
+    // Bound to a node: deleted gracefully (the kubelet finishes it).
+    assert!(!s
+        .ok(&[
+            "get",
+            "pod",
+            "p1",
+            "-o",
+            "jsonpath={.metadata.deletionTimestamp}"
+        ])
+        .is_empty());
+    assert_eq!(
+        s.ok(&[
+            "get",
+            "pdb",
+            "pdb1",
+            "-o",
+            "jsonpath={.status.disruptionsAllowed}"
+        ]),
+        "0"
+    );
+}

@@ -2,6 +2,7 @@
 
 pub mod discovery;
 pub mod openapi;
+pub mod pods;
 pub mod response;
 pub mod rest;
 pub mod scale;

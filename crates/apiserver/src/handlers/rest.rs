@@ -122,6 +122,20 @@ async fn dispatch(
             matches!(verb, "get" | "update" | "patch") && info.subresource("status").is_some()
         }
         "finalize" => verb == "update" && info.subresource("finalize").is_some(),
+        "binding" | "eviction" if info.group.is_empty() && info.resource == "pods" => {
+            if verb != "create" {
+                return Err(Status::method_not_allowed(subject, verb).into());
+            }
+            let body: Value = serde_json::from_slice(&req.body).map_err(|e| {
+                Status::bad_request(format!("the object provided is unrecognized: {e}"))
+            })?;
+            let ns = target.namespace.unwrap_or("default");
+            return if sub == "binding" {
+                crate::handlers::pods::bind(registry, info, ns, &ri.name, &body).await
+            } else {
+                crate::handlers::pods::evict(registry, info, ns, &ri.name, &body).await
+            };
+        }
         "scale" if info.subresource("scale").is_some() => {
             if !matches!(verb, "get" | "update" | "patch") {
                 return Err(Status::method_not_allowed(subject, verb).into());
@@ -132,6 +146,28 @@ async fn dispatch(
     };
     if !allowed {
         return Err(Status::method_not_allowed(subject, verb).into());
+    }
+    if info.group.is_empty() && info.resource == "bindings" && verb == "create" {
+        let body: Value = serde_json::from_slice(&req.body).map_err(|e| {
+            Status::bad_request(format!(
+                "the object provided is unrecognized (must be of type Binding): {e}"
+            ))
+        })?;
+        let pods = ferrokube_api::resources::lookup("", "v1", "pods")
+            .ok_or_else(|| Status::internal("pods are not registered"))?;
+        let name = body
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        return crate::handlers::pods::bind(
+            registry,
+            pods,
+            target.namespace.unwrap_or("default"),
+            &name,
+            &body,
+        )
+        .await;
     }
     let out = negotiation::output(req.accept)
         .ok_or_else(|| Status::not_acceptable(req.accept.unwrap_or("")))?;

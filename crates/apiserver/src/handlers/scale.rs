@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use crate::errors::ApiResult;
 
 /// A label selector (matchLabels and matchExpressions, or an RC's map) as a string.
-fn selector_string(sel: Option<&Value>) -> String {
+pub fn selector_string(sel: Option<&Value>) -> String {
     let Some(sel) = sel else { return String::new() };
     let mut parts = Vec::new();
     let labels = sel.get("matchLabels").or_else(|| {
