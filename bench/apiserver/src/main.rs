@@ -84,6 +84,7 @@ fn serve(dir: &Path, port: u16) -> anyhow::Result<()> {
             advertise: format!("127.0.0.1:{port}"),
             service_cluster_ip_range: "10.0.0.0/16".into(),
             service_node_port_range: "30000-32767".into(),
+            event_ttl: Duration::from_secs(3600),
         };
         let server =
             ferrokube_apiserver::ApiServer::start(config, store as Arc<dyn Storage>).await?;

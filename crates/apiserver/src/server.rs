@@ -38,6 +38,8 @@ pub struct ApiServerConfig {
     pub service_cluster_ip_range: String,
     /// `--service-node-port-range` (`FROM-TO`).
     pub service_node_port_range: String,
+    /// `--event-ttl`: how long Events are kept.
+    pub event_ttl: std::time::Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -97,8 +99,10 @@ impl ApiServer {
             &config.service_node_port_range,
         )
         .map_err(ServeError::Config)?;
+        let mut registry = Registry::new(storage, Some(allocator));
+        registry.event_ttl = config.event_ttl;
         let state = Arc::new(State {
-            registry: Registry::new(storage, Some(allocator)),
+            registry,
             advertise: config.advertise.clone(),
         });
         bootstrap(&state.registry).await?;

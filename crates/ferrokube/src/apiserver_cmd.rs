@@ -38,6 +38,9 @@ pub struct ApiServerArgs {
     /// The port range NodePorts are allocated from.
     #[arg(long, default_value = "30000-32767")]
     pub service_node_port_range: String,
+    /// Amount of time to retain events (Go duration).
+    #[arg(long, default_value = "1h", value_parser = crate::duration::parse_go_duration)]
+    pub event_ttl: std::time::Duration,
     #[command(flatten)]
     pub storage: StorageFlags,
 }
@@ -90,6 +93,7 @@ impl ApiServerArgs {
             advertise: self.advertise(),
             service_cluster_ip_range: self.service_cluster_ip_range.clone(),
             service_node_port_range: self.service_node_port_range.clone(),
+            event_ttl: self.event_ttl,
         };
         Ok(ApiServer::start(config, storage).await?)
     }

@@ -81,6 +81,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         cert_dir: args.data_dir.join("tls"),
         service_cluster_ip_range: args.service_cluster_ip_range.clone(),
         service_node_port_range: "30000-32767".into(),
+        event_ttl: std::time::Duration::from_secs(3600),
         storage,
     };
     let backend = api.storage.open(true).await?;

@@ -287,3 +287,83 @@ fn bad_requests_get_upstream_statuses() {
     assert_eq!(code, 200);
     assert_eq!(list["items"], serde_json::json!([]));
 }
+
+#[test]
+fn events_expire_after_event_ttl() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let d = dir.path().to_str().unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_ferrokube"))
+        .args([
+            "apiserver",
+            "--bind-address",
+            "127.0.0.1",
+            "--secure-port",
+            &port.to_string(),
+            "--data-dir",
+            &format!("{d}/db"),
+            "--cert-dir",
+            &format!("{d}/tls"),
+            "--event-ttl",
+            "2s",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let s = Server(child, port, dir);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while curl(&s, "GET", "/readyz", "application/json", None).0 != 200 {
+        assert!(Instant::now() < deadline, "apiserver did not become ready");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let event = br#"{"apiVersion":"v1","kind":"Event","metadata":{"name":"e1"},"involvedObject":{"kind":"Pod","name":"p","namespace":"default"},"reason":"Test","message":"expires"}"#;
+    let (code, _) = curl(
+        &s,
+        "POST",
+        "/api/v1/namespaces/default/events",
+        "application/json",
+        Some(event),
+    );
+    assert_eq!(code, 201);
+    let cm = br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"stays"}}"#;
+    assert_eq!(
+        curl(
+            &s,
+            "POST",
+            "/api/v1/namespaces/default/configmaps",
+            "application/json",
+            Some(cm)
+        )
+        .0,
+        201
+    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while curl(
+        &s,
+        "GET",
+        "/api/v1/namespaces/default/events/e1",
+        "application/json",
+        None,
+    )
+    .0 != 404
+    {
+        assert!(Instant::now() < deadline, "event did not expire");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        curl(
+            &s,
+            "GET",
+            "/api/v1/namespaces/default/configmaps/stays",
+            "application/json",
+            None
+        )
+        .0,
+        200
+    );
+}

@@ -19,6 +19,8 @@ pub struct Registry {
     pub storage: Arc<dyn Storage>,
     /// ClusterIP and NodePort allocation for Services (None: Services get none).
     pub services: Option<Arc<crate::registry::services::ServiceAllocator>>,
+    /// How long Events are kept (`--event-ttl`; upstream's default is one hour).
+    pub event_ttl: std::time::Duration,
 }
 
 /// The resource (and namespace) a request addresses.
@@ -360,7 +362,15 @@ impl Registry {
         Registry {
             storage,
             services: services.map(Arc::new),
+            event_ttl: std::time::Duration::from_secs(3600),
         }
+    }
+
+    /// Events expire from storage after `--event-ttl`, as upstream stores them with a lease.
+    fn ttl_for(&self, target: &Target<'_>) -> Option<std::time::Duration> {
+        let is_event =
+            target.info.resource == "events" && matches!(target.info.group, "" | "events.k8s.io");
+        is_event.then_some(self.event_ttl)
     }
 
     fn allocator_for(
@@ -423,7 +433,7 @@ impl Registry {
         };
         let result = match self
             .storage
-            .create(&target.key(&name), encode(&obj)?, None)
+            .create(&target.key(&name), encode(&obj)?, self.ttl_for(target))
             .await
         {
             // What was stored is `obj`; only the resourceVersion is new.
@@ -491,7 +501,11 @@ impl Registry {
                 if dry_run {
                     return Ok((obj, true));
                 }
-                match self.storage.create(&key, encode(&obj)?, None).await {
+                match self
+                    .storage
+                    .create(&key, encode(&obj)?, self.ttl_for(target))
+                    .await
+                {
                     Ok(kv) => return Ok((decode(&kv)?, true)),
                     Err(StorageError::AlreadyExists { .. }) => continue,
                     Err(e) => return Err(e.into()),
@@ -508,7 +522,7 @@ impl Registry {
                         return Ok((obj, false));
                     }
                     self.storage
-                        .update(&key, bytes, kv.mod_revision, None)
+                        .update(&key, bytes, kv.mod_revision, self.ttl_for(target))
                         .await
                         .map(|kv| decode(&kv))
                 }
