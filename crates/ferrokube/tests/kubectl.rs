@@ -570,6 +570,29 @@ fn kubectl_basics() {
         ""
     );
 
+    // componentstatuses, as the seeds show them (no scheduler or controller-manager runs).
+    let o = s.kubectl(&["get", "componentstatuses"]);
+    let cs = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("v1 ComponentStatus is deprecated in v1.19+")
+    );
+    let rows = lines(&cs);
+    assert_eq!(rows[0], ["NAME", "STATUS", "MESSAGE", "ERROR"]);
+    assert!(
+        rows.iter().any(|r| r[..3]
+            == [
+                "etcd-0".to_string(),
+                "Healthy".to_string(),
+                "ok".to_string()
+            ]),
+        "{cs}"
+    );
+    assert!(
+        rows.iter()
+            .any(|r| r[..2] == ["scheduler".to_string(), "Unhealthy".to_string()]),
+        "{cs}"
+    );
+
     // Prometheus metrics with upstream's names.
     let metrics = s.ok(&["get", "--raw", "/metrics"]);
     assert!(

@@ -169,6 +169,36 @@ async fn dispatch(
         )
         .await;
     }
+    if info.group.is_empty() && info.resource == "componentstatuses" {
+        let out = negotiation::output(req.accept)
+            .ok_or_else(|| Status::not_acceptable(req.accept.unwrap_or("")))?;
+        let items = crate::handlers::componentstatus::all(registry).await;
+        let deprecated = ["v1 ComponentStatus is deprecated in v1.19+".to_string()];
+        if verb == "get" {
+            let item = items
+                .into_iter()
+                .find(|cs| cs["metadata"]["name"] == json!(ri.name))
+                .ok_or_else(|| Status::not_found(subject))?;
+            let resp = match out {
+                Output::Table(v) => response::json(
+                    200,
+                    &crate::handlers::componentstatus::table(std::slice::from_ref(&item), v),
+                ),
+                _ => response::json(200, &item),
+            };
+            return Ok(with_warnings(resp, &deprecated));
+        }
+        let resp = match out {
+            Output::Table(v) => {
+                response::json(200, &crate::handlers::componentstatus::table(&items, v))
+            }
+            _ => response::json(
+                200,
+                &json!({"kind": "ComponentStatusList", "apiVersion": "v1", "metadata": {}, "items": items}),
+            ),
+        };
+        return Ok(with_warnings(resp, &deprecated));
+    }
     let out = negotiation::output(req.accept)
         .ok_or_else(|| Status::not_acceptable(req.accept.unwrap_or("")))?;
     let wide = false;

@@ -1,0 +1,133 @@
+//! `componentstatuses` (deprecated upstream, still served, and what the seeds show with
+//! `kubectl get cs`): the storage backend's health, and the scheduler's and
+//! controller-manager's `/healthz` on their secure ports (10259, 10257), probed as
+//! upstream probes them (HTTPS, certificate not verified).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::registry::Registry;
+
+#[derive(Debug)]
+struct NoVerify(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for NoVerify {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &rustls::DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(m, c, d, &self.0.signature_verification_algorithms)
+    }
+    fn verify_tls13_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &rustls::DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(m, c, d, &self.0.signature_verification_algorithms)
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// GET https://127.0.0.1:<port>/healthz → Ok(body) on 200, Err(reason) otherwise.
+async fn probe(port: u16) -> Result<String, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(NoVerify(provider)))
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let url = format!("https://127.0.0.1:{port}/healthz");
+    let attempt = async {
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .map_err(|e| format!("Get \"{url}\": dial tcp 127.0.0.1:{port}: connect: {e}"))?;
+        let name = ServerName::try_from("127.0.0.1").map_err(|e| e.to_string())?;
+        let mut tls = connector
+            .connect(name, tcp)
+            .await
+            .map_err(|e| format!("Get \"{url}\": {e}"))?;
+        tls.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut buf = Vec::new();
+        let _ = tls.read_to_end(&mut buf).await;
+        let text = String::from_utf8_lossy(&buf).to_string();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        let code = head.split_whitespace().nth(1).unwrap_or("");
+        if code == "200" {
+            Ok(body.trim().to_string())
+        } else {
+            Err(format!("Get \"{url}\": HTTP status code {code}"))
+        }
+    };
+    match tokio::time::timeout(Duration::from_secs(2), attempt).await {
+        Ok(r) => r,
+        Err(_) => Err(format!("Get \"{url}\": timeout")),
+    }
+}
+
+fn status(name: &str, result: Result<String, String>) -> Value {
+    let condition = match result {
+        Ok(message) => json!({"type": "Healthy", "status": "True", "message": message}),
+        Err(error) => json!({"type": "Healthy", "status": "False", "error": error}),
+    };
+    json!({"kind": "ComponentStatus", "apiVersion": "v1", "metadata": {"name": name}, "conditions": [condition]})
+}
+
+/// Every component's status, in upstream's order.
+pub async fn all(registry: &Registry) -> Vec<Value> {
+    let (scheduler, cm) = tokio::join!(probe(10259), probe(10257));
+    let storage = match registry.storage.current_revision().await {
+        Ok(_) => Ok("ok".to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    vec![
+        status("scheduler", scheduler),
+        status("controller-manager", cm),
+        status("etcd-0", storage),
+    ]
+}
+
+/// The Table kubectl shows: NAME STATUS MESSAGE ERROR.
+pub fn table(items: &[Value], version: &str) -> Value {
+    let rows: Vec<Value> = items
+        .iter()
+        .map(|cs| {
+            let c = &cs["conditions"][0];
+            let healthy = if c["status"] == "True" { "Healthy" } else { "Unhealthy" };
+            json!({
+                "cells": [cs["metadata"]["name"], healthy, c.get("message").cloned().unwrap_or(json!("")), c.get("error").cloned().unwrap_or(json!(""))],
+                "object": crate::handlers::response::partial_metadata(cs, version),
+            })
+        })
+        .collect();
+    let col = |n: &str| json!({"name": n, "type": "string", "format": if n == "Name" { "name" } else { "" }, "description": "", "priority": 0});
+    json!({
+        "kind": "Table", "apiVersion": format!("meta.k8s.io/{version}"), "metadata": {},
+        "columnDefinitions": [col("Name"), col("Status"), col("Message"), col("Error")],
+        "rows": rows,
+    })
+}
