@@ -60,7 +60,21 @@ fn schemas_for(info: &ResourceInfo) -> Option<Schemas> {
     Some(schemas)
 }
 
+/// The schema name of a kind, looked up once per kind (a scan of its group-version's
+/// schemas) and remembered.
 fn root_name(schemas: &Map<String, Value>, info: &ResourceInfo) -> Option<String> {
+    static ROOTS: OnceLock<Mutex<HashMap<(&'static str, &'static str, &'static str), Option<String>>>> = OnceLock::new();
+    let roots = ROOTS.get_or_init(|| Mutex::new(HashMap::new()));
+    let key = (info.group, info.version, info.kind);
+    if let Some(found) = roots.lock().ok()?.get(&key) {
+        return found.clone();
+    }
+    let found = scan_root_name(schemas, info);
+    roots.lock().ok()?.insert(key, found.clone());
+    found
+}
+
+fn scan_root_name(schemas: &Map<String, Value>, info: &ResourceInfo) -> Option<String> {
     schemas.iter().find_map(|(name, s)| {
         let gvks = s.get("x-kubernetes-group-version-kind")?.as_array()?;
         gvks.iter()
