@@ -63,7 +63,9 @@ fn schemas_for(info: &ResourceInfo) -> Option<Schemas> {
 /// The schema name of a kind, looked up once per kind (a scan of its group-version's
 /// schemas) and remembered.
 fn root_name(schemas: &Map<String, Value>, info: &ResourceInfo) -> Option<String> {
-    static ROOTS: OnceLock<Mutex<HashMap<(&'static str, &'static str, &'static str), Option<String>>>> = OnceLock::new();
+    static ROOTS: OnceLock<
+        Mutex<HashMap<(&'static str, &'static str, &'static str), Option<String>>>,
+    > = OnceLock::new();
     let roots = ROOTS.get_or_init(|| Mutex::new(HashMap::new()));
     let key = (info.group, info.version, info.kind);
     if let Some(found) = roots.lock().ok()?.get(&key) {

@@ -316,10 +316,14 @@ async fn read_body(mut body: Incoming) -> Result<bytes::Bytes, Status> {
 
 async fn non_resource(state: &State, path: &str, accept: Option<&str>, query: &Query) -> Response {
     let aggregated = discovery::wants_aggregated(accept);
+    if ["/healthz/", "/livez/", "/readyz/"]
+        .iter()
+        .any(|p| path.starts_with(p))
+    {
+        return health(state, path, query).await;
+    }
     match path {
-        "/healthz" | "/livez" | "/readyz" => {
-            health(state, path, query.get("verbose").is_some()).await
-        }
+        "/healthz" | "/livez" | "/readyz" => health(state, path, query).await,
         "/version" => response::json(200, &discovery::version()),
         "/metrics" => {
             let mut objects = Vec::new();
@@ -368,18 +372,42 @@ async fn non_resource(state: &State, path: &str, accept: Option<&str>, query: &Q
     }
 }
 
-async fn health(state: &State, path: &str, verbose: bool) -> Response {
+/// `/healthz`, `/livez`, `/readyz` with `?verbose` and `?exclude=<check>`, and each
+/// check on its own path (`/readyz/etcd`), as upstream's healthz package.
+async fn health(state: &State, path: &str, query: &Query) -> Response {
     let storage_ok = state.registry.storage.current_revision().await.is_ok();
-    let checks = [("ping", true), ("log", true), ("etcd", storage_ok)];
+    let (endpoint, only) = match path.trim_start_matches('/').split_once('/') {
+        Some((e, check)) => (e, Some(check)),
+        None => (path.trim_start_matches('/'), None),
+    };
+    let excluded: Vec<&str> = query
+        .0
+        .iter()
+        .filter(|(k, _)| k.as_str() == "exclude")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    let all = [("ping", true), ("log", true), ("etcd", storage_ok)];
+    if let Some(check) = only {
+        return match all.iter().find(|(name, _)| *name == check) {
+            Some((_, true)) => response::text(200, "ok"),
+            Some((name, false)) => {
+                response::text(500, &format!("internal server error: {name} check failed"))
+            }
+            None => response::status(&rest::not_found_resource()),
+        };
+    }
+    let checks: Vec<(&str, bool)> = all
+        .into_iter()
+        .filter(|(n, _)| !excluded.contains(n))
+        .collect();
     let ok = checks.iter().all(|(_, ok)| *ok);
-    let name = path.trim_start_matches('/');
-    if !verbose {
+    if query.get("verbose").is_none() {
         return if ok {
             response::text(200, "ok")
         } else {
             response::text(
                 500,
-                &format!("[-]etcd failed: storage is not reachable\n{name} check failed"),
+                &format!("[-]etcd failed: reason withheld\n{endpoint} check failed"),
             )
         };
     }
@@ -391,8 +419,11 @@ async fn health(state: &State, path: &str, verbose: bool) -> Response {
             format!("[-]{check} failed: reason withheld\n")
         });
     }
+    for ex in excluded {
+        text.push_str(&format!("[+]{ex} excluded: ok\n"));
+    }
     text.push_str(&format!(
-        "{name} check {}\n",
+        "{endpoint} check {}\n",
         if ok { "passed" } else { "failed" }
     ));
     response::text(if ok { 200 } else { 500 }, &text)

@@ -570,6 +570,16 @@ fn kubectl_basics() {
         ""
     );
 
+    // Health endpoints as upstream's healthz package serves them.
+    assert_eq!(
+        s.ok(&["get", "--raw", "/readyz?verbose&exclude=log"]),
+        "[+]ping ok\n[+]etcd ok\n[+]log excluded: ok\nreadyz check passed\n"
+    );
+    assert_eq!(s.ok(&["get", "--raw", "/livez/etcd"]), "ok");
+    assert!(s
+        .fails(&["get", "--raw", "/readyz/nope"])
+        .contains("NotFound"));
+
     // componentstatuses, as the seeds show them (no scheduler or controller-manager runs).
     let o = s.kubectl(&["get", "componentstatuses"]);
     let cs = String::from_utf8_lossy(&o.stdout).to_string();
