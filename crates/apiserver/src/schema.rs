@@ -38,6 +38,9 @@ impl Mode {
 
 type Schemas = Arc<Map<String, Value>>;
 
+/// (group, version, kind) → the name of its schema, if any.
+type RootCache = HashMap<(&'static str, &'static str, &'static str), Option<String>>;
+
 fn schemas_for(info: &ResourceInfo) -> Option<Schemas> {
     static CACHE: OnceLock<Mutex<HashMap<String, Schemas>>> = OnceLock::new();
     let key = if info.group.is_empty() {
@@ -63,9 +66,7 @@ fn schemas_for(info: &ResourceInfo) -> Option<Schemas> {
 /// The schema name of a kind, looked up once per kind (a scan of its group-version's
 /// schemas) and remembered.
 fn root_name(schemas: &Map<String, Value>, info: &ResourceInfo) -> Option<String> {
-    static ROOTS: OnceLock<
-        Mutex<HashMap<(&'static str, &'static str, &'static str), Option<String>>>,
-    > = OnceLock::new();
+    static ROOTS: OnceLock<Mutex<RootCache>> = OnceLock::new();
     let roots = ROOTS.get_or_init(|| Mutex::new(HashMap::new()));
     let key = (info.group, info.version, info.kind);
     if let Some(found) = roots.lock().ok()?.get(&key) {
