@@ -186,6 +186,32 @@ impl<'a> Walk<'a> {
                             self.walk(v, s, &format!("{path}.{k}"));
                         }
                     }
+                    // Go's omitempty, as the typed round trip upstream applies it: nulls,
+                    // empty maps and empty lists of optional fields are not kept (empty
+                    // structs such as `emptyDir: {}` are).
+                    let required: Vec<&str> = schema
+                        .get("required")
+                        .and_then(Value::as_array)
+                        .map_or(Vec::new(), |r| r.iter().filter_map(Value::as_str).collect());
+                    map.retain(|k, v| {
+                        if required.contains(&k.as_str()) {
+                            return true;
+                        }
+                        let Some(prop) = props.get(k) else {
+                            return true;
+                        };
+                        let (prop, _) = self.resolve(prop);
+                        let is_map = prop
+                            .get("additionalProperties")
+                            .is_some_and(Value::is_object)
+                            && prop.get("properties").is_none();
+                        match v {
+                            Value::Null => false,
+                            Value::Array(a) => !a.is_empty(),
+                            Value::Object(o) if is_map => !o.is_empty(),
+                            _ => true,
+                        }
+                    });
                 } else if let Some(add) =
                     schema.get("additionalProperties").filter(|a| a.is_object())
                 {

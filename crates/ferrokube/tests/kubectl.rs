@@ -445,6 +445,102 @@ fn kubectl_basics() {
         ""
     );
 
+    // describe, --sort-by with custom columns, diff, edit, wait --for=delete.
+    s.ok(&[
+        "-n",
+        "demo",
+        "create",
+        "configmap",
+        "b2",
+        "--from-literal=x=2",
+    ]);
+    s.ok(&[
+        "-n",
+        "demo",
+        "create",
+        "configmap",
+        "a1",
+        "--from-literal=x=1",
+    ]);
+    let described = s.ok(&["-n", "typed", "describe", "deployment", "web"]);
+    assert!(
+        described.contains("RollingUpdateStrategy:  25% max unavailable, 25% max surge"),
+        "{described}"
+    );
+    let sorted = s.ok(&[
+        "-n",
+        "demo",
+        "get",
+        "cm",
+        "a1",
+        "b2",
+        "--sort-by=.metadata.name",
+        "-o",
+        "custom-columns=NAME:.metadata.name,X:.data.x",
+    ]);
+    assert_eq!(lines(&sorted), [["NAME", "X"], ["a1", "1"], ["b2", "2"]]);
+    let live = s.ok(&["-n", "demo", "get", "cm", "a1", "-o", "yaml"]);
+    let o = s.kubectl_stdin(
+        &["diff", "-f", "-"],
+        Some(&live.replace("x: \"1\"", "x: \"9\"")),
+    );
+    let diff = String::from_utf8_lossy(&o.stdout).to_string();
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{diff}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let changed: Vec<&str> = diff
+        .lines()
+        .filter(|l| {
+            (l.starts_with('+') || l.starts_with('-'))
+                && !l.starts_with("+++")
+                && !l.starts_with("---")
+        })
+        .collect();
+    assert_eq!(changed, ["-  x: \"1\"", "+  x: \"9\""], "{diff}");
+    let editor = s.cache.parent().unwrap().join("editor.sh");
+    std::fs::write(&editor, "#!/bin/sh\nsed -i 's/x: \"1\"/x: \"5\"/' \"$1\"\n").unwrap();
+    std::process::Command::new("chmod")
+        .args(["+x", editor.to_str().unwrap()])
+        .status()
+        .unwrap();
+    let o = std::process::Command::new(KUBECTL)
+        .args(["-n", "demo", "edit", "cm", "a1"])
+        .env("KUBECONFIG", &s.kubeconfig)
+        .env("KUBECACHEDIR", &s.cache)
+        .env("EDITOR", &editor)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        s.ok(&["-n", "demo", "get", "cm", "a1", "-o", "jsonpath={.data.x}"]),
+        "5"
+    );
+    let waiter = std::process::Command::new(KUBECTL)
+        .args([
+            "-n",
+            "demo",
+            "wait",
+            "--for=delete",
+            "cm/b2",
+            "--timeout=20s",
+        ])
+        .env("KUBECONFIG", &s.kubeconfig)
+        .env("KUBECACHEDIR", &s.cache)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    s.ok(&["-n", "demo", "delete", "cm", "b2"]);
+    let waited = waiter.wait_with_output().unwrap();
+    assert!(waited.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&waited.stdout),
+        "configmap/b2 condition met\n"
+    );
+
     // Health endpoints as upstream's healthz package serves them.
     assert_eq!(
         s.ok(&["get", "--raw", "/readyz?verbose&exclude=log"]),
