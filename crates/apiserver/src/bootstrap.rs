@@ -131,3 +131,53 @@ pub async fn kubernetes_service(reg: &Registry, advertise: &str) -> Result<(), S
     )
     .await
 }
+
+/// Removes this server's address from the `kubernetes` Endpoints and EndpointSlice on a
+/// graceful shutdown (best effort: other API servers keep serving the Service).
+pub async fn withdraw(reg: &Registry, advertise: &str) {
+    let Some((host, _)) = advertise.rsplit_once(':') else {
+        return;
+    };
+    if let Some(info) = resources::lookup("", "v1", "endpoints") {
+        let target = Target {
+            info,
+            namespace: Some("default"),
+        };
+        let _ = reg
+            .update_with(&target, "kubernetes", None, false, |current| {
+                let mut ep = current.cloned().unwrap_or(Value::Null);
+                if let Some(addrs) = ep
+                    .pointer_mut("/subsets/0/addresses")
+                    .and_then(Value::as_array_mut)
+                {
+                    addrs.retain(|a| a["ip"] != json!(host));
+                }
+                if ep
+                    .pointer("/subsets/0/addresses")
+                    .and_then(Value::as_array)
+                    .is_some_and(Vec::is_empty)
+                {
+                    if let Some(m) = ep.as_object_mut() {
+                        m.insert("subsets".into(), json!([]));
+                    }
+                }
+                Ok(ep)
+            })
+            .await;
+    }
+    if let Some(info) = resources::lookup("discovery.k8s.io", "v1", "endpointslices") {
+        let target = Target {
+            info,
+            namespace: Some("default"),
+        };
+        let _ = reg
+            .update_with(&target, "kubernetes", None, false, |current| {
+                let mut slice = current.cloned().unwrap_or(Value::Null);
+                if let Some(eps) = slice.get_mut("endpoints").and_then(Value::as_array_mut) {
+                    eps.retain(|e| e["addresses"][0] != json!(host));
+                }
+                Ok(slice)
+            })
+            .await;
+    }
+}

@@ -131,7 +131,11 @@ impl ApiServer {
                         continue;
                     }
                 },
-                _ = shutdown.changed() => return,
+                _ = shutdown.changed() => {
+                    // Stop being advertised as a backend of the `kubernetes` Service.
+                    crate::bootstrap::withdraw(&self.state.registry, &self.config.advertise).await;
+                    return;
+                }
             };
             // Small responses and watch events must not wait for Nagle's algorithm.
             let _ = tcp.set_nodelay(true);
