@@ -2,6 +2,8 @@
 //! Bad requests over real HTTPS get upstream's `metav1.Status` with the right code and
 //! reason (checked with curl, as a client that does not correct anything for us).
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -17,11 +19,7 @@ impl Drop for Server {
 
 fn start() -> Server {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::free_port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_ferrokube"))
         .args([
             "server",
@@ -291,11 +289,7 @@ fn bad_requests_get_upstream_statuses() {
 #[test]
 fn events_expire_after_event_ttl() {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::free_port();
     let d = dir.path().to_str().unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_ferrokube"))
         .args([

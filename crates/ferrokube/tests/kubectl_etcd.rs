@@ -2,6 +2,8 @@
 //! The API server on a real etcd (as the seeds deploy it): `ferrokube apiserver
 //! --etcd-servers` with kubectl, and the keys upstream's layout puts in etcd.
 
+mod common;
+
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -13,11 +15,7 @@ const KUBECTL: &str = "/usr/bin/kubectl";
 async fn apiserver_on_etcd_serves_kubectl() {
     let etcd = EtcdCluster::start(1, false).await;
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::free_port();
     let mut server = Command::new(env!("CARGO_BIN_EXE_ferrokube"))
         .args([
             "apiserver",
