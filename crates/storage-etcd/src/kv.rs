@@ -149,6 +149,16 @@ impl Inner {
         }
     }
 
+    /// Sends a write transaction, retried across members as etcd's client would.
+    async fn run_txn(&self, txn: &Txn) -> Result<TxnResponse, etcd_client::Error> {
+        self.retrying(Op::Write, || {
+            let mut kv = self.kv.clone();
+            let txn = txn.clone();
+            async move { kv.txn(txn).await }
+        })
+        .await
+    }
+
     async fn lease_for(&self, ttl: Option<Duration>) -> Result<Option<i64>> {
         let Some(ttl) = ttl else { return Ok(None) };
         let seconds = ttl_seconds(ttl);
@@ -175,13 +185,7 @@ impl Inner {
             attempts += 1;
             let lease = self.lease_for(ttl).await?;
             let txn = build(lease.map(|id| PutOptions::new().with_lease(id)));
-            let result = self
-                .retrying(Op::Write, || {
-                    let mut kv = self.kv.clone();
-                    let txn = txn.clone();
-                    async move { kv.txn(txn).await }
-                })
-                .await;
+            let result = self.run_txn(&txn).await;
             match result {
                 Ok(resp) => return Ok(resp),
                 Err(err) if errors::kind(&err) == Kind::LeaseNotFound && attempts < 2 => {
@@ -312,13 +316,7 @@ impl Inner {
                 Some(DeleteOptions::new().with_prev_key()),
             )])
             .or_else([TxnOp::get(k.clone(), None)]);
-        let resp = self
-            .retrying(Op::Write, || {
-                let mut kv = self.kv.clone();
-                let txn = txn.clone();
-                async move { kv.txn(txn).await }
-            })
-            .await;
+        let resp = self.run_txn(&txn).await;
         let resp = match resp {
             Ok(resp) => resp,
             Err(err) => return Err(self.interpret(err, ErrCtx::key(key)).await),
