@@ -224,6 +224,21 @@ fn containers_field(obj: &Value, path: &str, field: &str) -> String {
         })
 }
 
+/// The wide Containers and Images cells of a workload's pod template.
+fn template_cells(o: &Value, template: &str) -> Vec<Value> {
+    let containers = format!("{template}/spec/containers");
+    vec![
+        json!(containers_field(o, &containers, "name")),
+        json!(containers_field(o, &containers, "image")),
+    ]
+}
+
+/// A workload's Selector cell: a label selector (matchLabels and matchExpressions) or an
+/// RC's plain map, as upstream prints it.
+fn selector_cell(o: &Value, selector: &str) -> Value {
+    or_none(super::scale::selector_string(o.pointer(selector)))
+}
+
 fn cells(info: &ResourceInfo, o: &Value) -> Vec<Value> {
     let name = json!(s(o, "/metadata/name"));
     let created = s(o, "/metadata/creationTimestamp");
@@ -265,30 +280,24 @@ fn cells(info: &ResourceInfo, o: &Value) -> Vec<Value> {
                 json!("<none>"),
             ]
         }
-        ("apps", "deployments") => vec![
-            name,
-            json!(format!(
-                "{}/{}",
-                n(o, "/status/readyReplicas"),
-                o.pointer("/spec/replicas")
-                    .and_then(Value::as_i64)
-                    .unwrap_or(1)
-            )),
-            json!(n(o, "/status/updatedReplicas")),
-            json!(n(o, "/status/availableReplicas")),
-            a,
-            json!(containers_field(
-                o,
-                "/spec/template/spec/containers",
-                "name"
-            )),
-            json!(containers_field(
-                o,
-                "/spec/template/spec/containers",
-                "image"
-            )),
-            or_none(join_map(o, "/spec/selector/matchLabels")),
-        ],
+        ("apps", "deployments") => [
+            vec![
+                name,
+                json!(format!(
+                    "{}/{}",
+                    n(o, "/status/readyReplicas"),
+                    o.pointer("/spec/replicas")
+                        .and_then(Value::as_i64)
+                        .unwrap_or(1)
+                )),
+                json!(n(o, "/status/updatedReplicas")),
+                json!(n(o, "/status/availableReplicas")),
+                a,
+            ],
+            template_cells(o, "/spec/template"),
+            vec![selector_cell(o, "/spec/selector")],
+        ]
+        .concat(),
         ("", "services") => {
             let ports =
                 o.pointer("/spec/ports")
@@ -364,73 +373,51 @@ fn cells(info: &ResourceInfo, o: &Value) -> Vec<Value> {
                 or_none(s(o, "/status/nodeInfo/containerRuntimeVersion").into()),
             ]
         }
-        ("apps", "replicasets") | ("", "replicationcontrollers") => vec![
-            name,
-            json!(o
-                .pointer("/spec/replicas")
-                .and_then(Value::as_i64)
-                .unwrap_or(1)),
-            json!(n(o, "/status/replicas")),
-            json!(n(o, "/status/readyReplicas")),
-            a,
-            json!(containers_field(
-                o,
-                "/spec/template/spec/containers",
-                "name"
-            )),
-            json!(containers_field(
-                o,
-                "/spec/template/spec/containers",
-                "image"
-            )),
-            or_none(if info.resource == "replicasets" {
-                join_map(o, "/spec/selector/matchLabels")
-            } else {
-                join_map(o, "/spec/selector")
-            }),
-        ],
-        ("apps", "statefulsets") => vec![
-            name,
-            json!(format!(
-                "{}/{}",
-                n(o, "/status/readyReplicas"),
-                o.pointer("/spec/replicas")
+        ("apps", "replicasets") | ("", "replicationcontrollers") => [
+            vec![
+                name,
+                json!(o
+                    .pointer("/spec/replicas")
                     .and_then(Value::as_i64)
-                    .unwrap_or(1)
-            )),
-            a,
-            json!(containers_field(
-                o,
-                "/spec/template/spec/containers",
-                "name"
-            )),
-            json!(containers_field(
-                o,
-                "/spec/template/spec/containers",
-                "image"
-            )),
-        ],
-        ("apps", "daemonsets") => vec![
-            name,
-            json!(n(o, "/status/desiredNumberScheduled")),
-            json!(n(o, "/status/currentNumberScheduled")),
-            json!(n(o, "/status/numberReady")),
-            json!(n(o, "/status/updatedNumberScheduled")),
-            json!(n(o, "/status/numberAvailable")),
-            or_none(join_map(o, "/spec/template/spec/nodeSelector")),
-            a,
-            json!(containers_field(
-                o,
-                "/spec/template/spec/containers",
-                "name"
-            )),
-            json!(containers_field(
-                o,
-                "/spec/template/spec/containers",
-                "image"
-            )),
-            or_none(join_map(o, "/spec/selector/matchLabels")),
-        ],
+                    .unwrap_or(1)),
+                json!(n(o, "/status/replicas")),
+                json!(n(o, "/status/readyReplicas")),
+                a,
+            ],
+            template_cells(o, "/spec/template"),
+            vec![selector_cell(o, "/spec/selector")],
+        ]
+        .concat(),
+        ("apps", "statefulsets") => [
+            vec![
+                name,
+                json!(format!(
+                    "{}/{}",
+                    n(o, "/status/readyReplicas"),
+                    o.pointer("/spec/replicas")
+                        .and_then(Value::as_i64)
+                        .unwrap_or(1)
+                )),
+                a,
+            ],
+            template_cells(o, "/spec/template"),
+        ]
+        .concat(),
+        ("apps", "daemonsets") => [
+            vec![
+                name,
+                json!(n(o, "/status/desiredNumberScheduled")),
+                json!(n(o, "/status/currentNumberScheduled")),
+                json!(n(o, "/status/numberReady")),
+                json!(n(o, "/status/updatedNumberScheduled")),
+                json!(n(o, "/status/numberAvailable")),
+                or_none(join_map(o, "/spec/template/spec/nodeSelector")),
+                a,
+            ],
+            template_cells(o, "/spec/template"),
+            vec![selector_cell(o, "/spec/selector")],
+        ]
+        .concat(),
         ("batch", "jobs") => {
             let conds = o
                 .pointer("/status/conditions")
@@ -464,48 +451,30 @@ fn cells(info: &ResourceInfo, o: &Value) -> Vec<Value> {
                     },
                     |c| format!("{}/{c}", n(o, "/status/succeeded")),
                 );
+            [
+                vec![name, json!(status), json!(completions), json!(""), a],
+                template_cells(o, "/spec/template"),
+                vec![selector_cell(o, "/spec/selector")],
+            ]
+            .concat()
+        }
+        ("batch", "cronjobs") => [
             vec![
                 name,
-                json!(status),
-                json!(completions),
-                json!(""),
+                json!(s(o, "/spec/schedule")),
+                or_none(s(o, "/spec/timeZone").into()),
+                json!(o.pointer("/spec/suspend") == Some(&json!(true))),
+                json!(count(o, "/status/active")),
+                json!(match s(o, "/status/lastScheduleTime") {
+                    "" => "<none>".to_string(),
+                    t => age(Some(t)),
+                }),
                 a,
-                json!(containers_field(
-                    o,
-                    "/spec/template/spec/containers",
-                    "name"
-                )),
-                json!(containers_field(
-                    o,
-                    "/spec/template/spec/containers",
-                    "image"
-                )),
-                or_none(join_map(o, "/spec/selector/matchLabels")),
-            ]
-        }
-        ("batch", "cronjobs") => vec![
-            name,
-            json!(s(o, "/spec/schedule")),
-            or_none(s(o, "/spec/timeZone").into()),
-            json!(o.pointer("/spec/suspend") == Some(&json!(true))),
-            json!(count(o, "/status/active")),
-            json!(match s(o, "/status/lastScheduleTime") {
-                "" => "<none>".to_string(),
-                t => age(Some(t)),
-            }),
-            a,
-            json!(containers_field(
-                o,
-                "/spec/jobTemplate/spec/template/spec/containers",
-                "name"
-            )),
-            json!(containers_field(
-                o,
-                "/spec/jobTemplate/spec/template/spec/containers",
-                "image"
-            )),
-            or_none(join_map(o, "/spec/jobTemplate/spec/selector/matchLabels")),
-        ],
+            ],
+            template_cells(o, "/spec/jobTemplate/spec/template"),
+            vec![selector_cell(o, "/spec/jobTemplate/spec/selector")],
+        ]
+        .concat(),
         ("", "events") => {
             let last = [s(o, "/lastTimestamp"), s(o, "/eventTime"), created]
                 .into_iter()
@@ -630,4 +599,26 @@ pub fn to_table(
         "columnDefinitions": defs,
         "rows": rows,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workload_wide_cells() {
+        let rs = json!({"spec": {"selector": {"matchLabels": {"app": "web"}, "matchExpressions": [{"key": "tier", "operator": "NotIn", "values": ["db"]}]},
+            "template": {"spec": {"containers": [{"name": "a", "image": "x"}, {"name": "b", "image": "y"}]}}}});
+        assert_eq!(
+            template_cells(&rs, "/spec/template"),
+            [json!("a,b"), json!("x,y")]
+        );
+        assert_eq!(
+            selector_cell(&rs, "/spec/selector"),
+            json!("app=web,tier notin (db)")
+        );
+        let rc = json!({"spec": {"selector": {"app": "old"}}});
+        assert_eq!(selector_cell(&rc, "/spec/selector"), json!("app=old"));
+        assert_eq!(selector_cell(&json!({}), "/spec/selector"), json!("<none>"));
+    }
 }
