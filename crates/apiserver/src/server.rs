@@ -115,6 +115,11 @@ impl ApiServer {
         })
     }
 
+    /// The serving certificate (the CA clients of a self-signed server must trust).
+    pub fn tls_cert_file(&self) -> &std::path::Path {
+        &self.config.tls_cert_file
+    }
+
     pub fn local_addr(&self) -> Option<SocketAddr> {
         self.listener.local_addr().ok()
     }

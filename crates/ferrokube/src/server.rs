@@ -86,8 +86,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     };
     let backend = api.storage.open(true).await?;
     let server = api.start(backend.store()).await?;
-    let (cert, _) = api.serving_pair()?;
-    let ca = std::fs::read(&cert).with_context(|| format!("reading {}", cert.display()))?;
+    let cert = server.tls_cert_file();
+    let ca = std::fs::read(cert).with_context(|| format!("reading {}", cert.display()))?;
     let kubeconfig = args.data_dir.join("admin.kubeconfig");
     let addr = server
         .local_addr()

@@ -7,9 +7,8 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::KUBECTL;
 use ferrokube_storage_etcd::testing::EtcdCluster;
-
-const KUBECTL: &str = "/usr/bin/kubectl";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn apiserver_on_etcd_serves_kubectl() {
