@@ -67,6 +67,13 @@ impl ResourceInfo {
         self.supports("get") || self.supports("list")
     }
 
+    /// Whether this is one of the built-in resources (not a custom resource).
+    pub fn is_builtin(&self) -> bool {
+        BUILTIN
+            .iter()
+            .any(|r| r.group == self.group && r.resource == self.resource)
+    }
+
     /// The storage key prefix of this resource (without the `--etcd-prefix`), as upstream's
     /// registries lay it out, ending in `/`.
     pub fn storage_prefix(&self) -> String {
@@ -79,6 +86,11 @@ impl ResourceInfo {
             ("apiregistration.k8s.io", "apiservices") => "apiregistration.k8s.io/apiservices",
             ("apiextensions.k8s.io", "customresourcedefinitions") => {
                 "apiextensions.k8s.io/customresourcedefinitions"
+            }
+            (group, resource) if !self.is_builtin() => {
+                // Custom resources live under `/<group>/<resource>/`, as upstream's CRD
+                // storage lays them out.
+                return format!("/{group}/{resource}/");
             }
             (_, resource) => resource,
         };

@@ -260,6 +260,53 @@ pub mod field {
     pub fn forbidden(field: &str, why: &str) -> StatusCause {
         cause("FieldValueForbidden", field, format!("Forbidden: {why}"))
     }
+    fn shown(value: &serde_json::Value) -> String {
+        match value {
+            serde_json::Value::String(s) => format!("{s:?}"),
+            other => other.to_string(),
+        }
+    }
+    /// `field.TypeInvalid`.
+    pub fn type_invalid(field: &str, value: &serde_json::Value, why: &str) -> StatusCause {
+        cause(
+            "FieldValueTypeInvalid",
+            field,
+            format!("Invalid value: {}: {why}", shown(value)),
+        )
+    }
+    /// `field.NotSupported`.
+    pub fn not_supported(field: &str, value: &serde_json::Value, valid: &[String]) -> StatusCause {
+        let mut message = format!("Unsupported value: {}", shown(value));
+        if !valid.is_empty() {
+            message.push_str(": supported values: ");
+            message.push_str(&valid.join(", "));
+        }
+        cause("FieldValueNotSupported", field, message)
+    }
+    /// `field.TooLong` (a string over its maxLength).
+    pub fn too_long(field: &str, max: u64) -> StatusCause {
+        cause(
+            "FieldValueTooLong",
+            field,
+            format!("Too long: may not be more than {max} bytes"),
+        )
+    }
+    /// `field.TooMany` (a list or map over its maximum size).
+    pub fn too_many(field: &str, actual: usize, max: u64) -> StatusCause {
+        cause(
+            "FieldValueTooMany",
+            field,
+            format!("Too many: {actual}: must have at most {max} items"),
+        )
+    }
+    /// `field.Duplicate`.
+    pub fn duplicate(field: &str, value: &serde_json::Value) -> StatusCause {
+        cause(
+            "FieldValueDuplicate",
+            field,
+            format!("Duplicate value: {}", shown(value)),
+        )
+    }
     pub fn unknown_field(field: &str) -> StatusCause {
         cause("FieldValueInvalid", field, "unknown field".to_string())
     }

@@ -30,6 +30,7 @@ async fn ensure(
     let target = Target {
         info,
         namespace: Some("default"),
+        custom: None,
     };
     match reg.get(&target, name).await {
         Ok(existing) => {
@@ -142,6 +143,7 @@ pub async fn withdraw(reg: &Registry, advertise: &str) {
         let target = Target {
             info,
             namespace: Some("default"),
+            custom: None,
         };
         let _ = reg
             .update_with(&target, "kubernetes", None, false, |current| {
@@ -169,6 +171,7 @@ pub async fn withdraw(reg: &Registry, advertise: &str) {
         let target = Target {
             info,
             namespace: Some("default"),
+            custom: None,
         };
         let _ = reg
             .update_with(&target, "kubernetes", None, false, |current| {

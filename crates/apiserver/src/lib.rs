@@ -8,6 +8,7 @@
 
 mod body;
 mod bootstrap;
+mod crd;
 mod errors;
 mod handlers;
 mod metrics;

@@ -225,6 +225,45 @@ impl<'a> Walk<'a> {
     }
 }
 
+/// [`validate`] for any target: custom resources are pruned against their CRD's
+/// structural schema (unknown fields reported as `fieldValidation` asks) and defaulted;
+/// their value validation happens with the strategy's (422).
+pub fn validate_for(
+    target: &crate::registry::Target<'_>,
+    obj: &mut Value,
+    mode: Mode,
+) -> ApiResult<Vec<String>> {
+    let Some(cr) = target.custom else {
+        return validate(target.info, obj, mode);
+    };
+    let Some(schema) = cr.schema.as_ref().filter(|_| !cr.preserve_unknown_fields) else {
+        return Ok(Vec::new());
+    };
+    let unknown = crate::crd::structural::prune(schema, obj);
+    crate::crd::structural::default(schema, obj);
+    report_unknown(target.info, &unknown, mode)
+}
+
+/// Unknown fields as `fieldValidation` asks: warnings, nothing, or upstream's 400.
+fn report_unknown(info: &ResourceInfo, unknown: &[String], mode: Mode) -> ApiResult<Vec<String>> {
+    let messages: Vec<String> = unknown
+        .iter()
+        .map(|f| format!("unknown field \"{f}\""))
+        .collect();
+    match mode {
+        Mode::Strict if !messages.is_empty() => Err(Status::bad_request(format!(
+            "{} in version \"{}\" cannot be handled as a {}: strict decoding error: {}",
+            info.kind,
+            info.version,
+            info.kind,
+            messages.join(", ")
+        ))
+        .into()),
+        Mode::Warn => Ok(messages),
+        _ => Ok(Vec::new()),
+    }
+}
+
 /// Drops unknown fields from `obj` (a built-in kind) and checks value types. Returns the
 /// warnings to send (Warn mode); Strict turns unknown fields into a 400.
 pub fn validate(info: &ResourceInfo, obj: &mut Value, mode: Mode) -> ApiResult<Vec<String>> {
@@ -250,20 +289,7 @@ pub fn validate(info: &ResourceInfo, obj: &mut Value, mode: Mode) -> ApiResult<V
         ))
         .into());
     }
-    let messages: Vec<String> = walk
-        .unknown
-        .iter()
-        .map(|f| format!("unknown field \"{f}\""))
-        .collect();
-    match mode {
-        Mode::Strict if !messages.is_empty() => Err(Status::bad_request(format!(
-            "strict decoding error: {}",
-            messages.join(", ")
-        ))
-        .into()),
-        Mode::Warn => Ok(messages),
-        _ => Ok(Vec::new()),
-    }
+    report_unknown(info, &walk.unknown, mode)
 }
 
 #[cfg(test)]
@@ -310,7 +336,10 @@ mod tests {
             .into_status("apps", "deployments", "a");
         assert_eq!(
             (err.code, err.message.as_str()),
-            (400, "strict decoding error: unknown field \"spec.foo\"")
+            (
+                400,
+                "Deployment in version \"v1\" cannot be handled as a Deployment: strict decoding error: unknown field \"spec.foo\""
+            )
         );
         let mut d = json!({"spec": {"replicas": "three"}});
         let err = validate(deploy(), &mut d, Mode::Ignore)

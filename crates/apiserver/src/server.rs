@@ -107,6 +107,12 @@ impl ApiServer {
         });
         bootstrap(&state.registry).await?;
         crate::bootstrap::kubernetes_service(&state.registry, &config.advertise).await?;
+        crate::crd::controller::sync(&state.registry)
+            .await
+            .map_err(|e| ServeError::Bootstrap {
+                name: "customresourcedefinitions".into(),
+                message: format!("{e:?}"),
+            })?;
         Ok(ApiServer {
             config,
             state,
@@ -127,6 +133,10 @@ impl ApiServer {
     /// Serves until `shutdown` turns true.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         tracing::info!(addr = %self.config.bind, "apiserver: serving");
+        tokio::spawn(crate::crd::controller::run(
+            self.state.registry.clone(),
+            shutdown.clone(),
+        ));
         loop {
             let (tcp, peer) = tokio::select! {
                 accepted = self.listener.accept() => match accepted {
@@ -179,6 +189,7 @@ async fn bootstrap(registry: &Registry) -> Result<(), ServeError> {
         let target = Target {
             info,
             namespace: None,
+            custom: None,
         };
         let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
         match registry.create(&target, obj, false).await {
@@ -276,11 +287,15 @@ async fn route(
             ));
         }
         if path == "/openapi/v3" {
-            return crate::handlers::openapi::index();
+            return crate::handlers::openapi::index(&state.registry.crds);
         }
         if let Some(key) = path.strip_prefix("/openapi/v3/") {
-            return crate::handlers::openapi::document(key, if_none_match.as_deref())
-                .unwrap_or_else(|| response::status(&rest::not_found_resource()));
+            return crate::handlers::openapi::document(
+                &state.registry.crds,
+                key,
+                if_none_match.as_deref(),
+            )
+            .unwrap_or_else(|| response::status(&rest::not_found_resource()));
         }
         return non_resource(state, path, accept.as_deref(), query).await;
     }
@@ -325,6 +340,7 @@ async fn read_body(mut body: Incoming) -> Result<bytes::Bytes, Status> {
 
 async fn non_resource(state: &State, path: &str, accept: Option<&str>, query: &Query) -> Response {
     let aggregated = discovery::wants_aggregated(accept);
+    let served = discovery::Served::new(&state.registry.crds.snapshot());
     if ["/healthz/", "/livez/", "/readyz/"]
         .iter()
         .any(|p| path.starts_with(p))
@@ -336,7 +352,15 @@ async fn non_resource(state: &State, path: &str, accept: Option<&str>, query: &Q
         "/version" => response::json(200, &discovery::version()),
         "/metrics" => {
             let mut objects = Vec::new();
-            for r in resources::served().filter(|r| r.is_stored()) {
+            let custom = state.registry.crds.snapshot();
+            let storage_versions = custom
+                .iter()
+                .filter(|c| c.info.version == c.storage_version)
+                .map(|c| c.info);
+            for r in resources::served()
+                .filter(|r| r.is_stored())
+                .chain(storage_versions)
+            {
                 let req = ferrokube_storage::RangeRequest {
                     count_only: true,
                     ..ferrokube_storage::RangeRequest::prefix(r.storage_prefix())
@@ -357,20 +381,24 @@ async fn non_resource(state: &State, path: &str, accept: Option<&str>, query: &Q
             );
             resp
         }
-        "/api" if aggregated => {
-            response::json_with_type(200, &discovery::aggregated(true), discovery::AGGREGATED_V2)
-        }
+        "/api" if aggregated => response::json_with_type(
+            200,
+            &discovery::aggregated(&served, true),
+            discovery::AGGREGATED_V2,
+        ),
         "/api" => response::json(200, &discovery::api_versions(&state.advertise)),
-        "/apis" if aggregated => {
-            response::json_with_type(200, &discovery::aggregated(false), discovery::AGGREGATED_V2)
-        }
-        "/apis" => response::json(200, &discovery::api_group_list()),
+        "/apis" if aggregated => response::json_with_type(
+            200,
+            &discovery::aggregated(&served, false),
+            discovery::AGGREGATED_V2,
+        ),
+        "/apis" => response::json(200, &discovery::api_group_list(&served)),
         _ => {
             let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
             let doc = match parts.as_slice() {
-                ["api", v] => discovery::api_resource_list("", v),
-                ["apis", g] => discovery::api_group_doc(g),
-                ["apis", g, v] => discovery::api_resource_list(g, v),
+                ["api", v] => discovery::api_resource_list(&served, "", v),
+                ["apis", g] => discovery::api_group_doc(&served, g),
+                ["apis", g, v] => discovery::api_resource_list(&served, g, v),
                 _ => None,
             };
             match doc {

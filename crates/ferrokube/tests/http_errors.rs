@@ -251,7 +251,7 @@ fn bad_requests_get_upstream_statuses() {
     );
     assert_eq!(
         v["message"],
-        "strict decoding error: unknown field \"datta\""
+        "ConfigMap in version \"v1\" cannot be handled as a ConfigMap: strict decoding error: unknown field \"datta\""
     );
     let deploys = "/apis/apps/v1/namespaces/default/deployments";
     let v = expect(

@@ -26,18 +26,49 @@ pub fn api_versions(server_address: &str) -> Value {
     })
 }
 
-fn groups() -> Vec<(&'static str, Vec<&'static str>)> {
-    let mut out: Vec<(&str, Vec<&str>)> = Vec::new();
-    for (g, v) in resources::group_versions() {
-        if g.is_empty() {
-            continue;
-        }
-        match out.iter_mut().find(|(name, _)| *name == g) {
-            Some((_, versions)) => versions.push(v),
-            None => out.push((g, vec![v])),
-        }
+/// Everything served: the built-in resources, then the custom ones.
+pub struct Served(Vec<&'static ResourceInfo>);
+
+impl Served {
+    pub fn new(custom: &[std::sync::Arc<crate::crd::CustomResource>]) -> Served {
+        let mut all: Vec<&'static ResourceInfo> = resources::served().collect();
+        all.extend(custom.iter().map(|c| c.info));
+        Served(all)
     }
-    out
+
+    #[cfg(test)]
+    fn builtin() -> Served {
+        Served::new(&[])
+    }
+
+    fn in_group_version<'a>(
+        &'a self,
+        group: &'a str,
+        version: &'a str,
+    ) -> impl Iterator<Item = &'static ResourceInfo> + 'a {
+        self.0
+            .iter()
+            .copied()
+            .filter(move |r| r.group == group && r.version == version)
+    }
+
+    fn groups(&self) -> Vec<(&'static str, Vec<&'static str>)> {
+        let mut out: Vec<(&str, Vec<&str>)> = Vec::new();
+        for r in &self.0 {
+            if r.group.is_empty() {
+                continue;
+            }
+            match out.iter_mut().find(|(name, _)| *name == r.group) {
+                Some((_, versions)) if !versions.contains(&r.version) => versions.push(r.version),
+                Some(_) => {}
+                None => out.push((r.group, vec![r.version])),
+            }
+        }
+        for (_, versions) in &mut out {
+            versions.sort_by_key(|v| std::cmp::Reverse(crate::crd::version_priority(v)));
+        }
+        out
+    }
 }
 
 fn api_group(name: &str, versions: &[&str]) -> Value {
@@ -48,13 +79,18 @@ fn api_group(name: &str, versions: &[&str]) -> Value {
     json!({"name": name, "versions": vs, "preferredVersion": vs.first().cloned().unwrap_or(Value::Null)})
 }
 
-pub fn api_group_list() -> Value {
-    let groups: Vec<Value> = groups().iter().map(|(g, vs)| api_group(g, vs)).collect();
+pub fn api_group_list(served: &Served) -> Value {
+    let groups: Vec<Value> = served
+        .groups()
+        .iter()
+        .map(|(g, vs)| api_group(g, vs))
+        .collect();
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
 
-pub fn api_group_doc(group: &str) -> Option<Value> {
-    groups()
+pub fn api_group_doc(served: &Served, group: &str) -> Option<Value> {
+    served
+        .groups()
         .into_iter()
         .find(|(g, _)| *g == group)
         .map(|(g, vs)| {
@@ -67,17 +103,10 @@ pub fn api_group_doc(group: &str) -> Option<Value> {
         })
 }
 
-fn in_group_version<'a>(
-    group: &'a str,
-    version: &'a str,
-) -> impl Iterator<Item = &'static ResourceInfo> + 'a {
-    resources::served().filter(move |r| r.group == group && r.version == version)
-}
-
 /// `APIResourceList` of one group-version, or None if it is not served.
-pub fn api_resource_list(group: &str, version: &str) -> Option<Value> {
+pub fn api_resource_list(served: &Served, group: &str, version: &str) -> Option<Value> {
     let mut list = Vec::new();
-    for r in in_group_version(group, version) {
+    for r in served.in_group_version(group, version) {
         let mut entry = json!({
             "name": r.resource,
             "singularName": r.singular(),
@@ -151,11 +180,14 @@ fn discovery_resource(r: &ResourceInfo) -> Value {
     v
 }
 
-fn discovery_group(name: &str, versions: &[&str]) -> Value {
+fn discovery_group(served: &Served, name: &str, versions: &[&str]) -> Value {
     let versions: Vec<Value> = versions
         .iter()
         .map(|v| {
-            let resources: Vec<Value> = in_group_version(name, v).map(discovery_resource).collect();
+            let resources: Vec<Value> = served
+                .in_group_version(name, v)
+                .map(discovery_resource)
+                .collect();
             json!({"version": v, "resources": resources, "freshness": "Current"})
         })
         .collect();
@@ -163,13 +195,14 @@ fn discovery_group(name: &str, versions: &[&str]) -> Value {
 }
 
 /// Aggregated discovery for `/api` (legacy = core group) or `/apis`.
-pub fn aggregated(legacy: bool) -> Value {
+pub fn aggregated(served: &Served, legacy: bool) -> Value {
     let items: Vec<Value> = if legacy {
-        vec![discovery_group("", &["v1"])]
+        vec![discovery_group(served, "", &["v1"])]
     } else {
-        groups()
+        served
+            .groups()
             .iter()
-            .map(|(g, vs)| discovery_group(g, vs))
+            .map(|(g, vs)| discovery_group(served, g, vs))
             .collect()
     };
     json!({"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2", "metadata": {}, "items": items})
@@ -195,7 +228,8 @@ mod tests {
 
     #[test]
     fn documents() {
-        let core = api_resource_list("", "v1").unwrap();
+        let served = Served::builtin();
+        let core = api_resource_list(&served, "", "v1").unwrap();
         let names: Vec<&str> = core["resources"]
             .as_array()
             .unwrap()
@@ -207,14 +241,14 @@ mod tests {
                 && names.contains(&"pods/status")
                 && names.contains(&"namespaces/finalize")
         );
-        assert!(api_resource_list("apps", "v9").is_none());
-        let groups = api_group_list();
+        assert!(api_resource_list(&served, "apps", "v9").is_none());
+        let groups = api_group_list(&served);
         assert!(groups["groups"]
             .as_array()
             .unwrap()
             .iter()
             .any(|g| g["name"] == "apps"));
-        let agg = aggregated(false);
+        let agg = aggregated(&served, false);
         let apps = agg["items"]
             .as_array()
             .unwrap()

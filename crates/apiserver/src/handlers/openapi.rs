@@ -11,6 +11,7 @@ use http::{header, HeaderValue, StatusCode};
 use serde_json::json;
 
 use crate::body::{Body, Response};
+use crate::crd::CrdRegistry;
 use crate::handlers::response;
 use crate::openapi_files::DOCUMENTS;
 
@@ -28,7 +29,7 @@ fn hashes() -> &'static Vec<String> {
     })
 }
 
-pub fn index() -> Response {
+pub fn index(crds: &CrdRegistry) -> Response {
     let mut paths = serde_json::Map::new();
     for ((key, _), hash) in DOCUMENTS.iter().zip(hashes()) {
         paths.insert(
@@ -36,19 +37,35 @@ pub fn index() -> Response {
             json!({"serverRelativeURL": format!("/openapi/v3/{key}?hash={hash}")}),
         );
     }
+    for doc in crds.openapi_documents().iter() {
+        paths.insert(
+            doc.key.clone(),
+            json!({"serverRelativeURL": format!("/openapi/v3/{}?hash={}", doc.key, doc.hash)}),
+        );
+    }
     response::json(200, &json!({"paths": paths}))
 }
 
 /// The document of `key` (e.g. `apis/apps/v1`), or None.
-pub fn document(key: &str, if_none_match: Option<&str>) -> Option<Response> {
-    let i = DOCUMENTS.iter().position(|(k, _)| *k == key)?;
-    let etag = format!("\"{}\"", hashes()[i]);
+pub fn document(crds: &CrdRegistry, key: &str, if_none_match: Option<&str>) -> Option<Response> {
+    let (hash, body) = match DOCUMENTS.iter().position(|(k, _)| *k == key) {
+        Some(i) => (
+            hashes()[i].clone(),
+            bytes::Bytes::from_static(DOCUMENTS[i].1),
+        ),
+        None => {
+            let docs = crds.openapi_documents();
+            let doc = docs.iter().find(|d| d.key == key)?;
+            (doc.hash.clone(), doc.body.clone())
+        }
+    };
+    let etag = format!("\"{hash}\"");
     let mut resp = if if_none_match == Some(etag.as_str()) {
         let mut r = http::Response::new(Body::full(bytes::Bytes::new()));
         *r.status_mut() = StatusCode::NOT_MODIFIED;
         r
     } else {
-        let mut r = http::Response::new(Body::full(bytes::Bytes::from_static(DOCUMENTS[i].1)));
+        let mut r = http::Response::new(Body::full(body));
         r.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),

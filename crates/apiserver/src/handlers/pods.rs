@@ -81,6 +81,7 @@ pub async fn bind(
     let target = Target {
         info: pods,
         namespace: Some(namespace),
+        custom: None,
     };
     registry
         .update_with(&target, name, None, false, |current| {
@@ -170,6 +171,7 @@ pub async fn evict(
     let target = Target {
         info: pods,
         namespace: Some(namespace),
+        custom: None,
     };
     let pod = registry.get(&target, name).await?;
     let opts: DeleteOptions = match eviction.get("deleteOptions") {
@@ -189,6 +191,7 @@ pub async fn evict(
         let pdb_target = Target {
             info: pdb_info,
             namespace: Some(namespace),
+            custom: None,
         };
         let (pdbs, _, _, _) = registry.list(&pdb_target, &ListOptions::default()).await?;
         let labels = meta::labels(&pod);

@@ -51,17 +51,17 @@ pub fn partial_metadata(obj: &Value, version: &str) -> Value {
 }
 
 /// Shapes one object for the response.
-pub fn shape_object(
-    out: Output,
-    info: &ferrokube_api::resources::ResourceInfo,
-    obj: Value,
-    wide: bool,
-) -> Value {
+/// Shapes one object for the response (custom resources are converted to the version
+/// asked for first).
+pub fn shape_object(out: Output, target: &crate::registry::Target<'_>, mut obj: Value) -> Value {
+    if let Some(cr) = target.custom {
+        cr.convert(&mut obj);
+    }
     match out {
         Output::Json | Output::Yaml => obj,
         Output::Metadata(v) => partial_metadata(&obj, v),
         Output::Table(v) => {
-            super::table::to_table(info, std::slice::from_ref(&obj), None, v, true, wide)
+            super::table::to_table(target, std::slice::from_ref(&obj), None, v, true)
         }
     }
 }

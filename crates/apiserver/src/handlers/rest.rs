@@ -82,7 +82,16 @@ fn dry_run(q: &Query) -> ApiResult<bool> {
 
 pub async fn handle(registry: &Registry, req: Request<'_>) -> Response {
     let ri = req.info;
-    let Some(info) = resources::lookup(&ri.group, &ri.version, &ri.resource) else {
+    let custom = match resources::lookup(&ri.group, &ri.version, &ri.resource) {
+        Some(_) => None,
+        None => match registry.crds.lookup(&ri.group, &ri.version, &ri.resource) {
+            Some(cr) => Some(cr),
+            None => return response::status(&not_found_resource()),
+        },
+    };
+    let Some(info) = resources::lookup(&ri.group, &ri.version, &ri.resource)
+        .or_else(|| custom.as_ref().map(|c| c.info))
+    else {
         return response::status(&not_found_resource());
     };
     let namespace = (info.namespaced && !ri.namespace.is_empty()).then_some(ri.namespace.as_str());
@@ -90,9 +99,15 @@ pub async fn handle(registry: &Registry, req: Request<'_>) -> Response {
     let target = Target {
         info,
         namespace: if info.namespaced { namespace } else { None },
+        custom: custom.as_deref(),
     };
+    let deprecation: Vec<String> = target
+        .custom
+        .and_then(|c| c.deprecated.clone())
+        .into_iter()
+        .collect();
     match dispatch(registry, &req, info, &target).await {
-        Ok(resp) => resp,
+        Ok(resp) => with_warnings(resp, &deprecation),
         Err(err) => response::status(&err.into_status(info.group, info.resource, &ri.name)),
     }
 }
@@ -201,19 +216,26 @@ async fn dispatch(
     }
     let out = negotiation::output(req.accept)
         .ok_or_else(|| Status::not_acceptable(req.accept.unwrap_or("")))?;
-    let wide = false;
     let subresource = (!sub.is_empty()).then_some(sub);
     match verb {
         "get" => {
             let obj = registry.get(target, &ri.name).await?;
-            Ok(response::json(200, &shape_object(out, info, obj, wide)))
+            Ok(response::json(200, &shape_object(out, target, obj)))
         }
         "list" => {
             let opts = ListOptions::from_query(target, req.query)?;
-            if out == Output::Json && opts.labels.is_empty() && opts.fields.is_empty() {
+            let multi_version = target.custom.is_some_and(|c| c.served_versions.len() > 1);
+            if out == Output::Json
+                && opts.labels.is_empty()
+                && opts.fields.is_empty()
+                && !multi_version
+            {
                 return list_json_fast(registry, info, target, &opts).await;
             }
-            let (items, rv, cont, remaining) = registry.list(target, &opts).await?;
+            let (mut items, rv, cont, remaining) = registry.list(target, &opts).await?;
+            if let Some(cr) = target.custom {
+                items.iter_mut().for_each(|i| cr.convert(i));
+            }
             let mut list_meta = json!({"resourceVersion": rv.to_string()});
             if let Some(c) = cont {
                 list_meta["continue"] = json!(c);
@@ -224,7 +246,7 @@ async fn dispatch(
             let body = match out {
                 Output::Table(v) => {
                     let include = req.query.get("includeObject") != Some("None");
-                    to_table(info, &items, Some(list_meta), v, include, wide)
+                    to_table(target, &items, Some(list_meta), v, include)
                 }
                 Output::Metadata(v) => {
                     let items: Vec<Value> = items
@@ -243,17 +265,17 @@ async fn dispatch(
         "create" => {
             let mode = crate::schema::Mode::from_query(req.query.get("fieldValidation"))?;
             let mut obj = parse_body(info, req)?;
-            let warnings = crate::schema::validate(info, &mut obj, mode)?;
+            let warnings = crate::schema::validate_for(target, &mut obj, mode)?;
             let created = registry.create(target, obj, dry_run(req.query)?).await?;
             Ok(with_warnings(
-                response::json(201, &shape_object(out, info, created, wide)),
+                response::json(201, &shape_object(out, target, created)),
                 &warnings,
             ))
         }
         "update" => {
             let mode = crate::schema::Mode::from_query(req.query.get("fieldValidation"))?;
             let mut desired = parse_body(info, req)?;
-            let warnings = crate::schema::validate(info, &mut desired, mode)?;
+            let warnings = crate::schema::validate_for(target, &mut desired, mode)?;
             let (obj, created) = registry
                 .update_with(target, &ri.name, subresource, dry_run(req.query)?, |_| {
                     Ok(desired.clone())
@@ -262,7 +284,7 @@ async fn dispatch(
             Ok(with_warnings(
                 response::json(
                     if created { 201 } else { 200 },
-                    &shape_object(out, info, obj, wide),
+                    &shape_object(out, target, obj),
                 ),
                 &warnings,
             ))
@@ -286,13 +308,13 @@ async fn dispatch(
                             .into());
                         };
                         let mut patched = kind.apply(info, current, &patch)?;
-                        warnings = crate::schema::validate(info, &mut patched, mode)?;
+                        warnings = crate::schema::validate_for(target, &mut patched, mode)?;
                         Ok(patched)
                     },
                 )
                 .await?;
             Ok(with_warnings(
-                response::json(200, &shape_object(out, info, obj, wide)),
+                response::json(200, &shape_object(out, target, obj)),
                 &warnings,
             ))
         }
@@ -316,7 +338,7 @@ async fn dispatch(
                 }
                 Ok(response::json(200, &body))
             } else {
-                Ok(response::json(202, &shape_object(out, info, obj, wide)))
+                Ok(response::json(202, &shape_object(out, target, obj)))
             }
         }
         "deletecollection" => {
@@ -337,8 +359,8 @@ async fn dispatch(
             for item in items {
                 let name = meta::name(&item).unwrap_or_default().to_string();
                 let item_target = Target {
-                    info,
                     namespace: meta::namespace(&item).or(target.namespace),
+                    ..*target
                 };
                 match registry.delete(&item_target, &name, &opts, dry).await {
                     Ok((obj, _)) => deleted.push(obj),
@@ -423,7 +445,7 @@ impl PatchKind {
                         Status::failure(
                             415,
                             "UnsupportedMediaType",
-                            "strategic merge patch is not supported for this resource",
+                            "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml",
                         )
                     })?;
                 ferrokube_patch::apply_strategic_merge_patch(current, patch, schema)
@@ -441,11 +463,12 @@ async fn scale(
     info: &'static ResourceInfo,
     target: &Target<'_>,
 ) -> ApiResult<Response> {
-    use crate::handlers::scale::{apply_scale, to_scale};
+    use crate::handlers::scale::{apply_scale_of, to_scale_of};
+    let custom = target.custom.and_then(|c| c.scale.as_ref());
     let name = &req.info.name;
     if req.info.verb == "get" {
         let parent = registry.get(target, name).await?;
-        return Ok(response::json(200, &to_scale(&parent)));
+        return Ok(response::json(200, &to_scale_of(&parent, custom)));
     }
     let dry = dry_run(req.query)?;
     let desired_body = if req.info.verb == "update" {
@@ -471,7 +494,7 @@ async fn scale(
             let Some(current) = current else {
                 return Err(ferrokube_storage::StorageError::NotFound { key: name.clone() }.into());
             };
-            let view = to_scale(current);
+            let view = to_scale_of(current, custom);
             let desired = match (&desired_body, &patch) {
                 (Some(body), _) => body.clone(),
                 (None, Some((kind, p))) => match kind {
@@ -481,10 +504,10 @@ async fn scale(
                 },
                 _ => view.clone(),
             };
-            apply_scale(current, &desired, name)
+            apply_scale_of(current, &desired, name, custom)
         })
         .await?;
-    Ok(response::json(200, &to_scale(&obj)))
+    Ok(response::json(200, &to_scale_of(&obj, custom)))
 }
 
 /// A JSON list without selectors: items spliced from storage and concatenated.

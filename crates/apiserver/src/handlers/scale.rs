@@ -6,6 +6,7 @@
 use ferrokube_api::status::{field, Status, Subject};
 use serde_json::{json, Value};
 
+use crate::crd::ScaleSpec;
 use crate::errors::ApiResult;
 
 /// A label selector (matchLabels and matchExpressions, or an RC's map) as a string.
@@ -48,6 +49,42 @@ pub fn selector_string(sel: Option<&Value>) -> String {
     parts.join(",")
 }
 
+/// A CRD's JSONPath (`.spec.replicas`) as a JSON pointer (`/spec/replicas`).
+fn pointer(path: &str) -> String {
+    path.replace('.', "/")
+}
+
+/// Where the replica counts live: the built-in workloads' fixed fields, or a CRD's paths.
+fn paths(custom: Option<&ScaleSpec>) -> (String, String) {
+    match custom {
+        Some(c) => (
+            pointer(&c.spec_replicas_path),
+            pointer(&c.status_replicas_path),
+        ),
+        None => ("/spec/replicas".into(), "/status/replicas".into()),
+    }
+}
+
+/// The Scale view of a parent; `custom` for custom resources.
+pub fn to_scale_of(parent: &Value, custom: Option<&ScaleSpec>) -> Value {
+    let Some(c) = custom else {
+        return to_scale(parent);
+    };
+    let mut scale = to_scale(parent);
+    let (spec, status) = paths(Some(c));
+    scale["spec"]["replicas"] = json!(parent.pointer(&spec).and_then(Value::as_i64).unwrap_or(0));
+    scale["status"]["replicas"] =
+        json!(parent.pointer(&status).and_then(Value::as_i64).unwrap_or(0));
+    let selector = c
+        .label_selector_path
+        .as_deref()
+        .and_then(|p| parent.pointer(&pointer(p)))
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    scale["status"]["selector"] = json!(selector);
+    scale
+}
+
 pub fn to_scale(parent: &Value) -> Value {
     let meta = &parent["metadata"];
     let mut metadata = json!({});
@@ -76,7 +113,18 @@ pub fn to_scale(parent: &Value) -> Value {
 
 /// Applies a desired Scale to the parent: checks its resourceVersion precondition and
 /// replicas, returns the parent with the new `spec.replicas`.
-pub fn apply_scale(parent: &Value, desired: &Value, name: &str) -> ApiResult<Value> {
+#[cfg(test)]
+fn apply_scale(parent: &Value, desired: &Value, name: &str) -> ApiResult<Value> {
+    apply_scale_of(parent, desired, name, None)
+}
+
+/// [`apply_scale`] for any parent; `custom` names a custom resource's replicas path.
+pub fn apply_scale_of(
+    parent: &Value,
+    desired: &Value,
+    name: &str,
+    custom: Option<&ScaleSpec>,
+) -> ApiResult<Value> {
     let subject = Subject {
         group: "autoscaling",
         resource: "Scale",
@@ -110,9 +158,8 @@ pub fn apply_scale(parent: &Value, desired: &Value, name: &str) -> ApiResult<Val
     match replicas.as_i64() {
         Some(n) if n >= 0 && n <= i64::from(i32::MAX) => {
             let mut updated = parent.clone();
-            if let Some(spec) = updated.get_mut("spec").and_then(Value::as_object_mut) {
-                spec.insert("replicas".into(), json!(n));
-            }
+            let (spec_path, _) = paths(custom);
+            set_path(&mut updated, &spec_path, json!(n));
             Ok(updated)
         }
         _ => Err(Status::invalid(
@@ -124,6 +171,25 @@ pub fn apply_scale(parent: &Value, desired: &Value, name: &str) -> ApiResult<Val
             )],
         )
         .into()),
+    }
+}
+
+/// Sets the value at a JSON pointer, creating the objects on the way.
+fn set_path(obj: &mut Value, ptr: &str, value: Value) {
+    let mut cur = obj;
+    let parts: Vec<&str> = ptr.split('/').skip(1).collect();
+    for (i, part) in parts.iter().enumerate() {
+        if !cur.is_object() {
+            *cur = json!({});
+        }
+        let Some(map) = cur.as_object_mut() else {
+            return;
+        };
+        if i + 1 == parts.len() {
+            map.insert((*part).to_string(), value);
+            return;
+        }
+        cur = map.entry(*part).or_insert_with(|| json!({}));
     }
 }
 
@@ -152,6 +218,20 @@ mod tests {
             "web"
         )
         .is_err());
+        let custom = ScaleSpec {
+            spec_replicas_path: ".spec.size".into(),
+            status_replicas_path: ".status.count".into(),
+            label_selector_path: Some(".status.sel".into()),
+        };
+        let w =
+            json!({"metadata": {"name": "w"}, "spec": {}, "status": {"count": 2, "sel": "a=b"}});
+        let s = to_scale_of(&w, Some(&custom));
+        assert_eq!(
+            (s["spec"]["replicas"].clone(), s["status"].clone()),
+            (json!(0), json!({"replicas": 2, "selector": "a=b"}))
+        );
+        let up = apply_scale_of(&w, &json!({"spec": {"replicas": 4}}), "w", Some(&custom)).unwrap();
+        assert_eq!(up["spec"]["size"], 4);
         let rc = json!({"spec": {"replicas": 1, "selector": {"app": "x"}}});
         assert_eq!(to_scale(&rc)["status"]["selector"], "app=x");
     }

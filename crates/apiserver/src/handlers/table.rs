@@ -562,13 +562,22 @@ fn cells(info: &ResourceInfo, o: &Value) -> Vec<Value> {
 
 /// A Table of `objects`. `include_object`: embed each row's PartialObjectMetadata.
 pub fn to_table(
-    info: &ResourceInfo,
+    target: &crate::registry::Target<'_>,
     objects: &[Value],
     list_meta: Option<Value>,
     version: &str,
     include_object: bool,
-    _wide: bool,
 ) -> Value {
+    if let Some(cr) = target.custom {
+        return crate::crd::columns::to_table(
+            &cr.columns,
+            objects,
+            list_meta,
+            version,
+            include_object,
+        );
+    }
+    let info = target.info;
     let cols = columns(info);
     let defs: Vec<Value> = cols
         .iter()

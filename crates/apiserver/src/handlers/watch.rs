@@ -18,8 +18,6 @@ use tokio::sync::mpsc;
 
 use crate::body::{Body, Response};
 use crate::errors::ApiResult;
-use crate::handlers::response::partial_metadata;
-use crate::handlers::table::to_table;
 use crate::negotiation::Output;
 use crate::registry::list::ListOptions;
 use crate::registry::store::decode;
@@ -29,12 +27,8 @@ use crate::request_info::Query;
 /// How often an idle watch with bookmarks learns the current revision.
 const BOOKMARK_EVERY: Duration = Duration::from_secs(10);
 
-fn shape(info: &ResourceInfo, out: Output, obj: Value) -> Value {
-    match out {
-        Output::Table(v) => to_table(info, std::slice::from_ref(&obj), None, v, true, false),
-        Output::Metadata(v) => partial_metadata(&obj, v),
-        Output::Json | Output::Yaml => obj,
-    }
+fn shape(target: &Target<'_>, out: Output, obj: Value) -> Value {
+    crate::handlers::response::shape_object(out, target, obj)
 }
 
 fn line(event_type: &str, object: Value) -> Bytes {
@@ -124,15 +118,25 @@ pub async fn serve(
     let (tx, rx) = mpsc::channel::<Bytes>(64);
     let target_ns = target.namespace.map(str::to_string);
     let info: &'static ResourceInfo = info;
+    let custom = target.custom.and_then(|c| {
+        registry
+            .crds
+            .lookup(c.info.group, c.info.version, c.info.resource)
+    });
     tokio::spawn(async move {
         let _watching = crate::metrics::GaugeGuard::new(&crate::metrics::metrics().watches);
         let target = Target {
             info,
             namespace: target_ns.as_deref(),
+            custom: custom.as_deref(),
         };
         let run = async {
             for obj in initial {
-                if tx.send(line("ADDED", shape(info, out, obj))).await.is_err() {
+                if tx
+                    .send(line("ADDED", shape(&target, out, obj)))
+                    .await
+                    .is_err()
+                {
                     return;
                 }
             }
@@ -175,7 +179,7 @@ pub async fn serve(
                 let Some((typ, obj)) = translate(&target, &opts, event) else {
                     continue;
                 };
-                if tx.send(line(typ, shape(info, out, obj))).await.is_err() {
+                if tx.send(line(typ, shape(&target, out, obj))).await.is_err() {
                     return;
                 }
             }

@@ -105,6 +105,7 @@ impl ServiceAllocator {
         let target = Target {
             info,
             namespace: None,
+            custom: None,
         };
         let mut obj = obj;
         prepare_create(&target, &mut obj)?;

@@ -21,6 +21,8 @@ pub struct Registry {
     pub services: Option<Arc<crate::registry::services::ServiceAllocator>>,
     /// How long Events are kept (`--event-ttl`; upstream's default is one hour).
     pub event_ttl: std::time::Duration,
+    /// The custom resources served (CRDs).
+    pub crds: Arc<crate::crd::CrdRegistry>,
 }
 
 /// The resource (and namespace) a request addresses.
@@ -28,14 +30,27 @@ pub struct Registry {
 pub struct Target<'a> {
     pub info: &'static ResourceInfo,
     pub namespace: Option<&'a str>,
+    /// Set for custom resources: their CRD's schema, subresources and columns.
+    pub custom: Option<&'a crate::crd::CustomResource>,
 }
 
-impl Target<'_> {
+impl<'a> Target<'a> {
+    /// A built-in resource.
+    pub fn builtin(info: &'static ResourceInfo, namespace: Option<&'a str>) -> Self {
+        Target {
+            info,
+            namespace,
+            custom: None,
+        }
+    }
     pub fn key(&self, name: &str) -> String {
         self.info.storage_key(self.namespace, name)
     }
-    pub fn strategy(&self) -> Strategy {
-        Strategy::new(self.info)
+    pub fn strategy(&self) -> Strategy<'a> {
+        Strategy {
+            info: self.info,
+            custom: self.custom,
+        }
     }
     pub fn kind_subject<'n>(&self, name: &'n str) -> Subject<'n> {
         Subject {
@@ -225,7 +240,18 @@ pub fn prepare_create(target: &Target<'_>, obj: &mut Value) -> ApiResult<()> {
         meta::remove(obj, "generation");
     }
     strategy.prepare_for_create(obj);
-    validate_meta(target, obj)
+    validate_meta(target, obj)?;
+    validate_kind(target, obj, None)
+}
+
+/// The strategy's `Validate`/`ValidateUpdate`: per-kind rules (422 with field causes).
+fn validate_kind(target: &Target<'_>, obj: &Value, old: Option<&Value>) -> ApiResult<()> {
+    let causes = target.strategy().validate(obj, old);
+    if causes.is_empty() {
+        return Ok(());
+    }
+    let name = meta::name(obj).unwrap_or_default();
+    Err(Status::invalid(target.kind_subject(name), causes).into())
 }
 
 /// Whether an object is gone once its finalizers are: deletionTimestamp set, no
@@ -348,6 +374,7 @@ pub fn prepare_update(
     }
     meta::set(&mut desired, "resourceVersion", Value::String(current_rv));
     validate_meta(target, &desired)?;
+    validate_kind(target, &desired, Some(current))?;
     if ready_to_delete(target.info, &desired) {
         return Ok(Outcome::Delete(desired));
     }
@@ -363,6 +390,7 @@ impl Registry {
             storage,
             services: services.map(Arc::new),
             event_ttl: std::time::Duration::from_secs(3600),
+            crds: Arc::default(),
         }
     }
 

@@ -4,17 +4,43 @@
 //! spec, and the name rule.
 
 use ferrokube_api::resources::ResourceInfo;
+use ferrokube_api::status::StatusCause;
+
+use crate::crd::CustomResource;
 use ferrokube_api::validation::NameRule;
 use serde_json::{json, Value};
 
 #[derive(Debug, Clone, Copy)]
-pub struct Strategy {
+pub struct Strategy<'a> {
     pub info: &'static ResourceInfo,
+    /// Set for custom resources.
+    pub custom: Option<&'a CustomResource>,
 }
 
-impl Strategy {
+impl Strategy<'_> {
+    #[cfg(test)]
     pub fn new(info: &'static ResourceInfo) -> Self {
-        Strategy { info }
+        Strategy { info, custom: None }
+    }
+
+    fn is_crd(&self) -> bool {
+        self.key() == ("apiextensions.k8s.io", "customresourcedefinitions")
+    }
+
+    /// Per-kind validation (`Validate` / `ValidateUpdate`): CRDs and custom resources
+    /// against their schema; the other kinds have only their metadata checked so far.
+    pub fn validate(&self, obj: &Value, old: Option<&Value>) -> Vec<StatusCause> {
+        if let Some(cr) = self.custom {
+            return cr
+                .schema
+                .as_ref()
+                .map(|s| crate::crd::structural::validate(s, obj))
+                .unwrap_or_default();
+        }
+        if self.is_crd() {
+            return crate::crd::validate::validate(obj, old);
+        }
+        Vec::new()
     }
 
     fn key(&self) -> (&'static str, &'static str) {
@@ -31,18 +57,19 @@ impl Strategy {
 
     /// Kinds whose `metadata.generation` counts spec changes.
     pub fn tracks_generation(&self) -> bool {
-        matches!(
-            self.key(),
-            ("apps", _)
-                | ("batch", _)
-                | ("", "replicationcontrollers")
-                | ("autoscaling", "horizontalpodautoscalers")
-                | ("policy", "poddisruptionbudgets")
-                | ("networking.k8s.io", "networkpolicies" | "ingresses")
-                | ("apiextensions.k8s.io", "customresourcedefinitions")
-                | ("admissionregistration.k8s.io", _)
-                | ("scheduling.k8s.io", "priorityclasses")
-        )
+        self.custom.is_some()
+            || matches!(
+                self.key(),
+                ("apps", _)
+                    | ("batch", _)
+                    | ("", "replicationcontrollers")
+                    | ("autoscaling", "horizontalpodautoscalers")
+                    | ("policy", "poddisruptionbudgets")
+                    | ("networking.k8s.io", "networkpolicies" | "ingresses")
+                    | ("apiextensions.k8s.io", "customresourcedefinitions")
+                    | ("admissionregistration.k8s.io", _)
+                    | ("scheduling.k8s.io", "priorityclasses")
+            )
     }
 
     /// PUT of a missing object creates it (upstream's `AllowCreateOnUpdate`).
@@ -59,6 +86,10 @@ impl Strategy {
     /// What upstream does while decoding a request, on every write: defaulting, and a
     /// Secret's write-only `stringData` merged into `data` (base64).
     pub fn normalize(&self, obj: &mut Value) {
+        if self.is_crd() {
+            crate::crd::defaults::apply(obj);
+            return;
+        }
         ferrokube_api::defaults::apply(self.info.group, self.info.resource, obj);
         if self.key() != ("", "secrets") {
             return;
@@ -120,6 +151,10 @@ impl Strategy {
             }
             // Kubelets register nodes with their status.
             ("", "nodes") => {}
+            ("apiextensions.k8s.io", "customresourcedefinitions") => {
+                crate::crd::defaults::prepare_for_create(obj);
+                add_finalizer(obj, crate::crd::controller::CLEANUP_FINALIZER);
+            }
             _ if self.has_status() => {
                 map.remove("status");
             }
@@ -131,6 +166,9 @@ impl Strategy {
     pub fn prepare_for_update(&self, new: &mut Value, old: &Value) {
         if self.has_status() && self.key() != ("", "nodes") {
             copy_field(new, old, "status");
+        }
+        if self.is_crd() {
+            crate::crd::defaults::prepare_for_update(new);
         }
     }
 
@@ -149,6 +187,18 @@ impl Strategy {
             ferrokube_api::meta::set(&mut merged, "resourceVersion", rv);
         }
         *new = merged;
+    }
+}
+
+fn add_finalizer(obj: &mut Value, finalizer: &str) {
+    let Some(meta) = ferrokube_api::meta::metadata_mut(obj) else {
+        return;
+    };
+    let list = meta.entry("finalizers").or_insert_with(|| json!([]));
+    if let Some(list) = list.as_array_mut() {
+        if !list.iter().any(|f| f == finalizer) {
+            list.push(json!(finalizer));
+        }
     }
 }
 
