@@ -7,6 +7,7 @@
 
 mod apiserver_cmd;
 mod duration;
+mod pki_cmd;
 mod server;
 mod storage_flags;
 mod store_cmd;
@@ -39,6 +40,9 @@ enum Command {
     /// Inspect or change a store directly: the embedded data directory or etcd.
     #[command(subcommand)]
     Store(store_cmd::StoreCommand),
+    /// Certificates, keys, kubeconfigs and tokens (cfssl, openssl, kubectl config).
+    #[command(subcommand)]
+    Pki(pki_cmd::PkiCommand),
 }
 
 /// Maps a multi-call name (`ferrokube-server`, …) to the subcommand it stands for.
@@ -93,6 +97,7 @@ fn main() -> ExitCode {
             Command::Server(args) => server::run(args).await,
             Command::Apiserver(args) => apiserver_cmd::run(*args).await,
             Command::Store(cmd) => store_cmd::run(cmd).await,
+            Command::Pki(cmd) => pki_cmd::run(cmd).await,
         }
     });
     match result {

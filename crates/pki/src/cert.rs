@@ -19,6 +19,9 @@ use crate::files::{self, Mode};
 use crate::keys::{KeyAlgorithm, PrivateKey};
 use crate::{Error, Result};
 
+/// The CA's default common name (the leaf certificates' subjects must differ from it).
+pub const DEFAULT_CA_NAME: &str = "kubernetes-ca";
+
 /// The seeds' `"expiry": "87600h"`, in days.
 pub const DEFAULT_VALIDITY_DAYS: u32 = 3650;
 
@@ -216,6 +219,19 @@ impl CertificateAuthority {
 
     /// Generates a key and a certificate for it signed by this CA.
     pub fn issue(&self, spec: &CertSpec) -> Result<CertPair> {
+        let ca = CertInfo::from_pem(self.pair.cert_pem.as_bytes(), "the CA certificate")?;
+        if ca.common_name.as_deref() == Some(spec.common_name.as_str())
+            && ca.organizations == spec.organizations
+        {
+            // Issuer == subject: openssl and Go would take the leaf for self-signed.
+            return Err(Error::InvalidArgument {
+                flag: "--cn",
+                value: spec.common_name.clone(),
+                reason: "same subject as the CA's; give the CA another common name \
+                         (e.g. kubernetes-ca)"
+                    .into(),
+            });
+        }
         let mut params = base_params(&spec.common_name, &spec.organizations, spec.validity_days)?;
         params.subject_alt_names = spec
             .hosts

@@ -12,7 +12,7 @@ fn signed_by(cert_pem: &str, ca_pem: &str) -> bool {
 #[test]
 fn ca_then_leaf() {
     let ca = CertificateAuthority::generate(
-        "kubernetes",
+        "kubernetes-ca",
         &["k8s".to_string()],
         KeyAlgorithm::EcdsaP256,
         10,
@@ -20,7 +20,7 @@ fn ca_then_leaf() {
     .unwrap();
     let info = CertInfo::from_pem(ca.cert_pem().as_bytes(), "ca").unwrap();
     assert!(info.is_ca);
-    assert_eq!(info.common_name.as_deref(), Some("kubernetes"));
+    assert_eq!(info.common_name.as_deref(), Some("kubernetes-ca"));
     assert!(signed_by(ca.cert_pem(), ca.cert_pem()));
 
     let mut spec = CertSpec::new("kubernetes", &["k8s"], Profile::Peer);
@@ -143,6 +143,9 @@ fn mismatches_and_bad_input_are_named() {
         .to_string()
         .contains("\"not ok\""));
     assert!("nope".parse::<Profile>().is_err());
+    let same = CertSpec::new("ca", &[], Profile::Client);
+    let err = ca.issue(&same).unwrap_err().to_string();
+    assert!(err.contains("same subject as the CA"), "{err}");
     let three = CertSpec::new("x", &["a", "b", "c"], Profile::Client);
     assert!(ca.issue(&three).is_err());
 }

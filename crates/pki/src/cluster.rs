@@ -72,7 +72,7 @@ pub struct ClusterSpec {
     pub nodes: Vec<Node>,
     /// `--service-cluster-ip-range`; its first address is the `kubernetes` Service's.
     pub service_cidr: String,
-    /// The cluster entry's name in every kubeconfig.
+    /// The cluster entry's name in every kubeconfig; the CA is `<cluster_name>-ca`.
     pub cluster_name: String,
     /// The cluster DNS domain (`CLUSTER_DNS_DOMAIN`).
     pub cluster_domain: String,
@@ -367,7 +367,7 @@ impl<'a> Generator<'a> {
         }
         self.fresh = true;
         let ca = CertificateAuthority::generate(
-            &self.spec.cluster_name,
+            &format!("{}-ca", self.spec.cluster_name),
             &[],
             self.spec.algorithm,
             self.spec.validity_days,

@@ -26,16 +26,17 @@ pub mod kubeconfig;
 use std::path::PathBuf;
 
 /// Everything that can go wrong while making or reading PKI files. Each variant names the
-/// step that failed and the file, flag or value involved.
+/// step that failed and the file, flag or value involved; the underlying error is its
+/// `source()` (print the chain, e.g. anyhow's `{:#}`, to see both).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("reading {}: {source}", path.display())]
+    #[error("reading {}", path.display())]
     ReadFile {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("writing {}: {source}", path.display())]
+    #[error("writing {}", path.display())]
     WriteFile {
         path: PathBuf,
         #[source]
@@ -61,21 +62,21 @@ pub enum Error {
         value: String,
         reason: String,
     },
-    #[error("generating an RSA key: {0}")]
+    #[error("generating an RSA key")]
     GenerateRsaKey(#[source] rsa::Error),
-    #[error("generating a key: {0}")]
+    #[error("generating a key")]
     GenerateKey(#[source] rcgen::Error),
     #[error("encoding a private key: {0}")]
     EncodeKey(String),
-    #[error("reading the OS random number generator: {0}")]
+    #[error("reading the OS random number generator")]
     Random(#[source] rsa::rand_core::Error),
-    #[error("signing the certificate for {cn:?}: {source}")]
+    #[error("signing the certificate for {cn:?}")]
     Sign {
         cn: String,
         #[source]
         source: rcgen::Error,
     },
-    #[error("kubeconfig {}: {source}", path.display())]
+    #[error("parsing kubeconfig {}", path.display())]
     ParseKubeconfig {
         path: PathBuf,
         #[source]
@@ -83,13 +84,13 @@ pub enum Error {
     },
     #[error("kubeconfig {}: {reason}", path.display())]
     Kubeconfig { path: PathBuf, reason: String },
-    #[error("serialising YAML: {0}")]
+    #[error("serialising YAML")]
     SerializeYaml(#[source] serde_saphyr::SerializeError),
-    #[error("serialising JSON: {0}")]
+    #[error("serialising JSON")]
     SerializeJson(#[source] serde_json::Error),
-    #[error("TLS client configuration: {0}")]
+    #[error("TLS client configuration")]
     TlsConfig(#[source] rustls::Error),
-    #[error("connecting to {server}: {source}")]
+    #[error("connecting to {server}")]
     Connect {
         server: String,
         #[source]
