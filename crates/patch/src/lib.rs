@@ -11,6 +11,7 @@
 //! All three take the current object and the patch as `serde_json::Value`s and return a new
 //! value; the inputs are never modified, so a failed patch leaves nothing half-applied.
 
+pub mod apply;
 mod error;
 mod generated;
 mod gofmt;
