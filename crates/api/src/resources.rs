@@ -114,16 +114,10 @@ impl ResourceInfo {
     }
 }
 
-/// Versions served at the same storage in upstream with a conversion between them; until
-/// conversion lands only the first is served, so that one stored object never has two
-/// incompatible representations.
-const NOT_YET_SERVED: &[(&str, &str)] = &[("events.k8s.io", "v1"), ("autoscaling", "v1")];
-
-/// Every served built-in resource.
+/// Every served built-in resource (events.k8s.io/v1 and autoscaling/v1 are stored as
+/// core v1 Events and autoscaling/v2 HorizontalPodAutoscalers; the API server converts).
 pub fn served() -> impl Iterator<Item = &'static ResourceInfo> {
-    BUILTIN
-        .iter()
-        .filter(|r| !NOT_YET_SERVED.contains(&(r.group, r.version)))
+    BUILTIN.iter()
 }
 
 /// Looks up a resource by group, version and plural resource name.
@@ -164,7 +158,7 @@ mod tests {
         let deploy = lookup_kind("apps", "v1", "Deployment").unwrap();
         assert_eq!(deploy.resource, "deployments");
         assert_eq!(deploy.subresource("scale").unwrap().kind, "Scale");
-        assert!(lookup("events.k8s.io", "v1", "events").is_none());
+        assert!(lookup("events.k8s.io", "v1", "events").is_some());
         assert!(lookup("", "v1", "tokenreviews").is_none());
     }
 

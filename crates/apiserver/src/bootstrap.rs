@@ -27,11 +27,7 @@ async fn ensure(
 ) -> Result<(), ServeError> {
     let info = resources::lookup(group, version, resource)
         .ok_or_else(|| fail(name, format!("{resource} not registered")))?;
-    let target = Target {
-        info,
-        namespace: Some("default"),
-        custom: None,
-    };
+    let target = Target::builtin(info, Some("default"));
     match reg.get(&target, name).await {
         Ok(existing) => {
             if let Some(updated) = merge(&existing) {
@@ -140,11 +136,7 @@ pub async fn withdraw(reg: &Registry, advertise: &str) {
         return;
     };
     if let Some(info) = resources::lookup("", "v1", "endpoints") {
-        let target = Target {
-            info,
-            namespace: Some("default"),
-            custom: None,
-        };
+        let target = Target::builtin(info, Some("default"));
         let _ = reg
             .update_with(&target, "kubernetes", None, false, |current| {
                 let mut ep = current.cloned().unwrap_or(Value::Null);
@@ -168,11 +160,7 @@ pub async fn withdraw(reg: &Registry, advertise: &str) {
             .await;
     }
     if let Some(info) = resources::lookup("discovery.k8s.io", "v1", "endpointslices") {
-        let target = Target {
-            info,
-            namespace: Some("default"),
-            custom: None,
-        };
+        let target = Target::builtin(info, Some("default"));
         let _ = reg
             .update_with(&target, "kubernetes", None, false, |current| {
                 let mut slice = current.cloned().unwrap_or(Value::Null);

@@ -139,6 +139,7 @@ async fn fuzzed_requests_never_panic_and_always_answer_with_json() {
         "application/merge-patch+json",
         "application/strategic-merge-patch+json",
         "application/vnd.kubernetes.protobuf",
+        "application/yaml",
     ];
     let queries = [
         "",

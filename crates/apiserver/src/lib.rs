@@ -8,6 +8,7 @@
 
 mod body;
 mod bootstrap;
+mod conversion;
 mod crd;
 mod errors;
 mod handlers;
@@ -22,6 +23,7 @@ mod request_info;
 mod schema;
 mod server;
 pub mod tls;
+mod yaml;
 
 pub use server::{ApiServer, ApiServerConfig, ServeError};
 

@@ -3,9 +3,11 @@
 pub static DOCUMENTS: &[(&str, &[u8])] = &[
     ("api/v1", include_bytes!("../openapi/v3/api_v1.json")),
     ("apis/policy/v1", include_bytes!("../openapi/v3/apis_policy_v1.json")),
+    ("apis/autoscaling/v1", include_bytes!("../openapi/v3/apis_autoscaling_v1.json")),
     ("apis/authentication.k8s.io/v1", include_bytes!("../openapi/v3/apis_authentication.k8s.io_v1.json")),
     ("apis/apiregistration.k8s.io/v1", include_bytes!("../openapi/v3/apis_apiregistration.k8s.io_v1.json")),
     ("apis/apps/v1", include_bytes!("../openapi/v3/apis_apps_v1.json")),
+    ("apis/events.k8s.io/v1", include_bytes!("../openapi/v3/apis_events.k8s.io_v1.json")),
     ("apis/authorization.k8s.io/v1", include_bytes!("../openapi/v3/apis_authorization.k8s.io_v1.json")),
     ("apis/autoscaling/v2", include_bytes!("../openapi/v3/apis_autoscaling_v2.json")),
     ("apis/batch/v1", include_bytes!("../openapi/v3/apis_batch_v1.json")),

@@ -225,14 +225,20 @@ impl<'a> Walk<'a> {
     }
 }
 
-/// [`validate`] for any target: custom resources are pruned against their CRD's
-/// structural schema (unknown fields reported as `fieldValidation` asks) and defaulted;
-/// their value validation happens with the strategy's (422).
+/// [`validate`] for any target, as upstream's decoding of a request body: custom resources
+/// are pruned against their CRD's structural schema (unknown fields reported as
+/// `fieldValidation` asks) and defaulted, their value validation happening with the
+/// strategy's (422); a version stored as another is validated, then converted to it.
 pub fn validate_for(
     target: &crate::registry::Target<'_>,
     obj: &mut Value,
     mode: Mode,
 ) -> ApiResult<Vec<String>> {
+    if let Some(served) = target.served {
+        let warnings = validate(served, obj, mode)?;
+        crate::conversion::to_storage(served, obj);
+        return Ok(warnings);
+    }
     let Some(cr) = target.custom else {
         return validate(target.info, obj, mode);
     };

@@ -186,11 +186,7 @@ async fn bootstrap(registry: &Registry) -> Result<(), ServeError> {
         return Ok(());
     };
     for name in ["default", "kube-system", "kube-public", "kube-node-lease"] {
-        let target = Target {
-            info,
-            namespace: None,
-            custom: None,
-        };
+        let target = Target::builtin(info, None);
         let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
         match registry.create(&target, obj, false).await {
             Ok(_) => tracing::info!(namespace = name, "apiserver: created namespace"),

@@ -120,10 +120,56 @@ fn bad_requests_get_upstream_statuses() {
         &s,
         "POST",
         cms,
-        "application/yaml",
+        "text/plain",
         Some(b"{}"),
         415,
         "UnsupportedMediaType",
+    );
+    // YAML bodies are read; broken YAML is a 400; a YAML scalar is not an object.
+    let (code, v) = curl(
+        &s,
+        "POST",
+        cms,
+        "application/yaml",
+        Some(b"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: from-yaml\ndata:\n  k: v\n"),
+    );
+    assert_eq!((code, v["data"]["k"].as_str()), (201, Some("v")), "{v}");
+    let v = expect(
+        &s,
+        "POST",
+        cms,
+        "application/yaml",
+        Some(b"metadata: [unclosed\n"),
+        400,
+        "BadRequest",
+    );
+    assert!(
+        v["message"].as_str().unwrap().contains("yaml parse error"),
+        "{v}"
+    );
+    expect(
+        &s,
+        "POST",
+        cms,
+        "application/yaml",
+        Some(b"just a string\n"),
+        400,
+        "BadRequest",
+    );
+    // Asked for as YAML, answered as YAML.
+    let out = Command::new("curl")
+        .args([
+            "-sk",
+            "-H",
+            "Accept: application/yaml",
+            &format!("https://127.0.0.1:{}{cms}/from-yaml", s.1),
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("kind: ConfigMap") && text.contains("name: from-yaml"),
+        "{text}"
     );
     expect(
         &s,
@@ -280,10 +326,16 @@ fn bad_requests_get_upstream_statuses() {
         "BadRequest",
     );
 
-    // The store is untouched by all of it.
+    // The store is untouched by all of it (but for the one good YAML body).
     let (code, list) = curl(&s, "GET", cms, "application/json", None);
     assert_eq!(code, 200);
-    assert_eq!(list["items"], serde_json::json!([]));
+    let names: Vec<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["from-yaml"]);
 }
 
 #[test]

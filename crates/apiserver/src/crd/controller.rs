@@ -366,6 +366,7 @@ async fn cleanup(registry: &Registry, crd: &Value) -> ApiResult<Option<Value>> {
             info: cr.info,
             namespace: None,
             custom: Some(&cr),
+            served: None,
         };
         let (items, ..) = registry.list(&target, &ListOptions::default()).await?;
         for item in items {

@@ -78,11 +78,7 @@ pub async fn bind(
         .and_then(Value::as_object)
         .cloned()
         .unwrap_or_default();
-    let target = Target {
-        info: pods,
-        namespace: Some(namespace),
-        custom: None,
-    };
+    let target = Target::builtin(pods, Some(namespace));
     registry
         .update_with(&target, name, None, false, |current| {
             let Some(pod) = current else {
@@ -168,11 +164,7 @@ pub async fn evict(
     name: &str,
     eviction: &Value,
 ) -> ApiResult<Response> {
-    let target = Target {
-        info: pods,
-        namespace: Some(namespace),
-        custom: None,
-    };
+    let target = Target::builtin(pods, Some(namespace));
     let pod = registry.get(&target, name).await?;
     let opts: DeleteOptions = match eviction.get("deleteOptions") {
         Some(o) if !o.is_null() => serde_json::from_value(o.clone())
@@ -188,11 +180,7 @@ pub async fn evict(
         let pdb_info: &'static ResourceInfo =
             resources::lookup("policy", "v1", "poddisruptionbudgets")
                 .ok_or_else(|| Status::internal("poddisruptionbudgets are not registered"))?;
-        let pdb_target = Target {
-            info: pdb_info,
-            namespace: Some(namespace),
-            custom: None,
-        };
+        let pdb_target = Target::builtin(pdb_info, Some(namespace));
         let (pdbs, _, _, _) = registry.list(&pdb_target, &ListOptions::default()).await?;
         let labels = meta::labels(&pod);
         let matching: Vec<Value> = pdbs

@@ -57,6 +57,9 @@ pub fn shape_object(out: Output, target: &crate::registry::Target<'_>, mut obj: 
     if let Some(cr) = target.custom {
         cr.convert(&mut obj);
     }
+    if let Some(served) = target.served {
+        crate::conversion::to_served(served, &mut obj);
+    }
     match out {
         Output::Json | Output::Yaml => obj,
         Output::Metadata(v) => partial_metadata(&obj, v),

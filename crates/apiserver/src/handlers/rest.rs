@@ -49,7 +49,23 @@ fn parse_body(info: &ResourceInfo, req: &Request<'_>) -> ApiResult<Value> {
                 .into()
             });
         }
-        Some(negotiation::Input::Yaml) | None => {
+        Some(negotiation::Input::Yaml) => {
+            let v = crate::yaml::decode(&req.body).map_err(|e| {
+                Status::bad_request(format!(
+                    "the object provided is unrecognized (must be of type {}): couldn't get version/kind; yaml parse error: {e}",
+                    info.kind
+                ))
+            })?;
+            if !v.is_object() {
+                return Err(Status::bad_request(format!(
+                    "the object provided is unrecognized (must be of type {}): expected a YAML mapping",
+                    info.kind
+                ))
+                .into());
+            }
+            return Ok(v);
+        }
+        None => {
             return Err(Status::unsupported_media_type(req.content_type.unwrap_or("")).into());
         }
     }
@@ -96,20 +112,26 @@ pub async fn handle(registry: &Registry, req: Request<'_>) -> Response {
     };
     let namespace = (info.namespaced && !ri.namespace.is_empty()).then_some(ri.namespace.as_str());
     // /api/v1/namespaces/{ns} addresses the namespace itself, not something inside it.
+    let storage = crate::conversion::storage_for(info);
     let target = Target {
-        info,
+        info: storage.unwrap_or(info),
         namespace: if info.namespaced { namespace } else { None },
         custom: custom.as_deref(),
+        served: storage.map(|_| info),
     };
     let deprecation: Vec<String> = target
         .custom
         .and_then(|c| c.deprecated.clone())
         .into_iter()
         .collect();
-    match dispatch(registry, &req, info, &target).await {
+    let resp = match dispatch(registry, &req, info, &target).await {
         Ok(resp) => with_warnings(resp, &deprecation),
         Err(err) => response::status(&err.into_status(info.group, info.resource, &ri.name)),
+    };
+    if ri.verb != "watch" && negotiation::output(req.accept) == Some(Output::Yaml) {
+        return crate::yaml::response_as_yaml(resp);
     }
+    resp
 }
 
 async fn dispatch(
@@ -224,17 +246,20 @@ async fn dispatch(
         }
         "list" => {
             let opts = ListOptions::from_query(target, req.query)?;
-            let multi_version = target.custom.is_some_and(|c| c.served_versions.len() > 1);
-            if out == Output::Json
-                && opts.labels.is_empty()
-                && opts.fields.is_empty()
-                && !multi_version
+            let converted = target.served.is_some()
+                || target.custom.is_some_and(|c| c.served_versions.len() > 1);
+            if out == Output::Json && opts.labels.is_empty() && opts.fields.is_empty() && !converted
             {
                 return list_json_fast(registry, info, target, &opts).await;
             }
             let (mut items, rv, cont, remaining) = registry.list(target, &opts).await?;
             if let Some(cr) = target.custom {
                 items.iter_mut().for_each(|i| cr.convert(i));
+            }
+            if let Some(served) = target.served {
+                items
+                    .iter_mut()
+                    .for_each(|i| crate::conversion::to_served(served, i));
             }
             let mut list_meta = json!({"resourceVersion": rv.to_string()});
             if let Some(c) = cont {
@@ -307,7 +332,11 @@ async fn dispatch(
                             }
                             .into());
                         };
-                        let mut patched = kind.apply(info, current, &patch)?;
+                        let mut view = current.clone();
+                        if let Some(served) = target.served {
+                            crate::conversion::to_served(served, &mut view);
+                        }
+                        let mut patched = kind.apply(info, &view, &patch)?;
                         warnings = crate::schema::validate_for(target, &mut patched, mode)?;
                         Ok(patched)
                     },
@@ -363,7 +392,7 @@ async fn dispatch(
                     ..*target
                 };
                 match registry.delete(&item_target, &name, &opts, dry).await {
-                    Ok((obj, _)) => deleted.push(obj),
+                    Ok((obj, _)) => deleted.push(shape_object(Output::Json, target, obj)),
                     Err(ApiError::Storage(ferrokube_storage::StorageError::NotFound {
                         ..
                     })) => {}

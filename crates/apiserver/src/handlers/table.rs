@@ -183,8 +183,88 @@ fn columns(info: &ResourceInfo) -> Vec<Col> {
         ("apiextensions.k8s.io", "customresourcedefinitions") => {
             vec![c("Name", "string"), c("Created At", "date")]
         }
+        ("autoscaling", "horizontalpodautoscalers") => vec![
+            c("Name", "string"),
+            c("Reference", "string"),
+            c("Targets", "string"),
+            c("MinPods", "string"),
+            c("MaxPods", "integer"),
+            c("Replicas", "integer"),
+            c("Age", "string"),
+        ],
         _ => vec![c("Name", "string"), c("Age", "string")],
     }
+}
+
+/// An HPA's metrics as upstream prints them (`cpu: 40%/60%`), from a v2 object or a v1
+/// one (`targetCPUUtilizationPercentage`).
+fn hpa_targets(o: &Value) -> String {
+    let mut specs: Vec<Value> = o
+        .pointer("/spec/metrics")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if let Some(cpu) = o.pointer("/spec/targetCPUUtilizationPercentage") {
+        specs.push(json!({"type": "Resource", "resource": {"name": "cpu",
+            "target": {"type": "Utilization", "averageUtilization": cpu}}}));
+    }
+    if specs.is_empty() {
+        return "<none>".into();
+    }
+    let current: Vec<Value> = o
+        .pointer("/status/currentMetrics")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let v1_current = o.pointer("/status/currentCPUUtilizationPercentage");
+    let mut parts = Vec::new();
+    for m in specs.iter().take(2) {
+        let typ = m["type"].as_str().unwrap_or("");
+        let key = typ
+            .chars()
+            .next()
+            .map(|c| c.to_ascii_lowercase().to_string() + &typ[1..])
+            .unwrap_or_default();
+        let src = &m[key.as_str()];
+        let name = src["name"].as_str().unwrap_or("");
+        let target = &src["target"];
+        let cur = current
+            .iter()
+            .find(|c| c["type"] == typ && c[key.as_str()]["name"] == name)
+            .map(|c| c[key.as_str()]["current"].clone());
+        let (want, have) = match target["type"].as_str() {
+            Some("Utilization") => (
+                format!("{}%", target["averageUtilization"]),
+                cur.as_ref()
+                    .and_then(|c| c.get("averageUtilization"))
+                    .or(if name == "cpu" { v1_current } else { None })
+                    .map(|u| format!("{u}%")),
+            ),
+            Some("AverageValue") => (
+                target["averageValue"].as_str().unwrap_or("").to_string(),
+                cur.as_ref()
+                    .and_then(|c| c["averageValue"].as_str())
+                    .map(str::to_string),
+            ),
+            _ => (
+                target["value"].as_str().unwrap_or("").to_string(),
+                cur.as_ref()
+                    .and_then(|c| c["value"].as_str())
+                    .map(str::to_string),
+            ),
+        };
+        let have = have.unwrap_or_else(|| "<unknown>".into());
+        if name.is_empty() {
+            parts.push(format!("{have}/{want}"));
+        } else {
+            parts.push(format!("{name}: {have}/{want}"));
+        }
+    }
+    let mut out = parts.join(", ");
+    if specs.len() > 2 {
+        out.push_str(&format!(" + {} more...", specs.len() - 2));
+    }
+    out
 }
 
 fn s<'a>(obj: &'a Value, path: &str) -> &'a str {
@@ -248,6 +328,22 @@ fn cells(info: &ResourceInfo, o: &Value) -> Vec<Value> {
         ("", "secrets") => vec![name, json!(s(o, "/type")), json!(count(o, "/data")), a],
         ("", "namespaces") => vec![name, json!(s(o, "/status/phase")), a],
         ("", "serviceaccounts") => vec![name, json!(count(o, "/secrets").to_string()), a],
+        ("autoscaling", "horizontalpodautoscalers") => vec![
+            name,
+            json!(format!(
+                "{}/{}",
+                s(o, "/spec/scaleTargetRef/kind"),
+                s(o, "/spec/scaleTargetRef/name")
+            )),
+            json!(hpa_targets(o)),
+            json!(o
+                .pointer("/spec/minReplicas")
+                .and_then(Value::as_i64)
+                .map_or("<unset>".to_string(), |m| m.to_string())),
+            json!(n(o, "/spec/maxReplicas")),
+            json!(n(o, "/status/currentReplicas")),
+            a,
+        ],
         ("", "pods") => {
             let total = count(o, "/spec/containers");
             let statuses = o

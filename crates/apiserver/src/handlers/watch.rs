@@ -118,6 +118,7 @@ pub async fn serve(
     let (tx, rx) = mpsc::channel::<Bytes>(64);
     let target_ns = target.namespace.map(str::to_string);
     let info: &'static ResourceInfo = info;
+    let served = target.served;
     let custom = target.custom.and_then(|c| {
         registry
             .crds
@@ -129,6 +130,7 @@ pub async fn serve(
             info,
             namespace: target_ns.as_deref(),
             custom: custom.as_deref(),
+            served,
         };
         let run = async {
             for obj in initial {
@@ -142,7 +144,10 @@ pub async fn serve(
             }
             if send_initial == Some(true) && bookmarks {
                 let _ = tx
-                    .send(line("BOOKMARK", bookmark(info, start - 1, true)))
+                    .send(line(
+                        "BOOKMARK",
+                        bookmark(served.unwrap_or(info), start - 1, true),
+                    ))
                     .await;
             }
             let mut watch = match watch {
@@ -166,7 +171,10 @@ pub async fn serve(
                     Some(Ok(WatchMessage::Progress { revision })) => {
                         if bookmarks
                             && tx
-                                .send(line("BOOKMARK", bookmark(info, revision, false)))
+                                .send(line(
+                                    "BOOKMARK",
+                                    bookmark(served.unwrap_or(info), revision, false),
+                                ))
                                 .await
                                 .is_err()
                         {

@@ -102,11 +102,7 @@ impl ServiceAllocator {
             "spec": {"parentRef": {"group": "", "resource": "services", "namespace": ns, "name": name}},
         });
         // Straight to storage: the IPAddress is created on behalf of a Service create.
-        let target = Target {
-            info,
-            namespace: None,
-            custom: None,
-        };
+        let target = Target::builtin(info, None);
         let mut obj = obj;
         prepare_create(&target, &mut obj)?;
         match reg

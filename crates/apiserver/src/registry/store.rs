@@ -32,6 +32,8 @@ pub struct Target<'a> {
     pub namespace: Option<&'a str>,
     /// Set for custom resources: their CRD's schema, subresources and columns.
     pub custom: Option<&'a crate::crd::CustomResource>,
+    /// The version the client asked for, when it is stored as `info` (see `conversion`).
+    pub served: Option<&'static ResourceInfo>,
 }
 
 impl<'a> Target<'a> {
@@ -41,6 +43,7 @@ impl<'a> Target<'a> {
             info,
             namespace,
             custom: None,
+            served: None,
         }
     }
     pub fn key(&self, name: &str) -> String {
