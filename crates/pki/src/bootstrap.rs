@@ -119,6 +119,16 @@ impl Default for TokenOptions {
     }
 }
 
+/// The options the seeds give `kubeadm token create` for a node's kubelet:
+/// `--description kubelet-bootstrap-token --groups system:bootstrappers:<node>`.
+pub fn kubelet_token_options(node: &str, ttl: Option<Duration>) -> TokenOptions {
+    TokenOptions {
+        groups: vec![format!("system:bootstrappers:{node}")],
+        ttl,
+        description: Some(KUBELET_DESCRIPTION.into()),
+    }
+}
+
 /// Upstream's `BootstrapGroupPattern`: `system:bootstrappers:[a-z0-9:-]{0,255}[a-z0-9]`.
 pub fn validate_group(group: &str) -> Result<()> {
     let ok = group

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
-use crate::bootstrap::{self, BootstrapToken, TokenOptions};
+use crate::bootstrap::{self, BootstrapToken};
 use crate::cert::{self, CertSpec, CertificateAuthority, Profile};
 use crate::configs;
 use crate::files::{self, Mode};
@@ -453,11 +453,8 @@ impl<'a> Generator<'a> {
         let now = time::OffsetDateTime::now_utc();
         for node in &self.spec.nodes {
             let file = format!("kubelet-bootstrap-{}.kubeconfig", node.name);
-            let options = TokenOptions {
-                groups: vec![format!("system:bootstrappers:{}", node.name)],
-                ttl: self.spec.bootstrap_token_ttl,
-                description: Some(bootstrap::KUBELET_DESCRIPTION.into()),
-            };
+            let options =
+                bootstrap::kubelet_token_options(&node.name, self.spec.bootstrap_token_ttl);
             let kept = if self.keep(std::slice::from_ref(&file)) {
                 existing_token(&self.path(&file))
             } else {
