@@ -337,6 +337,10 @@ fn zero_value(components: &Map<String, Value>, node: &Value, depth: usize) -> Op
         .map(|r| r.iter().filter_map(Value::as_str).collect())
         .unwrap_or_default();
     let mut out = Map::new();
+    if ref_name(node) == Some(OBJECT_META) {
+        // metav1.Time is a struct: Go writes `null` for it even with omitempty.
+        out.insert("creationTimestamp".to_string(), Value::Null);
+    }
     for (name, prop) in props {
         let is_struct = ref_name(prop)
             .and_then(|n| components.get(n))
