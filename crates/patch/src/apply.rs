@@ -14,10 +14,18 @@
 //! | `skipnonapplied.go`          | no tracking for objects that never had managed fields; the |
 //! |                              | first apply assigns them to `before-first-apply`           |
 //! | `capmanagers.go`             | at most 10 Update entries (`ancient-changes`)              |
-//! | `buildmanagerinfo.go`        | manager identifiers ([`managed`])                          |
+//! | `buildmanagerinfo.go`        | manager identifiers (`managed`)                            |
 //! | `managedfieldsupdater.go`    | timestamps; Update entries merged per manager              |
 //! | `stripmeta.go`               | apiVersion, kind, metadata name/uid/… never owned          |
-//! | `structuredmerge.go`         | typed conversion ([`typed`]) and `merge.Updater`           |
+//! | `structuredmerge.go`         | typed conversion (`typed`) and `merge.Updater` (`updater`) |
+//!
+//! Usage: build one [`TypeSchema`] per kind ([`TypeSchema::new`] for built-ins,
+//! [`TypeSchema::custom_resource`] for a CRD version, [`TypeSchema::deduced`] without a
+//! schema); call [`apply`] for `application/apply-patch+yaml` and [`update`] (or
+//! [`update_no_errors`]) for every create/update/patch. Beyond the name, version, time and
+//! subresource, [`Manager`] carries the endpoint's reset fields (upstream passes them when
+//! building the field manager), and [`TypeSchema::custom_resource`] exists because upstream
+//! types a CRD's `metadata` as ObjectMeta and diffs creates of custom resources against `{}`.
 //!
 //! Differences from upstream: objects are never converted between API versions (sets of
 //! managers recorded at another version are compared as if at the request's version);
@@ -107,13 +115,13 @@ impl std::fmt::Display for Conflicts {
                 only.description, only.field_path
             );
         }
-        let mut by_manager: std::collections::BTreeMap<&str, Vec<&str>> =
-            std::collections::BTreeMap::new();
+        // Grouped per manager, managers in identifier order (the order of the list).
+        let mut by_manager: Vec<(&str, Vec<&str>)> = Vec::new();
         for c in &self.0 {
-            by_manager
-                .entry(&c.description)
-                .or_default()
-                .push(&c.field_path);
+            match by_manager.iter_mut().find(|(m, _)| *m == c.description) {
+                Some((_, paths)) => paths.push(&c.field_path),
+                None => by_manager.push((&c.description, vec![&c.field_path])),
+            }
         }
         let mut lines = Vec::new();
         for (manager, paths) in by_manager {
