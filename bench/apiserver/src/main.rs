@@ -78,13 +78,8 @@ fn serve(dir: &Path, port: u16) -> anyhow::Result<()> {
             &["localhost".into(), "127.0.0.1".into()],
         )?;
         let config = ferrokube_apiserver::ApiServerConfig {
-            bind: ([127, 0, 0, 1], port).into(),
-            tls_cert_file: cert,
-            tls_key_file: key,
-            advertise: format!("127.0.0.1:{port}"),
             service_cluster_ip_range: "10.0.0.0/16".into(),
-            service_node_port_range: "30000-32767".into(),
-            event_ttl: Duration::from_secs(3600),
+            ..ferrokube_apiserver::ApiServerConfig::new(([127, 0, 0, 1], port).into(), cert, key)
         };
         let server =
             ferrokube_apiserver::ApiServer::start(config, store as Arc<dyn Storage>).await?;

@@ -32,6 +32,9 @@ pub struct Metrics {
     pub inflight_read: AtomicI64,
     pub inflight_mutating: AtomicI64,
     pub watches: AtomicI64,
+    /// Requests refused by the max-in-flight limits (429), read-only and mutating.
+    pub dropped_read: AtomicI64,
+    pub dropped_mutating: AtomicI64,
 }
 
 pub fn metrics() -> &'static Metrics {
@@ -135,6 +138,17 @@ impl Metrics {
             "apiserver_current_inflight_requests{{request_kind=\"readOnly\"}} {}",
             self.inflight_read.load(Ordering::Relaxed)
         );
+        out.push_str("# HELP apiserver_dropped_requests_total Number of requests dropped with 'Try again later' response.\n# TYPE apiserver_dropped_requests_total counter\n");
+        for (kind, n) in [
+            ("mutating", &self.dropped_mutating),
+            ("readOnly", &self.dropped_read),
+        ] {
+            let _ = writeln!(
+                out,
+                "apiserver_dropped_requests_total{{request_kind=\"{kind}\"}} {}",
+                n.load(Ordering::Relaxed)
+            );
+        }
         out.push_str("# HELP apiserver_longrunning_requests Gauge of all active long-running apiserver requests broken out by verb, group, version, resource, scope and component.\n# TYPE apiserver_longrunning_requests gauge\n");
         let _ = writeln!(
             out,

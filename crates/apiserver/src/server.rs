@@ -40,6 +40,28 @@ pub struct ApiServerConfig {
     pub service_node_port_range: String,
     /// `--event-ttl`: how long Events are kept.
     pub event_ttl: std::time::Duration,
+    /// `--max-requests-inflight`: concurrent non-mutating requests (0: no limit).
+    pub max_requests_inflight: usize,
+    /// `--max-mutating-requests-inflight`: concurrent mutating requests (0: no limit).
+    pub max_mutating_requests_inflight: usize,
+}
+
+impl ApiServerConfig {
+    /// A configuration with upstream's defaults for everything but where to listen and
+    /// the serving certificate.
+    pub fn new(bind: SocketAddr, tls_cert_file: PathBuf, tls_key_file: PathBuf) -> Self {
+        ApiServerConfig {
+            bind,
+            tls_cert_file,
+            tls_key_file,
+            advertise: bind.to_string(),
+            service_cluster_ip_range: "10.0.0.0/24".into(),
+            service_node_port_range: "30000-32767".into(),
+            event_ttl: std::time::Duration::from_secs(3600),
+            max_requests_inflight: 400,
+            max_mutating_requests_inflight: 200,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +84,9 @@ pub enum ServeError {
 struct State {
     registry: Registry,
     advertise: String,
+    /// Upstream's max-in-flight filter: one budget for reads, one for writes.
+    inflight_read: Option<Arc<tokio::sync::Semaphore>>,
+    inflight_mutating: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 /// A configured API server; [`ApiServer::run`] serves until shutdown.
@@ -101,9 +126,12 @@ impl ApiServer {
         .map_err(ServeError::Config)?;
         let mut registry = Registry::new(storage, Some(allocator));
         registry.event_ttl = config.event_ttl;
+        let budget = |n: usize| (n > 0).then(|| Arc::new(tokio::sync::Semaphore::new(n)));
         let state = Arc::new(State {
             registry,
             advertise: config.advertise.clone(),
+            inflight_read: budget(config.max_requests_inflight),
+            inflight_mutating: budget(config.max_mutating_requests_inflight),
         });
         bootstrap(&state.registry).await?;
         crate::bootstrap::kubernetes_service(&state.registry, &config.advertise).await?;
@@ -216,14 +244,49 @@ async fn handle(state: &State, req: http::Request<Incoming>) -> Response {
     let info = request_info::parse(&method, &path, &query);
     let m = crate::metrics::metrics();
     let long_running = info.verb == "watch";
+    let read_only = matches!(method, Method::GET | Method::HEAD | Method::OPTIONS);
     let _inflight = (!long_running).then(|| {
-        let gauge = if matches!(method, Method::GET | Method::HEAD) {
+        let gauge = if read_only {
             &m.inflight_read
         } else {
             &m.inflight_mutating
         };
         crate::metrics::GaugeGuard::new(gauge)
     });
+    // WithMaxInFlightLimit: long-running requests are exempt; over budget is a 429.
+    let budget = if read_only {
+        &state.inflight_read
+    } else {
+        &state.inflight_mutating
+    };
+    let _permit = match budget.as_ref().filter(|_| !long_running) {
+        None => None,
+        Some(sem) => match sem.clone().try_acquire_owned() {
+            Ok(p) => Some(p),
+            Err(_) => {
+                let dropped = if read_only {
+                    &m.dropped_read
+                } else {
+                    &m.dropped_mutating
+                };
+                dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let mut resp = response::status(
+                    &Status::failure(
+                        429,
+                        "TooManyRequests",
+                        "Too many requests, please try again later.",
+                    )
+                    .with_details(ferrokube_api::status::StatusDetails {
+                        retry_after_seconds: Some(1),
+                        ..Default::default()
+                    }),
+                );
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, http::HeaderValue::from_static("1"));
+                return resp;
+            }
+        },
+    };
     let resp = route(state, req, &info, &query).await;
     if info.is_resource_request && !info.resource.is_empty() {
         let scope = if !info.namespace.is_empty() && info.resource != "namespaces" {

@@ -41,6 +41,13 @@ pub struct ApiServerArgs {
     /// Amount of time to retain events (Go duration).
     #[arg(long, default_value = "1h", value_parser = crate::duration::parse_go_duration)]
     pub event_ttl: std::time::Duration,
+    /// The maximum number of non-mutating requests in flight (0: no limit); more are
+    /// answered 429 with Retry-After.
+    #[arg(long, default_value_t = 400)]
+    pub max_requests_inflight: usize,
+    /// The maximum number of mutating requests in flight (0: no limit).
+    #[arg(long, default_value_t = 200)]
+    pub max_mutating_requests_inflight: usize,
     #[command(flatten)]
     pub storage: StorageFlags,
 }
@@ -87,13 +94,17 @@ impl ApiServerArgs {
     ) -> anyhow::Result<ApiServer> {
         let (cert, key) = self.serving_pair()?;
         let config = ApiServerConfig {
-            bind: SocketAddr::new(self.bind_address, self.secure_port),
-            tls_cert_file: cert,
-            tls_key_file: key,
             advertise: self.advertise(),
             service_cluster_ip_range: self.service_cluster_ip_range.clone(),
             service_node_port_range: self.service_node_port_range.clone(),
             event_ttl: self.event_ttl,
+            max_requests_inflight: self.max_requests_inflight,
+            max_mutating_requests_inflight: self.max_mutating_requests_inflight,
+            ..ApiServerConfig::new(
+                SocketAddr::new(self.bind_address, self.secure_port),
+                cert,
+                key,
+            )
         };
         Ok(ApiServer::start(config, storage).await?)
     }

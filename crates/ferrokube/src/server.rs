@@ -82,6 +82,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         service_cluster_ip_range: args.service_cluster_ip_range.clone(),
         service_node_port_range: "30000-32767".into(),
         event_ttl: std::time::Duration::from_secs(3600),
+        max_requests_inflight: 400,
+        max_mutating_requests_inflight: 200,
         storage,
     };
     let backend = api.storage.open(true).await?;
