@@ -90,7 +90,6 @@ pub fn pod_spec(spec: &mut Map<String, Value>) {
     default(spec, "terminationGracePeriodSeconds", json!(30));
     default(spec, "securityContext", json!({}));
     default(spec, "schedulerName", json!("default-scheduler"));
-    default(spec, "enableServiceLinks", json!(true));
     for key in ["containers", "initContainers", "ephemeralContainers"] {
         each_obj(spec, key, container);
     }
@@ -127,6 +126,8 @@ pub fn apply(group: &str, resource: &str, o: &mut Value) {
         ("", "pods") => {
             if let Some(s) = ensure_obj(m, "spec") {
                 pod_spec(s);
+                // SetDefaults_Pod (not PodSpec): templates do not get it.
+                default(s, "enableServiceLinks", json!(true));
             }
         }
         ("", "podtemplates") => {

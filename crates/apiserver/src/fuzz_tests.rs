@@ -82,6 +82,7 @@ async fn call(
                 query: &q,
                 accept: Some("application/json"),
                 content_type: Some(ct),
+                user_agent: Some("fuzz/1.0"),
                 body: Bytes::from(body),
             },
         )
@@ -140,9 +141,12 @@ async fn fuzzed_requests_never_panic_and_always_answer_with_json() {
         "application/strategic-merge-patch+json",
         "application/vnd.kubernetes.protobuf",
         "application/yaml",
+        "application/apply-patch+yaml",
     ];
     let queries = [
         "",
+        "fieldManager=fuzz",
+        "fieldManager=fuzz&force=true",
         "labelSelector=a%3Db",
         "fieldSelector=metadata.name%3Da",
         "limit=1",

@@ -88,6 +88,43 @@ fn scan_root_name(schemas: &Map<String, Value>, info: &ResourceInfo) -> Option<S
     })
 }
 
+/// The server-side apply type of a built-in kind (deduced when it has no schema), built
+/// once per kind.
+pub fn apply_schema(info: &ResourceInfo) -> ferrokube_patch::apply::TypeSchema {
+    use ferrokube_patch::apply::TypeSchema;
+    type Cache = HashMap<(&'static str, &'static str, &'static str), TypeSchema>;
+    static CACHE: OnceLock<Mutex<Cache>> = OnceLock::new();
+    let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
+    let key = (info.group, info.version, info.kind);
+    if let Some(found) = cache.lock().ok().and_then(|c| c.get(&key).cloned()) {
+        return found;
+    }
+    let built = schemas_for(info)
+        .and_then(|schemas| {
+            let root = root_name(&schemas, info)?;
+            Some(TypeSchema::new(
+                schemas,
+                serde_json::json!({ "$ref": format!("#/components/schemas/{root}") }),
+            ))
+        })
+        .unwrap_or_else(TypeSchema::deduced);
+    if let Ok(mut c) = cache.lock() {
+        c.insert(key, built.clone());
+    }
+    built
+}
+
+/// The components custom resources' apply types refer to (ObjectMeta and its parts).
+pub fn meta_components() -> Schemas {
+    static META: OnceLock<Schemas> = OnceLock::new();
+    META.get_or_init(|| {
+        ferrokube_api::resources::lookup("apps", "v1", "deployments")
+            .and_then(schemas_for)
+            .unwrap_or_default()
+    })
+    .clone()
+}
+
 struct Walk<'a> {
     schemas: &'a Map<String, Value>,
     unknown: Vec<String>,

@@ -320,6 +320,7 @@ async fn route(
     let accept = header_str(&req, header::ACCEPT).map(str::to_string);
     let content_type = header_str(&req, header::CONTENT_TYPE).map(str::to_string);
     let if_none_match = header_str(&req, header::IF_NONE_MATCH).map(str::to_string);
+    let user_agent = header_str(&req, header::USER_AGENT).map(str::to_string);
     let method = req.method().clone();
     // A declared length over the limit is refused before reading anything (an HTTP/1.1
     // client waiting for `100 Continue` then never sends the body).
@@ -365,6 +366,7 @@ async fn route(
             query,
             accept: accept.as_deref(),
             content_type: content_type.as_deref(),
+            user_agent: user_agent.as_deref(),
             body,
         },
     )

@@ -106,11 +106,19 @@ pub fn build(crd: &Value) -> Vec<CustomResource> {
         if columns.is_empty() {
             columns.push(PrinterColumn::age());
         }
+        let schema = v.pointer("/schema/openAPIV3Schema").cloned();
+        let apply_schema = ferrokube_patch::apply::TypeSchema::custom_resource(
+            crate::schema::meta_components(),
+            schema.clone().unwrap_or_else(
+                || json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}),
+            ),
+        );
         out.push(CustomResource {
+            apply_schema,
             info: resource_info(&shape),
             crd_name: meta::name(crd).unwrap_or_default().to_string(),
             storage_version: storage_version.clone(),
-            schema: v.pointer("/schema/openAPIV3Schema").cloned(),
+            schema,
             preserve_unknown_fields: crd.pointer("/spec/preserveUnknownFields")
                 == Some(&json!(true)),
             scale,

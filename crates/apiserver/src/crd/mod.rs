@@ -43,6 +43,8 @@ pub struct CustomResource {
     /// Every served version of the CRD (for multi-version reads).
     pub served_versions: Vec<String>,
     pub deprecated: Option<String>,
+    /// The server-side apply type built from the schema.
+    pub apply_schema: ferrokube_patch::apply::TypeSchema,
 }
 
 impl CustomResource {

@@ -2,6 +2,7 @@
 
 pub mod componentstatus;
 pub mod discovery;
+pub mod fieldmanager;
 pub mod openapi;
 pub mod pods;
 pub mod response;

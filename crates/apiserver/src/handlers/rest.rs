@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 
 use crate::body::Response;
 use crate::errors::{ApiError, ApiResult};
+use crate::handlers::fieldmanager::{check_config_type, check_patch_options, FieldManager};
 use crate::handlers::response::{self, shape_object};
 use crate::handlers::table::to_table;
 use crate::negotiation::{self, Output};
@@ -26,6 +27,7 @@ pub struct Request<'a> {
     pub query: &'a Query,
     pub accept: Option<&'a str>,
     pub content_type: Option<&'a str>,
+    pub user_agent: Option<&'a str>,
     pub body: Bytes,
 }
 
@@ -289,8 +291,11 @@ async fn dispatch(
         "watch" => crate::handlers::watch::serve(registry, target, req.query, out).await,
         "create" => {
             let mode = crate::schema::Mode::from_query(req.query.get("fieldValidation"))?;
+            let manager =
+                FieldManager::for_request(target, req.query, req.user_agent, "CreateOptions")?;
             let mut obj = parse_body(info, req)?;
             let warnings = crate::schema::validate_for(target, &mut obj, mode)?;
+            let obj = manager.track(target, None, None, obj);
             let created = registry.create(target, obj, dry_run(req.query)?).await?;
             Ok(with_warnings(
                 response::json(201, &shape_object(out, target, created)),
@@ -299,12 +304,18 @@ async fn dispatch(
         }
         "update" => {
             let mode = crate::schema::Mode::from_query(req.query.get("fieldValidation"))?;
+            let manager =
+                FieldManager::for_request(target, req.query, req.user_agent, "UpdateOptions")?;
             let mut desired = parse_body(info, req)?;
             let warnings = crate::schema::validate_for(target, &mut desired, mode)?;
             let (obj, created) = registry
-                .update_with(target, &ri.name, subresource, dry_run(req.query)?, |_| {
-                    Ok(desired.clone())
-                })
+                .update_with(
+                    target,
+                    &ri.name,
+                    subresource,
+                    dry_run(req.query)?,
+                    |current| Ok(manager.track(target, subresource, current, desired.clone())),
+                )
                 .await?;
             Ok(with_warnings(
                 response::json(
@@ -316,8 +327,14 @@ async fn dispatch(
         }
         "patch" => {
             let mode = crate::schema::Mode::from_query(req.query.get("fieldValidation"))?;
-            let patch = patch_body(req)?;
             let kind = PatchKind::from_content_type(req.content_type)?;
+            let force = check_patch_options(req.query, matches!(kind, PatchKind::Apply))?;
+            let manager =
+                FieldManager::for_request(target, req.query, req.user_agent, "PatchOptions")?;
+            if matches!(kind, PatchKind::Apply) {
+                return server_side_apply(registry, req, target, &manager, mode, force, out).await;
+            }
+            let patch = patch_body(req)?;
             let mut warnings = Vec::new();
             let (obj, _) = registry
                 .update_with(
@@ -338,7 +355,7 @@ async fn dispatch(
                         }
                         let mut patched = kind.apply(info, &view, &patch)?;
                         warnings = crate::schema::validate_for(target, &mut patched, mode)?;
-                        Ok(patched)
+                        Ok(manager.track(target, subresource, Some(current), patched))
                     },
                 )
                 .await?;
@@ -446,6 +463,7 @@ enum PatchKind {
     Json,
     Merge,
     Strategic,
+    Apply,
 }
 
 impl PatchKind {
@@ -454,10 +472,11 @@ impl PatchKind {
             "application/json-patch+json" => Ok(PatchKind::Json),
             "application/merge-patch+json" => Ok(PatchKind::Merge),
             "application/strategic-merge-patch+json" => Ok(PatchKind::Strategic),
+            "application/apply-patch+yaml" => Ok(PatchKind::Apply),
             other => Err(Status::failure(
                 415,
                 "UnsupportedMediaType",
-                format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json; got {other:?}"),
+                format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json; got {other:?}"),
             )
             .into()),
         }
@@ -465,6 +484,8 @@ impl PatchKind {
 
     fn apply(&self, info: &ResourceInfo, current: &Value, patch: &Value) -> ApiResult<Value> {
         let patched = match self {
+            // Server-side apply has its own path (`server_side_apply`).
+            PatchKind::Apply => return Err(Status::internal("apply is not a patch engine").into()),
             PatchKind::Json => ferrokube_patch::apply_json_patch(current, patch)
                 .map_err(|e| Status::failure(422, "Invalid", e.to_string()))?,
             PatchKind::Merge => ferrokube_patch::apply_merge_patch(current, patch),
@@ -483,6 +504,63 @@ impl PatchKind {
         };
         Ok(patched)
     }
+}
+
+/// PATCH with `application/apply-patch+yaml`: the configuration is merged into the live
+/// object (or creates it) with conflict detection.
+async fn server_side_apply(
+    registry: &Registry,
+    req: &Request<'_>,
+    target: &Target<'_>,
+    manager: &FieldManager,
+    mode: crate::schema::Mode,
+    force: Option<bool>,
+    out: Output,
+) -> ApiResult<Response> {
+    let ri = req.info;
+    let mut config = crate::yaml::decode(&req.body)
+        .map_err(|e| Status::bad_request(format!("error decoding YAML: {e}")))?;
+    if !config.is_object() {
+        return Err(Status::bad_request(
+            "error decoding YAML: the applied configuration must be an object",
+        )
+        .into());
+    }
+    check_config_type(target, &config, &ri.name)?;
+    // Unknown fields and wrong types are reported as for any body (and dropped).
+    let warnings = crate::schema::validate_for(target, &mut config, mode)?;
+    let subresource = (!ri.subresource.is_empty()).then_some(ri.subresource.as_str());
+    let (obj, created) = registry
+        .update_or_create_with(
+            target,
+            &ri.name,
+            subresource,
+            dry_run(req.query)?,
+            subresource.is_none(),
+            |current| {
+                let mut applied = manager.apply(
+                    target,
+                    subresource,
+                    current,
+                    &config,
+                    force.unwrap_or(false),
+                    &ri.name,
+                )?;
+                if current.is_none() {
+                    // A new object: the namespace of the URL, as a create.
+                    meta::remove(&mut applied, "resourceVersion");
+                }
+                Ok(applied)
+            },
+        )
+        .await?;
+    Ok(with_warnings(
+        response::json(
+            if created { 201 } else { 200 },
+            &shape_object(out, target, obj),
+        ),
+        &warnings,
+    ))
 }
 
 /// GET/PUT/PATCH of `<workload>/scale`.

@@ -508,6 +508,25 @@ impl Registry {
         name: &str,
         subresource: Option<&str>,
         dry_run: bool,
+        compute: F,
+    ) -> ApiResult<(Value, bool)>
+    where
+        F: FnMut(Option<&Value>) -> ApiResult<Value>,
+    {
+        let allow_create = target.strategy().allow_create_on_update() && subresource.is_none();
+        self.update_or_create_with(target, name, subresource, dry_run, allow_create, compute)
+            .await
+    }
+
+    /// [`Registry::update_with`] that creates a missing object when `allow_create`
+    /// (server-side apply creates whatever the kind's strategy says about PUT).
+    pub async fn update_or_create_with<F>(
+        &self,
+        target: &Target<'_>,
+        name: &str,
+        subresource: Option<&str>,
+        dry_run: bool,
+        allow_create: bool,
         mut compute: F,
     ) -> ApiResult<(Value, bool)>
     where
@@ -517,11 +536,11 @@ impl Registry {
         loop {
             let current_kv = self.storage.get(&key, None).await?;
             let current = current_kv.as_ref().map(decode).transpose()?;
+            if current.is_none() && !allow_create {
+                return Err(StorageError::NotFound { key: name.into() }.into());
+            }
             let desired = compute(current.as_ref())?;
             let (Some(kv), Some(current)) = (current_kv, current) else {
-                if !target.strategy().allow_create_on_update() || subresource.is_some() {
-                    return Err(StorageError::NotFound { key: name.into() }.into());
-                }
                 let mut obj = desired;
                 if meta::name(&obj).is_none() {
                     meta::set(&mut obj, "name", Value::String(name.into()));

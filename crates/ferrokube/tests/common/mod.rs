@@ -75,6 +75,25 @@ pub fn start() -> Server {
 }
 
 impl Server {
+    fn kubeconfig_value(&self, key: &str) -> String {
+        let text = std::fs::read_to_string(&self.kubeconfig).unwrap();
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(&format!("{key}: ")))
+            .unwrap_or_else(|| panic!("{key} missing from the kubeconfig"))
+            .trim_matches('"')
+            .to_string()
+    }
+
+    /// `https://127.0.0.1:<port>` from the kubeconfig.
+    pub fn server_url(&self) -> String {
+        self.kubeconfig_value("server")
+    }
+
+    /// The admin bearer token from the kubeconfig.
+    pub fn token(&self) -> String {
+        self.kubeconfig_value("token")
+    }
+
     pub fn kubectl(&self, args: &[&str]) -> Output {
         self.kubectl_stdin(args, None)
     }
