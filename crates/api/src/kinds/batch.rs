@@ -1,0 +1,416 @@
+//! Jobs and CronJobs as upstream's `pkg/apis/batch/validation/validation.go`
+//! (`validateJobSpec`, `ValidateJobSpec`, `ValidateJobSpecUpdate`, `validateCronJobSpec`,
+//! `validateTimeZone`), with cron schedules parsed as `robfig/cron/v3`'s `ParseStandard`.
+//!
+//! The Job registry here does not generate `spec.selector` at creation as upstream's
+//! strategy does, so a Job without one is not refused; a given selector must match.
+
+use serde_json::Value;
+
+use super::core_pod::{pod_template_spec, template_labels};
+use super::util::*;
+
+/// `validateJobSpec`: the rules shared by Jobs and CronJob job templates.
+fn job_spec(path: &str, spec: &Value, errs: &mut Errs) {
+    for k in [
+        "parallelism",
+        "completions",
+        "activeDeadlineSeconds",
+        "backoffLimit",
+        "ttlSecondsAfterFinished",
+    ] {
+        nonnegative(path, spec, k, errs);
+    }
+    if let Some(mode) = str_of(spec, "completionMode") {
+        if mode != "NonIndexed" && mode != "Indexed" {
+            errs.push(not_supported(
+                &join(path, "completionMode"),
+                mode,
+                &["NonIndexed", "Indexed"],
+            ));
+        }
+        if mode == "Indexed" && get(spec, "completions").is_none() {
+            errs.push(required(
+                &join(path, "completions"),
+                "when completion mode is Indexed",
+            ));
+        }
+    }
+    let tpath = join(path, "template");
+    let template = get(spec, "template");
+    pod_template_spec(&tpath, template, errs);
+    let rp = template
+        .and_then(|t| t.pointer("/spec/restartPolicy"))
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let rp_path = join(&tpath, "spec.restartPolicy");
+    match rp {
+        "Always" | "" => errs.push(required(&rp_path, "valid values: \"OnFailure\", \"Never\"")),
+        "OnFailure" | "Never" => {
+            if get(spec, "podFailurePolicy").is_some() && rp != "Never" {
+                errs.push(invalid_str(
+                    &rp_path,
+                    rp,
+                    "only \"Never\" is supported when podFailurePolicy is specified",
+                ));
+            }
+        }
+        other => errs.push(not_supported(&rp_path, other, &["OnFailure", "Never"])),
+    }
+}
+
+pub fn job(obj: &Value, old: Option<&Value>) -> Errs {
+    let mut errs = Vec::new();
+    let null = Value::Null;
+    let spec = get(obj, "spec").unwrap_or(&null);
+    job_spec("spec", spec, &mut errs);
+    if let Some(sel) = get(spec, "selector") {
+        label_selector("spec.selector", Some(sel), &mut errs);
+        let labels = template_labels(get(spec, "template"));
+        if !selector_matches(sel, &labels.clone().unwrap_or_default()) {
+            errs.push(invalid_raw(
+                "spec.template.metadata.labels",
+                &go_string_map(labels.as_ref()),
+                "`selector` does not match template `labels`",
+            ));
+        }
+    }
+    if let Some(old) = old {
+        let old_spec = get(old, "spec").unwrap_or(&null);
+        let elastic = s(spec, "completionMode") == "Indexed"
+            && get(spec, "completions") == get(spec, "parallelism");
+        let mut immutable = |k: &str, shown: &dyn Fn(Option<&Value>) -> String| {
+            if get(spec, k) != get(old_spec, k) {
+                errs.push(invalid_raw(
+                    &join("spec", k),
+                    &shown(get(spec, k)),
+                    IMMUTABLE,
+                ));
+            }
+        };
+        let plain = |v: Option<&Value>| match v {
+            None => "null".to_string(),
+            Some(Value::String(s)) => go_quote(s),
+            Some(v) => v.to_string(),
+        };
+        if !elastic {
+            immutable("completions", &plain);
+        }
+        immutable("selector", &|v| go_label_selector(v));
+        // Upstream lets a suspended Job that never started change its scheduling fields.
+        let suspended = old_spec.get("suspend").and_then(Value::as_bool) == Some(true);
+        if !suspended {
+            immutable("template", &|v| {
+                format!(
+                    "core.PodTemplateSpec{}",
+                    v.map(Value::to_string).unwrap_or_default()
+                )
+            });
+        }
+        for k in [
+            "completionMode",
+            "podFailurePolicy",
+            "backoffLimitPerIndex",
+            "managedBy",
+            "successPolicy",
+        ] {
+            immutable(k, &plain);
+        }
+    }
+    errs
+}
+
+pub fn cron_job(obj: &Value, old: Option<&Value>) -> Errs {
+    let mut errs = Vec::new();
+    let null = Value::Null;
+    let name = obj
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    if name.len() > 52 {
+        errs.push(invalid_str(
+            "metadata.name",
+            name,
+            "must be no more than 52 characters",
+        ));
+    }
+    let spec = get(obj, "spec").unwrap_or(&null);
+    let old_spec = old.and_then(|o| get(o, "spec"));
+    let schedule = s(spec, "schedule");
+    if schedule.is_empty() {
+        errs.push(required("spec.schedule", ""));
+    } else {
+        if let Err(e) = parse_standard(schedule) {
+            errs.push(invalid_str("spec.schedule", schedule, &e));
+        }
+        let allow_tz = old_spec.is_some_and(|o| s(o, "schedule").contains("TZ"));
+        if allow_tz && schedule.contains("TZ") && get(spec, "timeZone").is_some() {
+            errs.push(invalid_str(
+                "spec.schedule",
+                schedule,
+                "cannot use both timeZone field and TZ or CRON_TZ in schedule",
+            ));
+        } else if !allow_tz && schedule.contains("TZ") {
+            errs.push(invalid_str(
+                "spec.schedule",
+                schedule,
+                "cannot use TZ or CRON_TZ in schedule, use timeZone field instead",
+            ));
+        }
+    }
+    nonnegative("spec", spec, "startingDeadlineSeconds", &mut errs);
+    if old_spec.is_none_or(|o| get(o, "timeZone") != get(spec, "timeZone")) {
+        if let Some(tz) = str_of(spec, "timeZone") {
+            time_zone(tz, &mut errs);
+        }
+    }
+    match s(spec, "concurrencyPolicy") {
+        "Allow" | "Forbid" | "Replace" => {}
+        "" => errs.push(required("spec.concurrencyPolicy", "")),
+        other => errs.push(not_supported(
+            "spec.concurrencyPolicy",
+            other,
+            &["Allow", "Forbid", "Replace"],
+        )),
+    }
+    let jt = get(spec, "jobTemplate").unwrap_or(&null);
+    let jspec = get(jt, "spec").unwrap_or(&null);
+    job_spec("spec.jobTemplate.spec", jspec, &mut errs);
+    if jspec.get("manualSelector").and_then(Value::as_bool) == Some(true) {
+        errs.push(not_supported_raw(
+            "spec.jobTemplate.spec.manualSelector",
+            "true",
+            &["nil", "false"],
+        ));
+    }
+    nonnegative("spec", spec, "successfulJobsHistoryLimit", &mut errs);
+    nonnegative("spec", spec, "failedJobsHistoryLimit", &mut errs);
+    errs
+}
+
+fn time_zone(tz: &str, errs: &mut Errs) {
+    let p = "spec.timeZone";
+    if tz.is_empty() {
+        errs.push(invalid_str(
+            p,
+            tz,
+            "timeZone must be nil or non-empty string",
+        ));
+        return;
+    }
+    let part_ok = |part: &str| {
+        part != "."
+            && part != ".."
+            && !part.starts_with('-')
+            && (1..=14).contains(&part.len())
+            && part
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b'_' | b'+'))
+    };
+    if !tz.split('/').all(part_ok) {
+        errs.push(invalid_str(p, tz, &format!("unknown time zone {tz}")));
+        return;
+    }
+    if tz.eq_ignore_ascii_case("Local") {
+        errs.push(invalid_str(
+            p,
+            tz,
+            "timeZone must be an explicit time zone as defined in https://www.iana.org/time-zones",
+        ));
+    }
+    // Go's time.LoadLocation reads the system's zoneinfo (UTC is built in).
+    let zoneinfo = std::path::Path::new("/usr/share/zoneinfo");
+    if tz != "UTC" && zoneinfo.is_dir() && !zoneinfo.join(tz).is_file() {
+        errs.push(invalid_str(p, tz, &format!("unknown time zone {tz}")));
+    }
+}
+
+struct Bounds {
+    min: u32,
+    max: u32,
+    names: &'static [&'static str],
+}
+
+const MINUTES: Bounds = Bounds {
+    min: 0,
+    max: 59,
+    names: &[],
+};
+const HOURS: Bounds = Bounds {
+    min: 0,
+    max: 23,
+    names: &[],
+};
+const DOM: Bounds = Bounds {
+    min: 1,
+    max: 31,
+    names: &[],
+};
+const MONTHS: Bounds = Bounds {
+    min: 1,
+    max: 12,
+    names: &[
+        "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
+    ],
+};
+const DOW: Bounds = Bounds {
+    min: 0,
+    max: 6,
+    names: &["sun", "mon", "tue", "wed", "thu", "fri", "sat"],
+};
+
+/// `cron.ParseStandard` of robfig/cron v3: its error texts, or Ok.
+pub fn parse_standard(spec: &str) -> Result<(), String> {
+    if spec.is_empty() {
+        return Err("empty spec string".into());
+    }
+    let mut spec = spec;
+    if spec.starts_with("TZ=") || spec.starts_with("CRON_TZ=") {
+        let i = spec.find(' ').unwrap_or(spec.len());
+        let eq = spec.find('=').unwrap_or(0);
+        let name = &spec[eq + 1..i];
+        let zoneinfo = std::path::Path::new("/usr/share/zoneinfo");
+        if name != "UTC" && zoneinfo.is_dir() && !zoneinfo.join(name).is_file() {
+            return Err(format!(
+                "provided bad location {name}: unknown time zone {name}"
+            ));
+        }
+        spec = spec[i..].trim();
+    }
+    if let Some(desc) = spec.strip_prefix('@') {
+        return match desc {
+            "yearly" | "annually" | "monthly" | "weekly" | "daily" | "midnight" | "hourly" => {
+                Ok(())
+            }
+            d if d.starts_with("every ") => {
+                let dur = &d["every ".len()..];
+                if go_duration_ok(dur) {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "failed to parse duration {spec}: time: invalid duration {}",
+                        go_quote(dur)
+                    ))
+                }
+            }
+            _ => Err(format!("unrecognized descriptor: {spec}")),
+        };
+    }
+    let fields: Vec<&str> = spec.split_whitespace().collect();
+    if fields.len() != 5 {
+        return Err(format!(
+            "expected exactly 5 fields, found {}: [{}]",
+            fields.len(),
+            fields.join(" ")
+        ));
+    }
+    for (f, b) in fields.iter().zip([MINUTES, HOURS, DOM, MONTHS, DOW]) {
+        for expr in f.split(',') {
+            range(expr, &b)?;
+        }
+    }
+    Ok(())
+}
+
+fn go_duration_ok(d: &str) -> bool {
+    let mut rest = d;
+    if rest.is_empty() {
+        return false;
+    }
+    if rest == "0" {
+        return true;
+    }
+    while !rest.is_empty() {
+        let n = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        if n == 0 {
+            return false;
+        }
+        rest = &rest[n..];
+        let unit = ["ns", "us", "µs", "ms", "s", "m", "h"]
+            .iter()
+            .find(|u| rest.starts_with(**u));
+        match unit {
+            Some(u) => rest = &rest[u.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
+fn parse_int(expr: &str) -> Result<u32, String> {
+    let n: i64 = expr.parse().map_err(|_| {
+        format!(
+            "failed to parse int from {expr}: strconv.Atoi: parsing {}: invalid syntax",
+            go_quote(expr)
+        )
+    })?;
+    if n < 0 {
+        return Err(format!("negative number ({n}) not allowed: {expr}"));
+    }
+    u32::try_from(n).map_err(|_| {
+        format!(
+            "failed to parse int from {expr}: strconv.Atoi: parsing {}: value out of range",
+            go_quote(expr)
+        )
+    })
+}
+
+fn parse_value(expr: &str, b: &Bounds) -> Result<u32, String> {
+    let lower = expr.to_ascii_lowercase();
+    if let Some(i) = b.names.iter().position(|n| *n == lower) {
+        return Ok(u32::try_from(i).unwrap_or(0) + b.min);
+    }
+    parse_int(expr)
+}
+
+/// robfig/cron's `getRange`.
+fn range(expr: &str, b: &Bounds) -> Result<(), String> {
+    let range_and_step: Vec<&str> = expr.split('/').collect();
+    let low_and_high: Vec<&str> = range_and_step[0].split('-').collect();
+    let single_digit = low_and_high.len() == 1;
+    let (start, mut end);
+    if low_and_high[0] == "*" || low_and_high[0] == "?" {
+        start = b.min;
+        end = b.max;
+    } else {
+        start = parse_value(low_and_high[0], b)?;
+        end = match low_and_high.len() {
+            1 => start,
+            2 => parse_value(low_and_high[1], b)?,
+            _ => return Err(format!("too many hyphens: {expr}")),
+        };
+    }
+    match range_and_step.len() {
+        1 => {}
+        2 => {
+            let step = parse_int(range_and_step[1])?;
+            if single_digit {
+                end = b.max;
+            }
+            if step == 0 {
+                return Err(format!("step of range should be a positive number: {expr}"));
+            }
+        }
+        _ => return Err(format!("too many slashes: {expr}")),
+    }
+    if start < b.min {
+        return Err(format!(
+            "beginning of range ({start}) below minimum ({}): {expr}",
+            b.min
+        ));
+    }
+    if end > b.max {
+        return Err(format!(
+            "end of range ({end}) above maximum ({}): {expr}",
+            b.max
+        ));
+    }
+    if start > end {
+        return Err(format!(
+            "beginning of range ({start}) beyond end of range ({end}): {expr}"
+        ));
+    }
+    Ok(())
+}
