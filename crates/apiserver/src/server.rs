@@ -87,6 +87,7 @@ struct State {
     /// Upstream's max-in-flight filter: one budget for reads, one for writes.
     inflight_read: Option<Arc<tokio::sync::Semaphore>>,
     inflight_mutating: Option<Arc<tokio::sync::Semaphore>>,
+    openapi_v2: crate::handlers::openapi_v2::Cache,
 }
 
 /// A configured API server; [`ApiServer::run`] serves until shutdown.
@@ -132,6 +133,7 @@ impl ApiServer {
             advertise: config.advertise.clone(),
             inflight_read: budget(config.max_requests_inflight),
             inflight_mutating: budget(config.max_mutating_requests_inflight),
+            openapi_v2: Default::default(),
         });
         bootstrap(&state.registry).await?;
         crate::bootstrap::kubernetes_service(&state.registry, &config.advertise).await?;
@@ -345,6 +347,17 @@ async fn route(
                 "MethodNotAllowed",
                 format!("the server does not allow this method on the requested resource ({path})"),
             ));
+        }
+        if path == "/openapi/v2" {
+            use crate::handlers::openapi_v2::{document, Format};
+            let format = Format::from_accept(accept.as_deref());
+            let body = document(&state.openapi_v2, &state.registry.crds, format);
+            let mut resp = http::Response::new(crate::body::Body::full(body));
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                http::HeaderValue::from_static(format.content_type()),
+            );
+            return resp;
         }
         if path == "/openapi/v3" {
             return crate::handlers::openapi::index(&state.registry.crds);

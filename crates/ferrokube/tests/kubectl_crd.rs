@@ -274,3 +274,43 @@ fn invalid_crds_and_cluster_scope() {
         .ok(&["get", "--raw", "/apis/example.com/v1/gadgets/g1"])
         .contains(r#""namespace""#));
 }
+
+#[test]
+fn one_file_with_a_crd_and_its_objects() {
+    let s = start();
+    let cr = "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w1}\nspec: {size: 3}\n";
+    let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: after}\ndata: {k: v}\n";
+    let file = format!("{CRD}---\n{cr}---\n{cm}");
+    // As upstream: the custom object cannot be mapped before its CRD exists; the rest
+    // is applied, and applying again completes it. (kubectl validates the unknown kind
+    // through /openapi/v2, which must answer for the run to get that far.)
+    let o = s.kubectl_stdin(&["apply", "-f", "-"], Some(&file));
+    let err = String::from_utf8_lossy(&o.stderr);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("customresourcedefinition.apiextensions.k8s.io/widgets.example.com created"),
+        "{out}{err}"
+    );
+    assert!(out.contains("configmap/after created"), "{out}{err}");
+    if !o.status.success() {
+        assert!(
+            err.contains("ensure CRDs are installed first") || err.contains("could not find"),
+            "{err}"
+        );
+        s.ok(&[
+            "wait",
+            "--for",
+            "condition=established",
+            "crd/widgets.example.com",
+            "--timeout=20s",
+        ]);
+        let o = s.kubectl_stdin(&["apply", "-f", "-"], Some(&file));
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    assert_eq!(
+        s.ok(&["get", "widget", "w1", "-o", "jsonpath={.spec.size}"]),
+        "3"
+    );
+    let v2 = s.ok(&["get", "--raw", "/openapi/v2"]);
+    assert!(v2.contains("com.example.v1.Widget") && v2.contains("io.k8s.api.apps.v1.Deployment"));
+}

@@ -4,6 +4,7 @@ pub mod componentstatus;
 pub mod discovery;
 pub mod fieldmanager;
 pub mod openapi;
+pub mod openapi_v2;
 pub mod pods;
 pub mod response;
 pub mod rest;
