@@ -45,9 +45,12 @@ impl Format {
     }
 }
 
+/// (CRD generation, JSON document, protobuf document), each built on first use.
+type Built = (u64, Option<Bytes>, Option<Bytes>);
+
 /// Documents built for one CRD generation, per format.
 #[derive(Debug, Default)]
-pub struct Cache(Mutex<Option<(u64, Option<Bytes>, Option<Bytes>)>>);
+pub struct Cache(Mutex<Option<Built>>);
 
 /// The document in `format`, with the custom resources of `crds`.
 pub fn document(cache: &Cache, crds: &CrdRegistry, format: Format) -> Bytes {
