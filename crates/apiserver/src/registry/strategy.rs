@@ -28,7 +28,8 @@ impl Strategy<'_> {
     }
 
     /// Per-kind validation (`Validate` / `ValidateUpdate`): CRDs and custom resources
-    /// against their schema; the other kinds have only their metadata checked so far.
+    /// against their schema; the built-in kinds by upstream's per-kind rules
+    /// (`ferrokube_api::kinds`), on the defaulted object and, on update, with `old`.
     pub fn validate(&self, obj: &Value, old: Option<&Value>) -> Vec<StatusCause> {
         if let Some(cr) = self.custom {
             return cr
@@ -40,7 +41,7 @@ impl Strategy<'_> {
         if self.is_crd() {
             return crate::crd::validate::validate(obj, old);
         }
-        Vec::new()
+        ferrokube_api::kinds::validate(self.info.group, self.info.resource, obj, old)
     }
 
     fn key(&self) -> (&'static str, &'static str) {
