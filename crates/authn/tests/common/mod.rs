@@ -147,11 +147,20 @@ impl Ca {
 
     pub fn cert(&self, cn: &str, orgs: &[&str], ekus: Vec<ExtendedKeyUsagePurpose>) -> Vec<u8> {
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        // rcgen's default subject is "CN=rcgen self signed cert".
+        params.distinguished_name = rcgen::DistinguishedName::new();
         if !cn.is_empty() {
             params.distinguished_name.push(DnType::CommonName, cn);
         }
-        for o in orgs {
-            params.distinguished_name.push(DnType::OrganizationName, *o);
+        // rcgen keeps one value per attribute type; a second O goes in under the same OID
+        // spelled as a custom type.
+        for (i, o) in orgs.iter().enumerate() {
+            let ty = if i == 0 {
+                DnType::OrganizationName
+            } else {
+                DnType::CustomDnType(vec![2, 5, 4, 10])
+            };
+            params.distinguished_name.push(ty, *o);
         }
         params.extended_key_usages = ekus;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
