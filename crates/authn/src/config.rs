@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use crate::keys::KeyError;
 
 /// The authentication flags (names as upstream's kube-apiserver).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct AuthnConfig {
     /// `--client-ca-file`: CAs for x509 client-certificate authentication.
     pub client_ca_file: Option<PathBuf>,
@@ -44,13 +44,31 @@ pub struct AuthnConfig {
 }
 
 impl AuthnConfig {
-    /// The flags' upstream defaults: `--service-account-lookup=true`,
-    /// `--anonymous-auth=true`, everything else unset.
+    /// The flags' upstream defaults (same as `Default`).
     pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl Default for AuthnConfig {
+    /// Upstream's defaults: `--service-account-lookup=true`, `--anonymous-auth=true`,
+    /// everything else unset.
+    fn default() -> Self {
         AuthnConfig {
+            client_ca_file: None,
+            token_auth_file: None,
+            enable_bootstrap_token_auth: false,
+            service_account_key_files: Vec::new(),
+            service_account_issuers: Vec::new(),
+            api_audiences: Vec::new(),
             service_account_lookup: true,
+            requestheader_client_ca_file: None,
+            requestheader_allowed_names: Vec::new(),
+            requestheader_username_headers: Vec::new(),
+            requestheader_uid_headers: Vec::new(),
+            requestheader_group_headers: Vec::new(),
+            requestheader_extra_headers_prefix: Vec::new(),
             anonymous_auth: true,
-            ..Default::default()
         }
     }
 }

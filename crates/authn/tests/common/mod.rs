@@ -145,6 +145,26 @@ impl Ca {
         self.cert(cn, orgs, vec![ExtendedKeyUsagePurpose::ClientAuth])
     }
 
+    /// A server certificate for `localhost`: (certificate DER, PKCS#8 key DER).
+    pub fn server_cert(&self) -> (Vec<u8>, Vec<u8>) {
+        let mut params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        (cert.der().to_vec(), key.serialize_der())
+    }
+
+    /// A client certificate and its PKCS#8 key.
+    pub fn client_cert_and_key(&self, cn: &str) -> (Vec<u8>, Vec<u8>) {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params.distinguished_name.push(DnType::CommonName, cn);
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        (cert.der().to_vec(), key.serialize_der())
+    }
+
     pub fn cert(&self, cn: &str, orgs: &[&str], ekus: Vec<ExtendedKeyUsagePurpose>) -> Vec<u8> {
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         // rcgen's default subject is "CN=rcgen self signed cert".
