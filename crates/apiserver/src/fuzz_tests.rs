@@ -74,6 +74,12 @@ async fn call(
 ) -> (u16, Value) {
     let q = Query::parse(Some(query));
     let info = request_info::parse(&method.parse().unwrap_or(http::Method::GET), path, &q);
+    static SECURITY: std::sync::OnceLock<crate::auth::Security> = std::sync::OnceLock::new();
+    let security = SECURITY.get_or_init(|| {
+        crate::auth::Security::new(&crate::auth::SecurityConfig::default(), "127.0.0.1:6443")
+            .unwrap()
+    });
+    let user = ferrokube_authz::UserInfo::new("fuzz", &["system:masters"]);
     let resp = if info.is_resource_request && !info.resource.is_empty() {
         rest::handle(
             reg,
@@ -84,6 +90,8 @@ async fn call(
                 content_type: Some(ct),
                 user_agent: Some("fuzz/1.0"),
                 body: Bytes::from(body),
+                user: &user,
+                security,
             },
         )
         .await

@@ -6,6 +6,7 @@
 //! decode → strategy (prepare, validate) → storage → encode. Authentication,
 //! authorization and admission land with the security work.
 
+mod auth;
 mod body;
 mod bootstrap;
 mod conversion;
@@ -25,6 +26,7 @@ mod server;
 pub mod tls;
 mod yaml;
 
+pub use auth::SecurityConfig;
 pub use server::{ApiServer, ApiServerConfig, ServeError};
 
 /// 32 random hex characters (a v4 UUID without dashes) for tokens and names.

@@ -44,6 +44,8 @@ pub struct ApiServerConfig {
     pub max_requests_inflight: usize,
     /// `--max-mutating-requests-inflight`: concurrent mutating requests (0: no limit).
     pub max_mutating_requests_inflight: usize,
+    /// Authentication and authorization flags.
+    pub security: crate::auth::SecurityConfig,
 }
 
 impl ApiServerConfig {
@@ -60,6 +62,7 @@ impl ApiServerConfig {
             event_ttl: std::time::Duration::from_secs(3600),
             max_requests_inflight: 400,
             max_mutating_requests_inflight: 200,
+            security: crate::auth::SecurityConfig::default(),
         }
     }
 }
@@ -76,6 +79,8 @@ pub enum ServeError {
     },
     #[error("bootstrapping {name}: {message}")]
     Bootstrap { name: String, message: String },
+    #[error(transparent)]
+    Security(#[from] crate::auth::SecurityError),
     #[error("{0}")]
     Config(String),
 }
@@ -88,6 +93,7 @@ struct State {
     inflight_read: Option<Arc<tokio::sync::Semaphore>>,
     inflight_mutating: Option<Arc<tokio::sync::Semaphore>>,
     openapi_v2: crate::handlers::openapi_v2::Cache,
+    security: crate::auth::Security,
 }
 
 /// A configured API server; [`ApiServer::run`] serves until shutdown.
@@ -96,6 +102,8 @@ pub struct ApiServer {
     state: Arc<State>,
     listener: TcpListener,
     tls: tokio_rustls::TlsAcceptor,
+    /// Stops the authorization feeds.
+    stop_feeds: watch::Sender<bool>,
 }
 
 impl std::fmt::Debug for ApiServer {
@@ -112,7 +120,12 @@ impl ApiServer {
         config: ApiServerConfig,
         storage: Arc<dyn Storage>,
     ) -> Result<ApiServer, ServeError> {
-        let tls = crate::tls::server_config(&config.tls_cert_file, &config.tls_key_file)?;
+        let security = crate::auth::Security::new(&config.security, &config.advertise)?;
+        let tls = crate::tls::server_config_with_clients(
+            &config.tls_cert_file,
+            &config.tls_key_file,
+            Some(security.authn.client_cert_verifier()),
+        )?;
         let listener =
             TcpListener::bind(config.bind)
                 .await
@@ -134,6 +147,7 @@ impl ApiServer {
             inflight_read: budget(config.max_requests_inflight),
             inflight_mutating: budget(config.max_mutating_requests_inflight),
             openapi_v2: Default::default(),
+            security,
         });
         bootstrap(&state.registry).await?;
         crate::bootstrap::kubernetes_service(&state.registry, &config.advertise).await?;
@@ -143,11 +157,27 @@ impl ApiServer {
                 name: "customresourcedefinitions".into(),
                 message: format!("{e:?}"),
             })?;
+        if state.security.rbac_enabled {
+            crate::auth::policy::reconcile(&state.registry)
+                .await
+                .map_err(|e| ServeError::Bootstrap {
+                    name: "rbac/bootstrap-roles".into(),
+                    message: format!("{e:?}"),
+                })?;
+        }
+        let (stop_feeds, feeds_stopped) = watch::channel(false);
+        crate::auth::feeds::start(&state.registry, &state.security, feeds_stopped)
+            .await
+            .map_err(|e| ServeError::Bootstrap {
+                name: "authorization feeds".into(),
+                message: format!("{e:?}"),
+            })?;
         Ok(ApiServer {
             config,
             state,
             listener,
             tls: tokio_rustls::TlsAcceptor::from(tls),
+            stop_feeds,
         })
     }
 
@@ -177,6 +207,7 @@ impl ApiServer {
                     }
                 },
                 _ = shutdown.changed() => {
+                    let _ = self.stop_feeds.send(true);
                     // Stop being advertised as a backend of the `kubernetes` Service.
                     crate::bootstrap::withdraw(&self.state.registry, &self.config.advertise).await;
                     return;
@@ -193,9 +224,17 @@ impl ApiServer {
                         return;
                     }
                 };
+                // The client's certificate chain, for authentication.
+                let chain: Arc<Option<Vec<Vec<u8>>>> = Arc::new(
+                    tls.get_ref()
+                        .1
+                        .peer_certificates()
+                        .map(|c| c.iter().map(|d| d.as_ref().to_vec()).collect()),
+                );
                 let service = hyper::service::service_fn(move |req| {
                     let state = state.clone();
-                    async move { Ok::<_, Infallible>(handle(&state, req).await) }
+                    let chain = chain.clone();
+                    async move { Ok::<_, Infallible>(handle(&state, req, (*chain).as_deref()).await) }
                 });
                 let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
                 if let Err(e) = builder.serve_connection(TokioIo::new(tls), service).await {
@@ -238,7 +277,11 @@ fn header_str(req: &http::Request<Incoming>, name: header::HeaderName) -> Option
     req.headers().get(name).and_then(|v| v.to_str().ok())
 }
 
-async fn handle(state: &State, req: http::Request<Incoming>) -> Response {
+async fn handle(
+    state: &State,
+    mut req: http::Request<Incoming>,
+    peer_chain: Option<&[Vec<u8>]>,
+) -> Response {
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
@@ -289,7 +332,24 @@ async fn handle(state: &State, req: http::Request<Incoming>) -> Response {
             }
         },
     };
-    let resp = route(state, req, &info, &query).await;
+    // WithAuthentication, WithImpersonation, WithAuthorization.
+    let user = match crate::auth::filter::authenticate(
+        &state.security,
+        &state.registry,
+        req.headers_mut(),
+        peer_chain,
+    )
+    .await
+    .and_then(|u| crate::auth::filter::impersonate(&state.security, u, req.headers_mut()))
+    {
+        Ok(u) => u,
+        Err(status) => return response::status(&status),
+    };
+    let attrs = crate::auth::filter::attributes(&user, &info, &query);
+    if let Err(status) = crate::auth::filter::authorize(&state.security, &attrs) {
+        return response::status(&status);
+    }
+    let resp = route(state, req, &info, &query, &user).await;
     if info.is_resource_request && !info.resource.is_empty() {
         let scope = if !info.namespace.is_empty() && info.resource != "namespaces" {
             "namespace"
@@ -317,6 +377,7 @@ async fn route(
     req: http::Request<Incoming>,
     info: &request_info::RequestInfo,
     query: &Query,
+    user: &ferrokube_authz::UserInfo,
 ) -> Response {
     let path = info.path.trim_end_matches('/');
     let accept = header_str(&req, header::ACCEPT).map(str::to_string);
@@ -362,6 +423,32 @@ async fn route(
         if path == "/openapi/v3" {
             return crate::handlers::openapi::index(&state.registry.crds);
         }
+        if let Some(openid) = state.security.openid.as_ref() {
+            let doc = match path {
+                ferrokube_authn::OPENID_CONFIGURATION_PATH => Some((
+                    openid.configuration_json(),
+                    ferrokube_authn::OPENID_CONFIGURATION_CONTENT_TYPE,
+                )),
+                ferrokube_authn::JWKS_PATH => {
+                    Some((openid.jwks_json(), ferrokube_authn::JWKS_CONTENT_TYPE))
+                }
+                _ => None,
+            };
+            if let Some((bytes, content_type)) = doc {
+                let mut resp = http::Response::new(crate::body::Body::full(
+                    bytes::Bytes::copy_from_slice(bytes),
+                ));
+                resp.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    http::HeaderValue::from_static(content_type),
+                );
+                resp.headers_mut().insert(
+                    header::CACHE_CONTROL,
+                    http::HeaderValue::from_static(ferrokube_authn::CACHE_CONTROL),
+                );
+                return resp;
+            }
+        }
         if let Some(key) = path.strip_prefix("/openapi/v3/") {
             return crate::handlers::openapi::document(
                 &state.registry.crds,
@@ -381,6 +468,8 @@ async fn route(
             content_type: content_type.as_deref(),
             user_agent: user_agent.as_deref(),
             body,
+            user,
+            security: &state.security,
         },
     )
     .await

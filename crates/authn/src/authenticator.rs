@@ -265,18 +265,22 @@ impl Authenticator {
                 Err(e) => errors.push(e.into()),
             }
         }
-        if let Some(token) = bearer::bearer_token(headers) {
+        // Upstream installs the bearer-token authenticators only when some token method
+        // is configured; otherwise a token is not a credential anyone checks.
+        let token_methods =
+            self.token_file.is_some() || self.service_accounts.is_some() || self.bootstrap;
+        if let Some(token) = bearer::bearer_token(headers).filter(|_| token_methods) {
             match self.token(token, None, lookup, now).await {
                 Ok(found) => return Ok(Some(finish(found))),
                 Err(mut e) => errors.append(&mut e),
             }
         }
         match bearer::websocket_token(headers) {
-            Ok(Some(token)) => match self.token(&token, None, lookup, now).await {
+            Ok(Some(token)) if token_methods => match self.token(&token, None, lookup, now).await {
                 Ok(found) => return Ok(Some(finish(found))),
                 Err(mut e) => errors.append(&mut e),
             },
-            Ok(None) => {}
+            Ok(_) => {}
             Err(e) => errors.push(e.into()),
         }
 

@@ -49,6 +49,10 @@ pub struct ApiServerArgs {
     #[arg(long, default_value_t = 200)]
     pub max_mutating_requests_inflight: usize,
     #[command(flatten)]
+    pub security: crate::apiserver_flags::SecurityFlags,
+    #[command(flatten)]
+    pub compat: crate::apiserver_flags::CompatFlags,
+    #[command(flatten)]
     pub storage: StorageFlags,
 }
 
@@ -100,6 +104,7 @@ impl ApiServerArgs {
             event_ttl: self.event_ttl,
             max_requests_inflight: self.max_requests_inflight,
             max_mutating_requests_inflight: self.max_mutating_requests_inflight,
+            security: self.security.to_config(),
             ..ApiServerConfig::new(
                 SocketAddr::new(self.bind_address, self.secure_port),
                 cert,
@@ -111,6 +116,7 @@ impl ApiServerArgs {
 }
 
 pub async fn run(args: ApiServerArgs) -> anyhow::Result<()> {
+    args.compat.warn_unsupported();
     let backend = args.storage.open(true).await?;
     let server = args.start(backend.store()).await?;
     let (stop, stopped) = tokio::sync::watch::channel(false);

@@ -6,6 +6,7 @@
 //! (`kube-apiserver`), it behaves as that subcommand.
 
 mod apiserver_cmd;
+mod apiserver_flags;
 mod duration;
 mod pki_cmd;
 mod server;

@@ -32,9 +32,9 @@ pub struct ServerArgs {
     etcd_servers: Option<String>,
 }
 
-/// The admin's bearer token, generated once and kept in `<data-dir>/tls/admin.token`.
-/// Authentication does not exist yet, so today it only keeps kubectl from prompting for
-/// a password; it becomes the admin's credential when token authentication lands.
+/// The admin's bearer token, generated once and kept in `<data-dir>/tls/admin.token`; it
+/// authenticates user `admin` in group `system:masters` through the token file
+/// `<data-dir>/tls/tokens.csv` (upstream's `--token-auth-file` format).
 fn admin_token(dir: &Path) -> anyhow::Result<String> {
     let path = dir.join("admin.token");
     if let Ok(t) = std::fs::read_to_string(&path) {
@@ -43,8 +43,25 @@ fn admin_token(dir: &Path) -> anyhow::Result<String> {
         }
     }
     let token = format!("{}{}", uuid_hex(), uuid_hex());
-    std::fs::write(&path, &token).with_context(|| format!("writing {}", path.display()))?;
+    write_private(&path, &token)?;
     Ok(token)
+}
+
+/// Writes a file only its owner can read (credentials).
+fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    f.write_all(text.as_bytes())
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
 }
 
 fn uuid_hex() -> String {
@@ -57,12 +74,18 @@ fn write_kubeconfig(path: &Path, server: &str, ca_pem: &[u8], token: &str) -> an
     let text = format!(
         "apiVersion: v1\nkind: Config\nclusters:\n- cluster:\n    certificate-authority-data: {ca}\n    server: https://{server}\n  name: ferrokube\ncontexts:\n- context:\n    cluster: ferrokube\n    user: admin\n  name: ferrokube\ncurrent-context: ferrokube\nusers:\n- name: admin\n  user:\n    token: {token}\n"
     );
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
+    write_private(path, &text)
 }
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
+    let tls_dir = args.data_dir.join("tls");
+    std::fs::create_dir_all(&tls_dir).with_context(|| format!("creating {}", tls_dir.display()))?;
+    let token = admin_token(&tls_dir)?;
+    let tokens = tls_dir.join("tokens.csv");
+    write_private(
+        &tokens,
+        &format!("{token},admin,admin,\"system:masters\"\n"),
+    )?;
     let storage = StorageFlags {
         data_dir: args.data_dir.join("db"),
         etcd_servers: args.etcd_servers.clone(),
@@ -84,6 +107,12 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         event_ttl: std::time::Duration::from_secs(3600),
         max_requests_inflight: 400,
         max_mutating_requests_inflight: 200,
+        security: crate::apiserver_flags::SecurityFlags {
+            token_auth_file: Some(tokens.clone()),
+            authorization_mode: "Node,RBAC".into(),
+            ..Default::default()
+        },
+        compat: Default::default(),
         storage,
     };
     let backend = api.storage.open(true).await?;
@@ -94,7 +123,6 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let addr = server
         .local_addr()
         .map_or_else(|| api.advertise(), |a| a.to_string());
-    let token = admin_token(&args.data_dir.join("tls"))?;
     write_kubeconfig(&kubeconfig, &addr, &ca, &token)?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let serving = tokio::spawn(server.run(stopped));

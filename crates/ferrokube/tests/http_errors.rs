@@ -8,7 +8,18 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-struct Server(Child, u16, #[allow(dead_code)] tempfile::TempDir);
+struct Server(Child, u16, tempfile::TempDir);
+
+impl Server {
+    /// `Authorization` header with the admin token `ferrokube server` generated.
+    /// (`ferrokube apiserver` without token flags has none: anonymous is enough there.)
+    fn auth(&self) -> String {
+        match std::fs::read_to_string(self.2.path().join("tls/admin.token")) {
+            Ok(token) => format!("Authorization: Bearer {}", token.trim()),
+            Err(_) => "X-No-Credentials: 1".into(),
+        }
+    }
+}
 
 impl Drop for Server {
     fn drop(&mut self) {
@@ -70,6 +81,8 @@ fn curl(
         method,
         "-H",
         &format!("Content-Type: {content_type}"),
+        "-H",
+        &s.auth(),
     ]);
     let file = tempfile::NamedTempFile::new().unwrap();
     if let Some(b) = body {
@@ -162,6 +175,8 @@ fn bad_requests_get_upstream_statuses() {
             "-sk",
             "-H",
             "Accept: application/yaml",
+            "-H",
+            &s.auth(),
             &format!("https://127.0.0.1:{}{cms}/from-yaml", s.1),
         ])
         .output()

@@ -104,6 +104,20 @@ fn requests_over_the_inflight_budget_get_429() {
     let mut stdin = slow.stdin.take().unwrap();
     stdin.write_all(b"{\"apiVersion\":\"v1\",").unwrap();
     stdin.flush().unwrap();
+    // Wait until the server counts it in flight.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let metrics = Command::new("curl")
+            .args(["-sk", &url(s.1, "/metrics")])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&metrics.stdout).to_string();
+        if text.contains("apiserver_current_inflight_requests{request_kind=\"mutating\"} 1") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the slow request never arrived");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let deadline = Instant::now() + Duration::from_secs(10);
     let (head, body) = loop {
         let (head, body) = post(s.1, "second");

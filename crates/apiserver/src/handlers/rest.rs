@@ -29,6 +29,9 @@ pub struct Request<'a> {
     pub content_type: Option<&'a str>,
     pub user_agent: Option<&'a str>,
     pub body: Bytes,
+    /// The authenticated (or impersonated) user.
+    pub user: &'a ferrokube_authz::UserInfo,
+    pub security: &'a crate::auth::Security,
 }
 
 pub fn not_found_resource() -> Status {
@@ -153,6 +156,22 @@ async fn dispatch(
         resource: info.resource,
         name: &ri.name,
     };
+    if crate::auth::reviews::is_review(info.group, info.resource) && sub.is_empty() {
+        if verb != "create" {
+            return Err(Status::method_not_allowed(subject, verb).into());
+        }
+        let body = parse_body(info, req)?;
+        let out = crate::auth::reviews::handle(
+            req.security,
+            registry,
+            req.user,
+            info.resource,
+            &ri.namespace,
+            body,
+        )
+        .await?;
+        return Ok(response::json(201, &out));
+    }
     let allowed = match sub {
         // PUT and PATCH address one object, never a collection.
         "" if matches!(verb, "update" | "patch") && ri.name.is_empty() => false,
@@ -161,6 +180,23 @@ async fn dispatch(
             matches!(verb, "get" | "update" | "patch") && info.subresource("status").is_some()
         }
         "finalize" => verb == "update" && info.subresource("finalize").is_some(),
+        "token" if info.group.is_empty() && info.resource == "serviceaccounts" => {
+            if verb != "create" {
+                return Err(Status::method_not_allowed(subject, verb).into());
+            }
+            let body = parse_body(info, req).unwrap_or_else(|_| json!({}));
+            let (out, warning) = crate::auth::tokens::token_request(
+                req.security,
+                registry,
+                target.namespace.unwrap_or("default"),
+                &ri.name,
+                &body,
+                dry_run(req.query)?,
+            )
+            .await?;
+            let warnings: Vec<String> = warning.into_iter().collect();
+            return Ok(with_warnings(response::json(201, &out), &warnings));
+        }
         "binding" | "eviction" if info.group.is_empty() && info.resource == "pods" => {
             if verb != "create" {
                 return Err(Status::method_not_allowed(subject, verb).into());
@@ -296,6 +332,7 @@ async fn dispatch(
             let mut obj = parse_body(info, req)?;
             let warnings = crate::schema::validate_for(target, &mut obj, mode)?;
             let obj = manager.track(target, None, None, obj);
+            check_rbac_write(req, target, &obj, None)?;
             let created = registry.create(target, obj, dry_run(req.query)?).await?;
             Ok(with_warnings(
                 response::json(201, &shape_object(out, target, created)),
@@ -314,7 +351,11 @@ async fn dispatch(
                     &ri.name,
                     subresource,
                     dry_run(req.query)?,
-                    |current| Ok(manager.track(target, subresource, current, desired.clone())),
+                    |current| {
+                        let next = manager.track(target, subresource, current, desired.clone());
+                        check_rbac_write(req, target, &next, current)?;
+                        Ok(next)
+                    },
                 )
                 .await?;
             Ok(with_warnings(
@@ -355,7 +396,9 @@ async fn dispatch(
                         }
                         let mut patched = kind.apply(info, &view, &patch)?;
                         warnings = crate::schema::validate_for(target, &mut patched, mode)?;
-                        Ok(manager.track(target, subresource, Some(current), patched))
+                        let next = manager.track(target, subresource, Some(current), patched);
+                        check_rbac_write(req, target, &next, Some(current))?;
+                        Ok(next)
                     },
                 )
                 .await?;
@@ -504,6 +547,48 @@ impl PatchKind {
         };
         Ok(patched)
     }
+}
+
+/// RBAC's escalation prevention on writes of roles and bindings (the `policybased`
+/// storages): the writer must hold the permissions it grants, or `escalate`/`bind`.
+fn check_rbac_write(
+    req: &Request<'_>,
+    target: &Target<'_>,
+    obj: &Value,
+    old: Option<&Value>,
+) -> ApiResult<()> {
+    if !req.security.rbac_enabled || target.info.group != "rbac.authorization.k8s.io" {
+        return Ok(());
+    }
+    let Some(kind) = ferrokube_authz::RbacKind::from_kind(target.info.kind) else {
+        return Ok(());
+    };
+    req.security
+        .rbac
+        .check_write(
+            req.security.authz.as_ref(),
+            req.user,
+            kind,
+            target.namespace.unwrap_or(""),
+            obj,
+            old,
+        )
+        .map_err(|e| match e {
+            ferrokube_authz::WriteCheckError::Forbidden {
+                resource,
+                ref name,
+                ref reason,
+            } => Status::forbidden(
+                Subject {
+                    group: "rbac.authorization.k8s.io",
+                    resource,
+                    name,
+                },
+                reason,
+            )
+            .into(),
+            ferrokube_authz::WriteCheckError::BadRequest(m) => Status::bad_request(m).into(),
+        })
 }
 
 /// PATCH with `application/apply-patch+yaml`: the configuration is merged into the live
