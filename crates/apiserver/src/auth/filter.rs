@@ -107,7 +107,9 @@ pub fn forbidden(a: &Attributes, reason: &str) -> Status {
 
 /// What a request asks to do.
 pub fn attributes(user: &UserInfo, info: &RequestInfo, query: &Query) -> Attributes {
-    if !info.is_resource_request {
+    // `/api/v1` and `/apis/apps/v1` are discovery, not resources (upstream needs at
+    // least /api/v1/{resource}).
+    if !info.is_resource_request || info.resource.is_empty() {
         return Attributes::non_resource(user.clone(), &info.verb, &info.path);
     }
     let mut a = Attributes::resource(
