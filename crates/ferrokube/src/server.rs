@@ -82,6 +82,16 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&tls_dir).with_context(|| format!("creating {}", tls_dir.display()))?;
     let token = admin_token(&tls_dir)?;
     let tokens = tls_dir.join("tokens.csv");
+    let (sa_key, sa_pub) = (tls_dir.join("sa.key"), tls_dir.join("sa.pub"));
+    if !sa_key.exists() || !sa_pub.exists() {
+        // The service-account token signing pair (ECDSA P-256: fast to make, ES256 tokens).
+        let key = ferrokube_pki::keys::PrivateKey::generate(
+            ferrokube_pki::keys::KeyAlgorithm::EcdsaP256,
+        )
+        .context("generating the service-account signing key")?;
+        write_private(&sa_key, key.pem())?;
+        write_private(&sa_pub, &key.public_key_pem())?;
+    }
     write_private(
         &tokens,
         &format!("{token},admin,admin,\"system:masters\"\n"),
@@ -110,6 +120,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         security: crate::apiserver_flags::SecurityFlags {
             token_auth_file: Some(tokens.clone()),
             authorization_mode: "Node,RBAC".into(),
+            service_account_signing_key_file: Some(sa_key.clone()),
+            service_account_key_file: vec![sa_pub.clone()],
+            service_account_issuer: vec!["https://kubernetes.default.svc.cluster.local".into()],
             ..Default::default()
         },
         compat: Default::default(),

@@ -1,0 +1,157 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! Authentication and authorization as kubectl users meet them on `ferrokube server`
+//! (token file for the admin, service-account tokens, Node,RBAC): `create token`,
+//! `auth whoami`, TokenReview, `auth can-i` (and `--list`), RBAC grants taking effect,
+//! escalation prevention, impersonation rights.
+
+mod common;
+
+use common::start;
+
+/// `kubectl auth can-i` answers yes (exit 0) or no (exit 1).
+fn can_i(s: &common::Server, args: &[&str]) -> String {
+    let mut full = vec!["auth", "can-i"];
+    full.extend_from_slice(args);
+    let o = s.kubectl(&full);
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+#[test]
+fn tokens_rbac_and_reviews_with_kubectl() {
+    let s = start();
+    assert!(s.ok(&["auth", "whoami"]).contains("system:masters"));
+    s.ok(&["create", "serviceaccount", "app"]);
+    let token = s.ok(&["create", "token", "app", "--duration=1h"]);
+    let token = token.trim();
+    assert!(token.starts_with("eyJ"), "{token}");
+    let me = s.ok(&[
+        "auth",
+        "whoami",
+        "--token",
+        token,
+        "-o",
+        "jsonpath={.status.userInfo.username}",
+    ]);
+    assert_eq!(me, "system:serviceaccount:default:app");
+    let review = format!(
+        "apiVersion: authentication.k8s.io/v1\nkind: TokenReview\nspec: {{token: \"{token}\"}}\n"
+    );
+    let o = s.kubectl_stdin(
+        &[
+            "create",
+            "-f",
+            "-",
+            "-o",
+            "jsonpath={.status.authenticated} {.status.user.username}",
+        ],
+        Some(&review),
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "true system:serviceaccount:default:app"
+    );
+    // A forged token authenticates nobody.
+    let forged = format!("{}x", &token[..token.len() - 1]);
+    let err = s.fails(&["get", "pods", "--token", &forged]);
+    assert!(err.contains("Unauthorized"), "{err}");
+
+    // Nothing is allowed until RBAC grants it; then exactly that.
+    let err = s.fails(&["get", "pods", "--token", token]);
+    assert!(
+        err.contains(r#"pods is forbidden: User "system:serviceaccount:default:app" cannot list resource "pods" in API group "" in the namespace "default""#),
+        "{err}"
+    );
+    assert_eq!(
+        can_i(
+            &s,
+            &["list", "pods", "--as", "system:serviceaccount:default:app"]
+        ),
+        "no"
+    );
+    s.ok(&[
+        "create",
+        "role",
+        "pod-reader",
+        "--verb=get,list,watch",
+        "--resource=pods",
+    ]);
+    s.ok(&[
+        "create",
+        "rolebinding",
+        "app-reads",
+        "--role=pod-reader",
+        "--serviceaccount=default:app",
+    ]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while s.kubectl(&["get", "pods", "--token", token]).status.code() != Some(0) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the RoleBinding never took effect"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(can_i(&s, &["list", "pods", "--token", token]), "yes");
+    assert_eq!(can_i(&s, &["delete", "pods", "--token", token]), "no");
+    assert_eq!(
+        can_i(&s, &["list", "pods", "-n", "kube-system", "--token", token]),
+        "no"
+    );
+    let list = can_i(&s, &["--list", "--token", token]);
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with("pods ") && l.contains("[get list watch]")),
+        "{list}"
+    );
+
+    // Escalation: granting what you do not hold is forbidden, impersonation needs its verb.
+    s.ok(&[
+        "create",
+        "role",
+        "role-writer",
+        "--verb=create",
+        "--resource=roles.rbac.authorization.k8s.io",
+    ]);
+    s.ok(&[
+        "create",
+        "rolebinding",
+        "app-writes-roles",
+        "--role=role-writer",
+        "--serviceaccount=default:app",
+    ]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while can_i(&s, &["create", "roles", "--token", token]) != "yes" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the RoleBinding never took effect"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let err = s.fails(&[
+        "create",
+        "role",
+        "secret-reader",
+        "--verb=get",
+        "--resource=secrets",
+        "--token",
+        token,
+    ]);
+    assert!(
+        err.contains(r#"roles.rbac.authorization.k8s.io "secret-reader" is forbidden: user "system:serviceaccount:default:app""#)
+            && err.contains("is attempting to grant RBAC permissions not currently held"),
+        "{err}"
+    );
+    s.ok(&[
+        "create",
+        "role",
+        "pod-lister",
+        "--verb=list",
+        "--resource=pods",
+        "--token",
+        token,
+    ]);
+    let err = s.fails(&["get", "pods", "--token", token, "--as", "admin"]);
+    assert!(
+        err.contains(r#"users "admin" is forbidden: User "system:serviceaccount:default:app" cannot impersonate resource "users" in API group "" at the cluster scope"#),
+        "{err}"
+    );
+}
