@@ -85,10 +85,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let (sa_key, sa_pub) = (tls_dir.join("sa.key"), tls_dir.join("sa.pub"));
     if !sa_key.exists() || !sa_pub.exists() {
         // The service-account token signing pair (ECDSA P-256: fast to make, ES256 tokens).
-        let key = ferrokube_pki::keys::PrivateKey::generate(
-            ferrokube_pki::keys::KeyAlgorithm::EcdsaP256,
-        )
-        .context("generating the service-account signing key")?;
+        let key =
+            ferrokube_pki::keys::PrivateKey::generate(ferrokube_pki::keys::KeyAlgorithm::EcdsaP256)
+                .context("generating the service-account signing key")?;
         write_private(&sa_key, key.pem())?;
         write_private(&sa_pub, &key.public_key_pem())?;
     }
