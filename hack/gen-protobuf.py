@@ -168,6 +168,15 @@ def main():
                         if target not in index:
                             continue
                         kind = f"Kind::Message({index[target]})"
+                        # Go's `json:",inline"` embedded structs (a Volume's VolumeSource,
+                        # an IngressRule's IngressRuleValue, a Probe's ProbeHandler): the
+                        # proto has a field, the JSON has the embedded struct's fields.
+                        # (Swagger has no definition for most embedded structs: compare
+                        # the proto message's own field names.)
+                        if by_norm.get(norm(fname)) is None:
+                            child = {norm(f) for _, f, _, _ in messages.get(target, [])}
+                            if child and child <= set(by_norm):
+                                json_name = ""
                     else:
                         kind = {"string": "Kind::String", "int32": "Kind::Int32", "int64": "Kind::Int64", "bool": "Kind::Bool",
                                 'bytes = "vec"': "Kind::Bytes", "double": "Kind::Double"}[base]

@@ -341,6 +341,12 @@ pub fn decode_message(msg: &Message, buf: &[u8], depth: usize) -> Result<Value, 
                     a.extend(items);
                 }
             }
+            // An embedded (`json:",inline"`) struct: its fields are the parent's.
+            Kind::Message(_) if f.name.is_empty() => {
+                if let Value::Object(inner) = scalar(f.kind, &raw, depth)? {
+                    obj.extend(inner);
+                }
+            }
             _ => {
                 let v = scalar(f.kind, &raw, depth)?;
                 let drop = match f.kind {

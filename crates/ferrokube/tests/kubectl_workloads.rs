@@ -206,3 +206,39 @@ fn pods_are_bound_and_evicted_as_upstream() {
         "0"
     );
 }
+
+/// kubectl's typed commands send protobuf; embedded (`json:",inline"`) structs must come
+/// out as their fields (an IngressRule's `http`, a ConfigMap reference's `name`).
+#[test]
+fn protobuf_inline_fields() {
+    let s = common::start();
+    s.ok(&[
+        "create",
+        "ingress",
+        "web",
+        "--rule=foo.example.com/bar*=svc:80",
+    ]);
+    assert_eq!(
+        s.ok(&[
+            "get",
+            "ingress",
+            "web",
+            "-o",
+            "jsonpath={.spec.rules[0].http.paths[0].backend.service.name}"
+        ]),
+        "svc"
+    );
+    s.ok(&["create", "configmap", "c1", "--from-literal=a=b"]);
+    s.ok(&["create", "deployment", "d1", "--image=nginx"]);
+    s.ok(&["set", "env", "deployment/d1", "--from=configmap/c1"]);
+    assert_eq!(
+        s.ok(&[
+            "get",
+            "deploy",
+            "d1",
+            "-o",
+            "jsonpath={.spec.template.spec.containers[0].env[0].valueFrom.configMapKeyRef.name}"
+        ]),
+        "c1"
+    );
+}
