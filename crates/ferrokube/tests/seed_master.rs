@@ -256,6 +256,28 @@ fn check_cluster(pki: &Path, port: u16, k: &Kubectl) {
     let bootstrap = pki.join("kubelet-bootstrap-k8s-01.kubeconfig");
     let (ok_csr, out, err) = k.run(&bootstrap, &["create", "-f", "-"], Some(&csr_doc));
     assert!(ok_csr, "{out}{err}");
+    let csr_name = out
+        .trim()
+        .split(' ')
+        .next()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_string();
+    // The requestor is recorded; approving needs `approve` on the signer.
+    let table = ok(&["get", "csr", &csr_name]);
+    assert!(
+        table.contains("kubernetes.io/kube-apiserver-client-kubelet")
+            && table.contains("system:bootstrap:")
+            && table.contains("Pending"),
+        "{table}"
+    );
+    let (approved, _, err) = k.run(&bootstrap, &["certificate", "approve", &csr_name], None);
+    assert!(!approved, "a bootstrapper approved its own CSR");
+    assert!(err.contains("forbidden"), "{err}");
+    ok(&["certificate", "approve", &csr_name]);
+    assert!(ok(&["get", "csr", &csr_name]).contains("Approved"));
     let (ok_pods, _, err) = k.run(&bootstrap, &["get", "pods", "-A"], None);
     assert!(!ok_pods);
     assert!(

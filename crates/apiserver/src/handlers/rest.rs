@@ -180,6 +180,9 @@ async fn dispatch(
             matches!(verb, "get" | "update" | "patch") && info.subresource("status").is_some()
         }
         "finalize" => verb == "update" && info.subresource("finalize").is_some(),
+        "approval" => {
+            matches!(verb, "get" | "update" | "patch") && info.subresource("approval").is_some()
+        }
         "token" if info.group.is_empty() && info.resource == "serviceaccounts" => {
             if verb != "create" {
                 return Err(Status::method_not_allowed(subject, verb).into());
@@ -331,6 +334,10 @@ async fn dispatch(
                 FieldManager::for_request(target, req.query, req.user_agent, "CreateOptions")?;
             let mut obj = parse_body(info, req)?;
             let warnings = crate::schema::validate_for(target, &mut obj, mode)?;
+            if info.group == "certificates.k8s.io" && info.resource == "certificatesigningrequests"
+            {
+                set_requestor(&mut obj, req.user);
+            }
             let obj = manager.track(target, None, None, obj);
             check_rbac_write(req, target, &obj, None)?;
             let created = registry.create(target, obj, dry_run(req.query)?).await?;
@@ -354,6 +361,7 @@ async fn dispatch(
                     |current| {
                         let next = manager.track(target, subresource, current, desired.clone());
                         check_rbac_write(req, target, &next, current)?;
+                        check_csr_approval(req, subresource, current)?;
                         Ok(next)
                     },
                 )
@@ -398,6 +406,7 @@ async fn dispatch(
                         warnings = crate::schema::validate_for(target, &mut patched, mode)?;
                         let next = manager.track(target, subresource, Some(current), patched);
                         check_rbac_write(req, target, &next, Some(current))?;
+                        check_csr_approval(req, subresource, Some(current))?;
                         Ok(next)
                     },
                 )
@@ -589,6 +598,66 @@ fn check_rbac_write(
             .into(),
             ferrokube_authz::WriteCheckError::BadRequest(m) => Status::bad_request(m).into(),
         })
+}
+
+/// A CSR records who asked for it (the CSR strategy's `PrepareForCreate`).
+fn set_requestor(obj: &mut Value, user: &ferrokube_authz::UserInfo) {
+    let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    spec.insert("username".into(), json!(user.name));
+    spec.remove("uid");
+    if !user.uid.is_empty() {
+        spec.insert("uid".into(), json!(user.uid));
+    }
+    spec.insert("groups".into(), json!(user.groups));
+    spec.remove("extra");
+    if !user.extra.is_empty() {
+        spec.insert("extra".into(), json!(user.extra));
+    }
+}
+
+/// The CertificateApproval admission plugin: approving or denying a CSR through
+/// `/approval` needs the `approve` verb on its signer (`signers` in certificates.k8s.io,
+/// named by the signerName or its `<domain>/*`).
+fn check_csr_approval(
+    req: &Request<'_>,
+    subresource: Option<&str>,
+    current: Option<&Value>,
+) -> ApiResult<()> {
+    if subresource != Some("approval") {
+        return Ok(());
+    }
+    let signer = current
+        .and_then(|c| c.pointer("/spec/signerName"))
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let mut names = vec![signer.to_string()];
+    if let Some((domain, _)) = signer.split_once('/') {
+        names.push(format!("{domain}/*"));
+    }
+    for name in &names {
+        let a = ferrokube_authz::Attributes::resource(
+            req.user.clone(),
+            "approve",
+            "certificates.k8s.io",
+            "signers",
+            "",
+            name,
+        );
+        if req.security.authz.authorize(&a).is_allowed() {
+            return Ok(());
+        }
+    }
+    Err(Status::forbidden(
+        Subject {
+            group: "certificates.k8s.io",
+            resource: "certificatesigningrequests",
+            name: &req.info.name,
+        },
+        &format!("user not permitted to approve requests with signerName {signer:?}"),
+    )
+    .into())
 }
 
 /// PATCH with `application/apply-patch+yaml`: the configuration is merged into the live

@@ -183,6 +183,14 @@ fn columns(info: &ResourceInfo) -> Vec<Col> {
         ("apiextensions.k8s.io", "customresourcedefinitions") => {
             vec![c("Name", "string"), c("Created At", "date")]
         }
+        ("certificates.k8s.io", "certificatesigningrequests") => vec![
+            c("Name", "string"),
+            c("Age", "string"),
+            c("SignerName", "string"),
+            c("Requestor", "string"),
+            c("RequestedDuration", "string"),
+            c("Condition", "string"),
+        ],
         ("autoscaling", "horizontalpodautoscalers") => vec![
             c("Name", "string"),
             c("Reference", "string"),
@@ -328,6 +336,38 @@ fn cells(info: &ResourceInfo, o: &Value) -> Vec<Value> {
         ("", "secrets") => vec![name, json!(s(o, "/type")), json!(count(o, "/data")), a],
         ("", "namespaces") => vec![name, json!(s(o, "/status/phase")), a],
         ("", "serviceaccounts") => vec![name, json!(count(o, "/secrets").to_string()), a],
+        ("certificates.k8s.io", "certificatesigningrequests") => {
+            let conditions: Vec<&str> = o
+                .pointer("/status/conditions")
+                .and_then(Value::as_array)
+                .map(|cs| cs.iter().filter_map(|c| c["type"].as_str()).collect())
+                .unwrap_or_default();
+            let mut condition = conditions.join(",");
+            if o.pointer("/status/certificate")
+                .is_some_and(|c| c.as_str().is_some_and(|c| !c.is_empty()))
+            {
+                condition.push_str(",Issued");
+            }
+            if condition.is_empty() {
+                condition = "Pending".into();
+            }
+            let duration = o
+                .pointer("/spec/expirationSeconds")
+                .and_then(Value::as_i64)
+                .map_or("<none>".to_string(), |s| {
+                    ferrokube_api::time::human_duration(std::time::Duration::from_secs(
+                        s.max(0) as u64
+                    ))
+                });
+            vec![
+                name,
+                a,
+                json!(s(o, "/spec/signerName")),
+                json!(s(o, "/spec/username")),
+                json!(duration),
+                json!(condition.trim_start_matches(',')),
+            ]
+        }
         ("autoscaling", "horizontalpodautoscalers") => vec![
             name,
             json!(format!(

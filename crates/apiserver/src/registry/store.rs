@@ -333,6 +333,28 @@ pub fn prepare_update(
     }
     match subresource {
         Some("status") => strategy.prepare_for_status_update(&mut desired, current),
+        Some("approval") => {
+            // Only status.conditions change through /approval.
+            let conditions = desired
+                .pointer("/status/conditions")
+                .cloned()
+                .unwrap_or(json!([]));
+            let mut merged = current.clone();
+            match merged.get_mut("status").and_then(Value::as_object_mut) {
+                Some(status) => {
+                    status.insert("conditions".into(), conditions);
+                }
+                None => {
+                    if let Some(m) = merged.as_object_mut() {
+                        m.insert("status".into(), json!({ "conditions": conditions }));
+                    }
+                }
+            }
+            if let Some(rv) = desired.pointer("/metadata/resourceVersion").cloned() {
+                meta::set(&mut merged, "resourceVersion", rv);
+            }
+            desired = merged;
+        }
         Some("finalize") => {
             // Only spec.finalizers changes through /finalize.
             let finalizers = desired
