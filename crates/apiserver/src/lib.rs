@@ -6,6 +6,7 @@
 //! decode → strategy (prepare, validate) → storage → encode. Authentication,
 //! authorization and admission land with the security work.
 
+mod audit;
 mod auth;
 mod body;
 mod bootstrap;
@@ -26,6 +27,7 @@ mod server;
 pub mod tls;
 mod yaml;
 
+pub use audit::AuditConfig;
 pub use auth::SecurityConfig;
 pub use server::{ApiServer, ApiServerConfig, ServeError};
 

@@ -46,6 +46,8 @@ pub struct ApiServerConfig {
     pub max_mutating_requests_inflight: usize,
     /// Authentication and authorization flags.
     pub security: crate::auth::SecurityConfig,
+    /// `--audit-*` flags.
+    pub audit: crate::audit::AuditConfig,
 }
 
 impl ApiServerConfig {
@@ -63,6 +65,7 @@ impl ApiServerConfig {
             max_requests_inflight: 400,
             max_mutating_requests_inflight: 200,
             security: crate::auth::SecurityConfig::default(),
+            audit: crate::audit::AuditConfig::default(),
         }
     }
 }
@@ -81,6 +84,8 @@ pub enum ServeError {
     Bootstrap { name: String, message: String },
     #[error(transparent)]
     Security(#[from] crate::auth::SecurityError),
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
     #[error("{0}")]
     Config(String),
 }
@@ -94,6 +99,7 @@ struct State {
     inflight_mutating: Option<Arc<tokio::sync::Semaphore>>,
     openapi_v2: crate::handlers::openapi_v2::Cache,
     security: crate::auth::Security,
+    audit: Option<crate::audit::Auditor>,
 }
 
 /// A configured API server; [`ApiServer::run`] serves until shutdown.
@@ -148,6 +154,7 @@ impl ApiServer {
             inflight_mutating: budget(config.max_mutating_requests_inflight),
             openapi_v2: Default::default(),
             security,
+            audit: crate::audit::Auditor::new(&config.audit)?,
         });
         bootstrap(&state.registry).await?;
         crate::bootstrap::kubernetes_service(&state.registry, &config.advertise).await?;
@@ -234,7 +241,9 @@ impl ApiServer {
                 let service = hyper::service::service_fn(move |req| {
                     let state = state.clone();
                     let chain = chain.clone();
-                    async move { Ok::<_, Infallible>(handle(&state, req, (*chain).as_deref()).await) }
+                    async move {
+                        Ok::<_, Infallible>(handle(&state, req, (*chain).as_deref(), peer).await)
+                    }
                 });
                 let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
                 if let Err(e) = builder.serve_connection(TokioIo::new(tls), service).await {
@@ -281,6 +290,7 @@ async fn handle(
     state: &State,
     mut req: http::Request<Incoming>,
     peer_chain: Option<&[Vec<u8>]>,
+    peer: SocketAddr,
 ) -> Response {
     let started = Instant::now();
     let method = req.method().clone();
@@ -332,24 +342,73 @@ async fn handle(
             }
         },
     };
-    // WithAuthentication, WithImpersonation, WithAuthorization.
-    let user = match crate::auth::filter::authenticate(
+    // WithAuthentication, WithAudit, WithImpersonation, WithAuthorization.
+    let audit_id = uuid::Uuid::new_v4().to_string();
+    let request_uri = req
+        .uri()
+        .path_and_query()
+        .map_or_else(|| path.clone(), |p| p.to_string());
+    let user_agent = header_str(&req, header::USER_AGENT).map(str::to_string);
+    let authenticated = crate::auth::filter::authenticate(
         &state.security,
         &state.registry,
         req.headers_mut(),
         peer_chain,
     )
-    .await
-    .and_then(|u| crate::auth::filter::impersonate(&state.security, u, req.headers_mut()))
-    {
+    .await;
+    let requester = match &authenticated {
+        Ok(u) => u.clone(),
+        Err(_) => ferrokube_authz::UserInfo::default(),
+    };
+    let effective = authenticated
+        .and_then(|u| crate::auth::filter::impersonate(&state.security, u, req.headers_mut()));
+    let impersonated = match &effective {
+        Ok(u) if u != &requester => Some(u.clone()),
+        _ => None,
+    };
+    let record = state.audit.as_ref().and_then(|a| {
+        a.begin(
+            &info,
+            &request_uri,
+            &requester,
+            impersonated.as_ref(),
+            user_agent.as_deref(),
+            Some(peer),
+            &audit_id,
+        )
+    });
+    let finish = |resp: Response, body: Option<&[u8]>, decision: Option<(&str, &str)>| {
+        let mut resp = resp;
+        if let Ok(v) = http::HeaderValue::from_str(&audit_id) {
+            resp.headers_mut().insert("audit-id", v);
+        }
+        if let (Some(a), Some(r)) = (state.audit.as_ref(), record) {
+            let response_body = match resp.body() {
+                crate::body::Body::Full(Some(b)) => Some(b.clone()),
+                _ => None,
+            };
+            a.finish(
+                r,
+                resp.status().as_u16(),
+                body,
+                response_body.as_deref(),
+                long_running,
+                decision,
+            );
+        }
+        resp
+    };
+    let user = match effective {
         Ok(u) => u,
-        Err(status) => return response::status(&status),
+        Err(status) => return finish(response::status(&status), None, None),
     };
     let attrs = crate::auth::filter::attributes(&user, &info, &query);
     if let Err(status) = crate::auth::filter::authorize(&state.security, &attrs) {
-        return response::status(&status);
+        return finish(response::status(&status), None, Some(("forbid", "")));
     }
-    let resp = route(state, req, &info, &query, &user).await;
+    let mut request_body = None;
+    let resp = route(state, req, &info, &query, &user, &mut request_body).await;
+    let resp = finish(resp, request_body.as_deref(), Some(("allow", "")));
     if info.is_resource_request && !info.resource.is_empty() {
         let scope = if !info.namespace.is_empty() && info.resource != "namespaces" {
             "namespace"
@@ -378,6 +437,7 @@ async fn route(
     info: &request_info::RequestInfo,
     query: &Query,
     user: &ferrokube_authz::UserInfo,
+    request_body: &mut Option<bytes::Bytes>,
 ) -> Response {
     let path = info.path.trim_end_matches('/');
     let accept = header_str(&req, header::ACCEPT).map(str::to_string);
@@ -401,6 +461,7 @@ async fn route(
         Ok(b) => b,
         Err(status) => return response::status(&status),
     };
+    *request_body = Some(body.clone());
     if !info.is_resource_request || info.resource.is_empty() {
         if method != Method::GET && method != Method::HEAD {
             return response::status(&Status::failure(

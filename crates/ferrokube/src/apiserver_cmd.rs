@@ -105,6 +105,7 @@ impl ApiServerArgs {
             max_requests_inflight: self.max_requests_inflight,
             max_mutating_requests_inflight: self.max_mutating_requests_inflight,
             security: self.security.to_config(),
+            audit: self.compat.audit_config(),
             ..ApiServerConfig::new(
                 SocketAddr::new(self.bind_address, self.secure_port),
                 cert,

@@ -142,19 +142,27 @@ pub struct CompatFlags {
     /// Not supported yet: secrets are stored unencrypted (a warning is logged).
     #[arg(long, value_name = "FILE")]
     pub encryption_provider_config: Option<PathBuf>,
-    /// Not supported yet: no audit log is written (a warning is logged).
+    /// audit.k8s.io/v1 Policy deciding what is logged (with --audit-log-path).
     #[arg(long, value_name = "FILE")]
     pub audit_policy_file: Option<PathBuf>,
-    #[arg(long, value_name = "FILE", hide = true)]
+    /// Where audit events go, one JSON line each ("-" = standard output).
+    #[arg(long, value_name = "FILE")]
     pub audit_log_path: Option<PathBuf>,
-    #[arg(long, hide = true)]
-    pub audit_log_maxage: Option<u32>,
-    #[arg(long, hide = true)]
-    pub audit_log_maxbackup: Option<u32>,
-    #[arg(long, hide = true)]
-    pub audit_log_maxsize: Option<u32>,
-    #[arg(long, hide = true, value_parser = go_bool, num_args = 0..=1, default_missing_value = "true", action = ArgAction::Set)]
-    pub audit_log_truncate_enabled: Option<bool>,
+    /// Days to keep rotated audit logs (0: forever).
+    #[arg(long, default_value_t = 0)]
+    pub audit_log_maxage: u64,
+    /// Rotated audit logs to keep (0: all).
+    #[arg(long, default_value_t = 0)]
+    pub audit_log_maxbackup: usize,
+    /// Megabytes before the audit log rotates (0: never).
+    #[arg(long, default_value_t = 0)]
+    pub audit_log_maxsize: u64,
+    /// Drop request/response bodies of events over --audit-log-truncate-max-event-size.
+    #[arg(long, value_parser = go_bool, default_value = "false", num_args = 0..=1, default_missing_value = "true", action = ArgAction::Set)]
+    pub audit_log_truncate_enabled: bool,
+    /// Largest audit event in bytes when truncation is enabled.
+    #[arg(long, default_value_t = 102_400)]
+    pub audit_log_truncate_max_event_size: usize,
     /// Admission plugins (NamespaceLifecycle is always on; the rest land with admission).
     #[arg(long, alias = "admission-control", hide = true)]
     pub enable_admission_plugins: Vec<String>,
@@ -198,13 +206,25 @@ pub struct CompatFlags {
 }
 
 impl CompatFlags {
+    pub fn audit_config(&self) -> ferrokube_apiserver::AuditConfig {
+        ferrokube_apiserver::AuditConfig {
+            policy_file: self.audit_policy_file.clone(),
+            log_path: self.audit_log_path.clone(),
+            max_age_days: self.audit_log_maxage,
+            max_backups: self.audit_log_maxbackup,
+            max_size_mb: self.audit_log_maxsize,
+            truncate_enabled: self.audit_log_truncate_enabled,
+            truncate_max_event_size: self.audit_log_truncate_max_event_size,
+        }
+    }
+
     /// Says what is accepted but not acted on.
     pub fn warn_unsupported(&self) {
         if let Some(f) = &self.encryption_provider_config {
             tracing::warn!(file = %f.display(), "--encryption-provider-config is not supported yet: Secrets are stored unencrypted");
         }
-        if self.audit_policy_file.is_some() || self.audit_log_path.is_some() {
-            tracing::warn!("--audit-policy-file/--audit-log-path are not supported yet: no audit log is written");
+        if self.audit_policy_file.is_some() != self.audit_log_path.is_some() {
+            tracing::warn!("auditing needs both --audit-policy-file and --audit-log-path: no audit log is written");
         }
         let admission: Vec<&str> = self
             .enable_admission_plugins

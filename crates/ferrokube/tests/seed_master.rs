@@ -340,6 +340,26 @@ fn check_cluster(pki: &Path, port: u16, k: &Kubectl) {
         .output()
         .unwrap();
     assert_eq!(o.stdout, b"401");
+
+    // The seeds' audit policy: every request at Metadata level, received and completed.
+    let audit = std::fs::read_to_string(pki.parent().unwrap().join("audit.log")).unwrap();
+    let events: Vec<serde_json::Value> = audit
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(events
+        .iter()
+        .all(|e| e["level"] == "Metadata" && e["apiVersion"] == "audit.k8s.io/v1"));
+    let complete: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| e["stage"] == "ResponseComplete")
+        .collect();
+    assert!(complete.len() > 50, "{}", complete.len());
+    assert!(complete.iter().any(|e| e["responseStatus"]["code"] == 401));
+    assert!(complete.iter().any(|e| e["responseStatus"]["code"] == 403
+        && e["user"]["username"] == "system:node:k8s-01"
+        && e["objectRef"]["name"] == "s2"));
+    assert!(complete.iter().all(|e| e.get("requestObject").is_none()));
 }
 
 fn make_pki(dir: &Path, port: u16) -> PathBuf {
