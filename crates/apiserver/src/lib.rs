@@ -6,6 +6,7 @@
 //! decode → strategy (prepare, validate) → storage → encode. Authentication,
 //! authorization and admission land with the security work.
 
+mod admission;
 mod audit;
 mod auth;
 mod body;

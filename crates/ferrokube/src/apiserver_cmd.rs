@@ -104,7 +104,10 @@ impl ApiServerArgs {
             event_ttl: self.event_ttl,
             max_requests_inflight: self.max_requests_inflight,
             max_mutating_requests_inflight: self.max_mutating_requests_inflight,
-            security: self.security.to_config(),
+            security: ferrokube_apiserver::SecurityConfig {
+                admission_plugins: self.compat.enable_admission_plugins.clone(),
+                ..self.security.to_config()
+            },
             audit: self.compat.audit_config(),
             ..ApiServerConfig::new(
                 SocketAddr::new(self.bind_address, self.secure_port),

@@ -163,8 +163,9 @@ pub struct CompatFlags {
     /// Largest audit event in bytes when truncation is enabled.
     #[arg(long, default_value_t = 102_400)]
     pub audit_log_truncate_max_event_size: usize,
-    /// Admission plugins (NamespaceLifecycle is always on; the rest land with admission).
-    #[arg(long, alias = "admission-control", hide = true)]
+    /// Admission plugins: NodeRestriction (NamespaceLifecycle is always on; others are
+    /// not built yet and only logged).
+    #[arg(long, alias = "admission-control")]
     pub enable_admission_plugins: Vec<String>,
     #[arg(long, hide = true)]
     pub default_not_ready_toleration_seconds: Option<i64>,
@@ -230,10 +231,10 @@ impl CompatFlags {
             .enable_admission_plugins
             .iter()
             .flat_map(|s| s.split(','))
-            .filter(|p| !p.is_empty() && *p != "NamespaceLifecycle")
+            .filter(|p| !p.is_empty() && !matches!(*p, "NamespaceLifecycle" | "NodeRestriction"))
             .collect();
         if !admission.is_empty() {
-            tracing::warn!(plugins = ?admission, "admission plugins other than NamespaceLifecycle are not supported yet");
+            tracing::warn!(plugins = ?admission, "admission plugins other than NamespaceLifecycle and NodeRestriction are not supported yet");
         }
     }
 }

@@ -310,6 +310,17 @@ fn check_cluster(pki: &Path, port: u16, k: &Kubectl) {
     assert!(!allowed);
     assert!(err.contains(r#"secrets "s2" is forbidden: User "system:node:k8s-01" cannot get resource "secrets" in API group "" in the namespace "default""#), "{err}");
 
+    // NodeRestriction: a kubelet registers its own Node, not another's.
+    let node_doc = |name: &str| format!("apiVersion: v1\nkind: Node\nmetadata: {{name: {name}}}\n");
+    let (created, out, err) = k.run(&node, &["create", "-f", "-"], Some(&node_doc("k8s-01")));
+    assert!(created, "{out}{err}");
+    let (created, _, err) = k.run(&node, &["create", "-f", "-"], Some(&node_doc("k8s-02")));
+    assert!(!created);
+    assert!(
+        err.contains(r#"node "k8s-01" is not allowed to modify node "k8s-02""#),
+        "{err}"
+    );
+
     // No credentials: 401 (anonymous is off, as in the seeds).
     let o = Command::new("curl")
         .args([

@@ -29,6 +29,8 @@ pub struct SecurityConfig {
     pub service_account_max_token_expiration: Option<i64>,
     /// `--service-account-jwks-uri`.
     pub service_account_jwks_uri: Option<String>,
+    /// `--enable-admission-plugins` (comma-separated entries).
+    pub admission_plugins: Vec<String>,
 }
 
 impl Default for SecurityConfig {
@@ -39,6 +41,7 @@ impl Default for SecurityConfig {
             service_account_signing_key_file: None,
             service_account_max_token_expiration: None,
             service_account_jwks_uri: None,
+            admission_plugins: Vec::new(),
         }
     }
 }
@@ -63,6 +66,7 @@ pub struct Security {
     pub node_enabled: bool,
     pub issuer: Option<TokenIssuer>,
     pub openid: Option<OpenIdMetadata>,
+    pub admission: crate::admission::Admission,
 }
 
 impl std::fmt::Debug for Security {
@@ -128,6 +132,7 @@ impl Security {
             node_enabled: modes.contains(&ferrokube_authz::Mode::Node),
             issuer,
             openid,
+            admission: crate::admission::Admission::from_plugins(&cfg.admission_plugins),
         })
     }
 }

@@ -340,6 +340,13 @@ async fn dispatch(
             }
             let obj = manager.track(target, None, None, obj);
             check_rbac_write(req, target, &obj, None)?;
+            admit(
+                req,
+                target,
+                crate::admission::Operation::Create,
+                Some(&obj),
+                None,
+            )?;
             let created = registry.create(target, obj, dry_run(req.query)?).await?;
             Ok(with_warnings(
                 response::json(201, &shape_object(out, target, created)),
@@ -362,6 +369,12 @@ async fn dispatch(
                         let next = manager.track(target, subresource, current, desired.clone());
                         check_rbac_write(req, target, &next, current)?;
                         check_csr_approval(req, subresource, current)?;
+                        let op = if current.is_some() {
+                            crate::admission::Operation::Update
+                        } else {
+                            crate::admission::Operation::Create
+                        };
+                        admit(req, target, op, Some(&next), current)?;
                         Ok(next)
                     },
                 )
@@ -407,6 +420,13 @@ async fn dispatch(
                         let next = manager.track(target, subresource, Some(current), patched);
                         check_rbac_write(req, target, &next, Some(current))?;
                         check_csr_approval(req, subresource, Some(current))?;
+                        admit(
+                            req,
+                            target,
+                            crate::admission::Operation::Update,
+                            Some(&next),
+                            Some(current),
+                        )?;
                         Ok(next)
                     },
                 )
@@ -417,6 +437,16 @@ async fn dispatch(
             ))
         }
         "delete" => {
+            if !req.security.admission.is_empty() {
+                let current = registry.get(target, &ri.name).await?;
+                admit(
+                    req,
+                    target,
+                    crate::admission::Operation::Delete,
+                    None,
+                    Some(&current),
+                )?;
+            }
             let opts = delete_options(req)?;
             let dry = dry_run(req.query)? || opts.dry_run.iter().any(|d| d == "All");
             let (obj, gone) = registry.delete(target, &ri.name, &opts, dry).await?;
@@ -597,6 +627,33 @@ fn check_rbac_write(
             )
             .into(),
             ferrokube_authz::WriteCheckError::BadRequest(m) => Status::bad_request(m).into(),
+        })
+}
+
+/// Runs the enabled admission plugins on a write.
+fn admit(
+    req: &Request<'_>,
+    target: &Target<'_>,
+    operation: crate::admission::Operation,
+    object: Option<&Value>,
+    old: Option<&Value>,
+) -> ApiResult<()> {
+    let name = match req.info.name.as_str() {
+        "" => object.and_then(meta::name).unwrap_or(""),
+        n => n,
+    };
+    req.security
+        .admission
+        .validate(&crate::admission::Attributes {
+            user: req.user,
+            operation,
+            group: target.info.group,
+            resource: target.info.resource,
+            subresource: &req.info.subresource,
+            namespace: target.namespace.unwrap_or(""),
+            name,
+            object,
+            old,
         })
 }
 

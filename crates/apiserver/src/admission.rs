@@ -1,0 +1,323 @@
+//! Admission plugins (`--enable-admission-plugins`), run on writes after decoding:
+//! NamespaceLifecycle is built into the registry; this module holds the others built so
+//! far. NodeRestriction (upstream `plugin/pkg/admission/noderestriction`) limits what a
+//! kubelet (`system:node:<name>` in `system:nodes`) may write: its own Node and Lease,
+//! mirror pods bound to itself, and the status, deletion and eviction of pods bound to it.
+
+use ferrokube_api::status::{Status, Subject};
+use ferrokube_authz::UserInfo;
+use serde_json::Value;
+
+use crate::errors::ApiResult;
+
+/// The enabled plugins.
+#[derive(Debug, Clone, Default)]
+pub struct Admission {
+    pub node_restriction: bool,
+}
+
+/// What a write does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    Create,
+    Update,
+    Delete,
+}
+
+/// A write as admission sees it.
+#[derive(Debug)]
+pub struct Attributes<'a> {
+    pub user: &'a UserInfo,
+    pub operation: Operation,
+    pub group: &'a str,
+    pub resource: &'a str,
+    pub subresource: &'a str,
+    pub namespace: &'a str,
+    pub name: &'a str,
+    /// The new object (create/update).
+    pub object: Option<&'a Value>,
+    /// The stored object (update/delete).
+    pub old: Option<&'a Value>,
+}
+
+const MIRROR_ANNOTATION: &str = "kubernetes.io/config.mirror";
+
+impl Admission {
+    /// Whether no plugin here is enabled (writes skip the checks).
+    pub fn is_empty(&self) -> bool {
+        !self.node_restriction
+    }
+
+    /// `--enable-admission-plugins` (comma-separated; unknown names are refused by the
+    /// caller's flag parsing, not here).
+    pub fn from_plugins(plugins: &[String]) -> Admission {
+        let enabled = |p: &str| {
+            plugins
+                .iter()
+                .flat_map(|s| s.split(','))
+                .any(|x| x.trim() == p)
+        };
+        Admission {
+            node_restriction: enabled("NodeRestriction"),
+        }
+    }
+
+    pub fn validate(&self, a: &Attributes<'_>) -> ApiResult<()> {
+        if self.node_restriction {
+            node_restriction(a)?;
+        }
+        Ok(())
+    }
+}
+
+fn node_name(user: &UserInfo) -> Option<&str> {
+    if !user.in_group(ferrokube_authz::NODES_GROUP) {
+        return None;
+    }
+    user.name.strip_prefix(ferrokube_authz::NODE_USER_PREFIX)
+}
+
+fn forbidden(a: &Attributes<'_>, why: String) -> crate::errors::ApiError {
+    Status::forbidden(
+        Subject {
+            group: a.group,
+            resource: a.resource,
+            name: a.name,
+        },
+        &why,
+    )
+    .into()
+}
+
+fn bound_node(obj: Option<&Value>) -> &str {
+    obj.and_then(|o| o.pointer("/spec/nodeName"))
+        .and_then(Value::as_str)
+        .unwrap_or("")
+}
+
+fn node_restriction(a: &Attributes<'_>) -> ApiResult<()> {
+    let Some(node) = node_name(a.user) else {
+        return Ok(());
+    };
+    match (a.group, a.resource, a.subresource) {
+        ("", "nodes", _) => {
+            if a.name != node && !(a.operation == Operation::Create && a.name.is_empty()) {
+                return Err(forbidden(
+                    a,
+                    format!("node {node:?} is not allowed to modify node {:?}", a.name),
+                ));
+            }
+            let created = a
+                .object
+                .and_then(|o| o.pointer("/metadata/name"))
+                .and_then(Value::as_str);
+            if let Some(n) = created.filter(|n| *n != node) {
+                return Err(forbidden(
+                    a,
+                    format!("node {node:?} is not allowed to modify node {n:?}"),
+                ));
+            }
+            Ok(())
+        }
+        ("", "pods", "") => {
+            match a.operation {
+                Operation::Create => {
+                    let mirror = a
+                        .object
+                        .and_then(|o| o.pointer("/metadata/annotations"))
+                        .and_then(|ann| ann.get(MIRROR_ANNOTATION))
+                        .is_some();
+                    if !mirror {
+                        return Err(forbidden(
+                        a,
+                        format!("pod does not have {MIRROR_ANNOTATION:?} annotation, node {node:?} can only create mirror pods"),
+                    ));
+                    }
+                    if bound_node(a.object) != node {
+                        return Err(forbidden(
+                        a,
+                        format!("node {node:?} can only create pods with spec.nodeName set to itself"),
+                    ));
+                    }
+                    Ok(())
+                }
+                Operation::Delete => {
+                    if bound_node(a.old) != node {
+                        return Err(forbidden(
+                        a,
+                        format!("node {node:?} can only delete pods with spec.nodeName set to itself"),
+                    ));
+                    }
+                    Ok(())
+                }
+                Operation::Update => Err(forbidden(
+                    a,
+                    format!("node {node:?} can only update pod status"),
+                )),
+            }
+        }
+        ("", "pods", "status") => {
+            if bound_node(a.old) != node {
+                return Err(forbidden(
+                    a,
+                    format!("node {node:?} can only update pod status for pods with spec.nodeName set to itself"),
+                ));
+            }
+            Ok(())
+        }
+        ("", "pods", "eviction") => {
+            if bound_node(a.old) != node {
+                return Err(forbidden(
+                    a,
+                    format!("node {node:?} can only evict pods with spec.nodeName set to itself"),
+                ));
+            }
+            Ok(())
+        }
+        ("coordination.k8s.io", "leases", _) => {
+            if a.namespace != "kube-node-lease" || (a.name != node && !a.name.is_empty()) {
+                return Err(forbidden(
+                    a,
+                    "can only access node lease with the same name as the requesting node"
+                        .to_string(),
+                ));
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn attrs<'a>(
+        user: &'a UserInfo,
+        op: Operation,
+        resource: &'a str,
+        sub: &'a str,
+        name: &'a str,
+        object: Option<&'a Value>,
+        old: Option<&'a Value>,
+    ) -> Attributes<'a> {
+        Attributes {
+            user,
+            operation: op,
+            group: "",
+            resource,
+            subresource: sub,
+            namespace: "default",
+            name,
+            object,
+            old,
+        }
+    }
+
+    #[test]
+    fn nodes_write_only_their_own_objects() {
+        let adm = Admission::from_plugins(&["NamespaceLifecycle,NodeRestriction".into()]);
+        let n1 = UserInfo::new("system:node:n1", &["system:nodes"]);
+        assert!(adm
+            .validate(&attrs(
+                &n1,
+                Operation::Update,
+                "nodes",
+                "status",
+                "n1",
+                None,
+                None
+            ))
+            .is_ok());
+        let e = adm
+            .validate(&attrs(
+                &n1,
+                Operation::Update,
+                "nodes",
+                "",
+                "n2",
+                None,
+                None,
+            ))
+            .unwrap_err()
+            .into_status("", "nodes", "n2");
+        assert_eq!(e.code, 403);
+        assert!(
+            e.message
+                .contains(r#"node "n1" is not allowed to modify node "n2""#),
+            "{}",
+            e.message
+        );
+        let mine = json!({"spec": {"nodeName": "n1"}});
+        let theirs = json!({"spec": {"nodeName": "n2"}});
+        assert!(adm
+            .validate(&attrs(
+                &n1,
+                Operation::Update,
+                "pods",
+                "status",
+                "p",
+                Some(&mine),
+                Some(&mine)
+            ))
+            .is_ok());
+        assert!(adm
+            .validate(&attrs(
+                &n1,
+                Operation::Update,
+                "pods",
+                "status",
+                "p",
+                Some(&theirs),
+                Some(&theirs)
+            ))
+            .is_err());
+        assert!(adm
+            .validate(&attrs(
+                &n1,
+                Operation::Create,
+                "pods",
+                "",
+                "p",
+                Some(&mine),
+                None
+            ))
+            .is_err());
+        let mirror = json!({"metadata": {"annotations": {MIRROR_ANNOTATION: "x"}}, "spec": {"nodeName": "n1"}});
+        assert!(adm
+            .validate(&attrs(
+                &n1,
+                Operation::Create,
+                "pods",
+                "",
+                "p",
+                Some(&mirror),
+                None
+            ))
+            .is_ok());
+        assert!(adm
+            .validate(&attrs(
+                &n1,
+                Operation::Delete,
+                "pods",
+                "",
+                "p",
+                None,
+                Some(&theirs)
+            ))
+            .is_err());
+        let admin = UserInfo::new("admin", &["system:masters"]);
+        assert!(adm
+            .validate(&attrs(
+                &admin,
+                Operation::Update,
+                "nodes",
+                "",
+                "n2",
+                None,
+                None
+            ))
+            .is_ok());
+    }
+}
