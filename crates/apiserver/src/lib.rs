@@ -13,6 +13,7 @@ mod body;
 mod bootstrap;
 mod conversion;
 mod crd;
+pub mod encryption;
 mod errors;
 mod handlers;
 mod metrics;

@@ -97,6 +97,16 @@ impl ApiServerArgs {
         storage: std::sync::Arc<dyn ferrokube_storage::Storage>,
     ) -> anyhow::Result<ApiServer> {
         let (cert, key) = self.serving_pair()?;
+        // Encryption at rest wraps the store: every value of the configured resources is
+        // encrypted before the backend sees it.
+        let storage = match &self.compat.encryption_provider_config {
+            None => storage,
+            Some(path) => {
+                let cfg = ferrokube_encryption::EncryptionConfig::load(path)
+                    .with_context(|| format!("--encryption-provider-config {}", path.display()))?;
+                ferrokube_apiserver::encryption::wrap(storage, &cfg)
+            }
+        };
         let config = ApiServerConfig {
             advertise: self.advertise(),
             service_cluster_ip_range: self.service_cluster_ip_range.clone(),

@@ -139,7 +139,7 @@ impl SecurityFlags {
 /// Flags the seeds pass that ferrokube accepts for compatibility.
 #[derive(Args, Debug, Clone, Default)]
 pub struct CompatFlags {
-    /// Not supported yet: secrets are stored unencrypted (a warning is logged).
+    /// EncryptionConfiguration: which resources are encrypted at rest, and how.
     #[arg(long, value_name = "FILE")]
     pub encryption_provider_config: Option<PathBuf>,
     /// audit.k8s.io/v1 Policy deciding what is logged (with --audit-log-path).
@@ -221,9 +221,6 @@ impl CompatFlags {
 
     /// Says what is accepted but not acted on.
     pub fn warn_unsupported(&self) {
-        if let Some(f) = &self.encryption_provider_config {
-            tracing::warn!(file = %f.display(), "--encryption-provider-config is not supported yet: Secrets are stored unencrypted");
-        }
         if self.audit_policy_file.is_some() != self.audit_log_path.is_some() {
             tracing::warn!("auditing needs both --audit-policy-file and --audit-log-path: no audit log is written");
         }
