@@ -16,6 +16,7 @@ pub struct Client {
     conns: Arc<Vec<SendRequest<Full<Bytes>>>>,
     next: Arc<AtomicUsize>,
     port: u16,
+    token: Option<Arc<str>>,
 }
 
 impl Client {
@@ -41,7 +42,16 @@ impl Client {
             conns: Arc::new(conns),
             next: Arc::new(AtomicUsize::new(0)),
             port,
+            token: None,
         })
+    }
+
+    /// The same connections, sending `Authorization: Bearer <token>`.
+    pub fn with_token(&self, token: &str) -> Client {
+        Client {
+            token: Some(Arc::from(token)),
+            ..self.clone()
+        }
     }
 
     fn sender(&self) -> SendRequest<Full<Bytes>> {
@@ -55,12 +65,15 @@ impl Client {
         path: &str,
         body: Option<Bytes>,
     ) -> anyhow::Result<http::Request<Full<Bytes>>> {
-        Ok(http::Request::builder()
+        let mut b = http::Request::builder()
             .method(method)
             .uri(format!("https://127.0.0.1:{}{path}", self.port))
             .header("content-type", "application/json")
-            .header("accept", "application/json")
-            .body(Full::new(body.unwrap_or_default()))?)
+            .header("accept", "application/json");
+        if let Some(t) = &self.token {
+            b = b.header("authorization", format!("Bearer {t}"));
+        }
+        Ok(b.body(Full::new(body.unwrap_or_default()))?)
     }
 
     /// Sends a request and reads the whole response: (status, body).

@@ -34,6 +34,9 @@ struct Args {
     serve: Option<PathBuf>,
     #[arg(long, hide = true, default_value_t = 0)]
     port: u16,
+    /// Internal: the child authenticates tokens and authorizes with RBAC.
+    #[arg(long, hide = true)]
+    secure: bool,
 }
 
 const CONCURRENCY: usize = 64;
@@ -65,7 +68,7 @@ fn rss_mib(pid: u32) -> f64 {
 }
 
 /// The child: an API server on the embedded store in `dir`.
-fn serve(dir: &Path, port: u16) -> anyhow::Result<()> {
+fn serve(dir: &Path, port: u16, secure: bool) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -77,10 +80,20 @@ fn serve(dir: &Path, port: u16) -> anyhow::Result<()> {
             &dir.join("tls"),
             &["localhost".into(), "127.0.0.1".into()],
         )?;
-        let config = ferrokube_apiserver::ApiServerConfig {
+        let mut config = ferrokube_apiserver::ApiServerConfig {
             service_cluster_ip_range: "10.0.0.0/16".into(),
             ..ferrokube_apiserver::ApiServerConfig::new(([127, 0, 0, 1], port).into(), cert, key)
         };
+        if secure {
+            let tokens = dir.join("tokens.csv");
+            std::fs::write(
+                &tokens,
+                format!("{ADMIN_TOKEN},admin,admin,\"system:masters\"\n{USER_TOKEN},bench,bench\n"),
+            )?;
+            config.security.authn.token_auth_file = Some(tokens);
+            config.security.authn.anonymous_auth = false;
+            config.security.authorization_mode = "Node,RBAC".into();
+        }
         let server =
             ferrokube_apiserver::ApiServer::start(config, store as Arc<dyn Storage>).await?;
         let (_stop, stopped) = tokio::sync::watch::channel(false);
@@ -103,14 +116,29 @@ impl Drop for Child {
 /// Starts the server child and waits for /readyz; returns it, a client, and the time
 /// from spawn to ready.
 async fn start_server(dir: &Path, port: u16) -> anyhow::Result<(Child, Client, Duration)> {
+    start_server_with(dir, port, false).await
+}
+
+const ADMIN_TOKEN: &str = "bench-admin-token-0123456789";
+const USER_TOKEN: &str = "bench-user-token-0123456789";
+
+async fn start_server_with(
+    dir: &Path,
+    port: u16,
+    secure: bool,
+) -> anyhow::Result<(Child, Client, Duration)> {
     let started = Instant::now();
+    let mut args = vec![
+        "--serve".to_string(),
+        dir.to_str().context("dir")?.to_string(),
+        "--port".into(),
+        port.to_string(),
+    ];
+    if secure {
+        args.push("--secure".into());
+    }
     let proc = std::process::Command::new(std::env::current_exe()?)
-        .args([
-            "--serve",
-            dir.to_str().context("dir")?,
-            "--port",
-            &port.to_string(),
-        ])
+        .args(&args)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()?;
@@ -119,6 +147,7 @@ async fn start_server(dir: &Path, port: u16) -> anyhow::Result<(Child, Client, D
     loop {
         anyhow::ensure!(Instant::now() < deadline, "server did not become ready");
         if let Ok(c) = Client::connect(port, 1).await {
+            let c = if secure { c.with_token(ADMIN_TOKEN) } else { c };
             if let Ok((200, _)) = c.call("GET", "/readyz", None).await {
                 let ready = started.elapsed();
                 let client = Client::connect(port, 8).await?;
@@ -127,6 +156,104 @@ async fn start_server(dir: &Path, port: u16) -> anyhow::Result<(Child, Client, D
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
+}
+
+/// GETs of one ConfigMap per second, with `CONCURRENCY` clients.
+async fn get_rate(client: &Client, count: usize) -> anyhow::Result<f64> {
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..CONCURRENCY {
+        let (client, next) = (client.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            while next.fetch_add(1, Ordering::Relaxed) < count {
+                let (code, _) = client
+                    .call("GET", "/api/v1/namespaces/authz/configmaps/target", None)
+                    .await?;
+                anyhow::ensure!(code == 200, "GET answered {code}");
+            }
+            Ok::<_, anyhow::Error>(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    Ok(count as f64 / started.elapsed().as_secs_f64())
+}
+
+/// Request throughput with token authentication and RBAC (with `bindings` RoleBindings
+/// of other users in the namespace) over the same with anonymous AlwaysAllow.
+async fn authz_cost(base: &Path, bindings: usize, requests: usize) -> anyhow::Result<(f64, f64)> {
+    let mut rates = Vec::new();
+    for secure in [false, true] {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let dir = base.join(if secure { "authz-rbac" } else { "authz-open" });
+        let (child, client, _) = start_server_with(&dir, port, secure).await?;
+        let admin = if secure {
+            client.with_token(ADMIN_TOKEN)
+        } else {
+            client.clone()
+        };
+        admin
+            .call("POST", "/api/v1/namespaces", Some(namespace("authz")))
+            .await?;
+        admin
+            .call("POST", "/api/v1/namespaces/authz/configmaps", Some(Bytes::from_static(
+                br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"target"},"data":{"k":"v"}}"#,
+            )))
+            .await?;
+        if secure {
+            let next = Arc::new(AtomicUsize::new(0));
+            let mut tasks = Vec::new();
+            for _ in 0..CONCURRENCY {
+                let (admin, next) = (admin.clone(), next.clone());
+                tasks.push(tokio::spawn(async move {
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        if i > bindings {
+                            return Ok::<_, anyhow::Error>(());
+                        }
+                        // The last binding is the benchmark user's.
+                        let user = if i == bindings { "bench".to_string() } else { format!("user-{i}") };
+                        let body = format!(
+                            r#"{{"apiVersion":"rbac.authorization.k8s.io/v1","kind":"RoleBinding","metadata":{{"name":"rb-{i}"}},"roleRef":{{"apiGroup":"rbac.authorization.k8s.io","kind":"ClusterRole","name":"view"}},"subjects":[{{"apiGroup":"rbac.authorization.k8s.io","kind":"User","name":"{user}"}}]}}"#
+                        );
+                        let (code, resp) = admin
+                            .call("POST", "/apis/rbac.authorization.k8s.io/v1/namespaces/authz/rolebindings", Some(Bytes::from(body)))
+                            .await?;
+                        anyhow::ensure!(code == 201, "RoleBinding: {code} {}", String::from_utf8_lossy(&resp));
+                    }
+                }));
+            }
+            for t in tasks {
+                t.await??;
+            }
+            // The bindings reach the authorizer through its watch.
+            let user = client.with_token(USER_TOKEN);
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while user
+                .call("GET", "/api/v1/namespaces/authz/configmaps/target", None)
+                .await?
+                .0
+                != 200
+            {
+                anyhow::ensure!(
+                    Instant::now() < deadline,
+                    "the bench user was never allowed"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            get_rate(&user, requests / 10).await?; // warm-up
+            rates.push(get_rate(&user, requests).await?);
+        } else {
+            get_rate(&client, requests / 10).await?;
+            rates.push(get_rate(&client, requests).await?);
+        }
+        drop(child);
+    }
+    Ok((rates[0], rates[1]))
 }
 
 async fn create_many(client: &Client, ns: &str, from: usize, count: usize) -> anyhow::Result<f64> {
@@ -294,7 +421,7 @@ struct Row(String, f64, String, Option<bool>);
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     if let Some(dir) = &args.serve {
-        return serve(dir, args.port);
+        return serve(dir, args.port, args.secure);
     }
     let (raw_n, list_n, watchers, events, bulk, writes) = if args.quick {
         (2_000, 2_000, 200, 10, 10_000, 50)
@@ -372,6 +499,10 @@ fn main() -> anyhow::Result<()> {
         println!("API: {list_n} creates at {full_rate:.0}/s with {} objects stored", bulk + list_n + watchers.min(events));
         drop(child);
 
+        let (bindings, gets) = if args.quick { (1_000, 5_000) } else { (10_000, 50_000) };
+        let (open, rbac) = authz_cost(base.path(), bindings, gets).await?;
+        println!("API: GET throughput {open:.0}/s anonymous with AlwaysAllow, {rbac:.0}/s with token authentication and RBAC ({bindings} RoleBindings)");
+
         let judge = |ok: bool| if args.quick { None } else { Some(ok) };
         rows.push(Row("create throughput over HTTPS / raw store".into(), empty_rate / raw, "target >= 0.5".into(), judge(empty_rate / raw >= 0.5)));
         rows.push(Row(format!("LIST of {list_n} configmaps p50 (ms)"), list_p50, "target <= 50".into(), judge(list_p50 <= 50.0)));
@@ -380,6 +511,7 @@ fn main() -> anyhow::Result<()> {
         rows.push(Row("create → watch event p99 (ms)".into(), single_p99, "target <= 20".into(), judge(single_p99 <= 20.0)));
         rows.push(Row(format!("create throughput with {bulk}+ stored / empty store"), full_rate / empty_rate, "target >= 0.8".into(), judge(full_rate / empty_rate >= 0.8)));
         rows.push(Row("idle server RSS (MiB)".into(), idle, "target <= 30".into(), judge(idle <= 30.0)));
+        rows.push(Row(format!("GET rate, authn + RBAC ({bindings} bindings) / allow-all"), rbac / open, "target >= 0.9".into(), judge(rbac / open >= 0.9)));
         rows.push(Row(format!("start → /readyz with {list_n} objects (ms)"), ready_full.as_secs_f64() * 1000.0, "target <= 1000".into(), judge(ready_full.as_millis() <= 1000)));
         Ok::<_, anyhow::Error>(())
     })?;

@@ -91,7 +91,9 @@ async fn reconcile_one(
 
 /// Creates or updates every bootstrap role and binding.
 pub async fn reconcile(registry: &Registry) -> ApiResult<()> {
-    for role in ferrokube_authz::bootstrap::cluster_roles() {
+    // With the aggregated roles (admin, edit, view) filled in from the bootstrap roles,
+    // as the controller-manager's clusterrole-aggregation controller leaves them.
+    for role in ferrokube_authz::bootstrap::aggregated_cluster_roles() {
         reconcile_one(registry, "clusterroles", None, role, "rules").await?;
     }
     for binding in ferrokube_authz::bootstrap::cluster_role_bindings() {
