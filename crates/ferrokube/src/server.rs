@@ -77,20 +77,51 @@ fn write_kubeconfig(path: &Path, server: &str, ca_pem: &[u8], token: &str) -> an
     write_private(path, &text)
 }
 
+/// Generates (or keeps) the PKI under `dir` for this single-node cluster.
+async fn cluster_pki(args: &ServerArgs, dir: &Path) -> anyhow::Result<PathBuf> {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_ascii_lowercase())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into());
+    let ip = if args.bind_address.is_unspecified() {
+        std::net::IpAddr::from([127, 0, 0, 1])
+    } else {
+        args.bind_address
+    };
+    let url = format!(
+        "https://{}",
+        std::net::SocketAddr::new(ip, args.secure_port)
+    );
+    let mut spec = ferrokube_pki::cluster::ClusterSpec::new(
+        dir,
+        vec![ferrokube_pki::cluster::Node { name: host, ip }],
+    );
+    spec.service_cidr = args.service_cluster_ip_range.clone();
+    spec.apiserver_url = Some(url.clone());
+    spec.local_apiserver_url = url;
+    spec.extra_sans = vec!["127.0.0.1".into(), "localhost".into()];
+    // ECDSA: fast to generate on first start.
+    spec.algorithm = ferrokube_pki::keys::KeyAlgorithm::EcdsaP256;
+    let dir = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || ferrokube_pki::cluster::generate(&spec))
+        .await
+        .context("generating the cluster PKI")?
+        .with_context(|| format!("generating the cluster PKI in {}", dir.display()))?;
+    Ok(dir)
+}
+
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let tls_dir = args.data_dir.join("tls");
     std::fs::create_dir_all(&tls_dir).with_context(|| format!("creating {}", tls_dir.display()))?;
     let token = admin_token(&tls_dir)?;
     let tokens = tls_dir.join("tokens.csv");
-    let (sa_key, sa_pub) = (tls_dir.join("sa.key"), tls_dir.join("sa.pub"));
-    if !sa_key.exists() || !sa_pub.exists() {
-        // The service-account token signing pair (ECDSA P-256: fast to make, ES256 tokens).
-        let key =
-            ferrokube_pki::keys::PrivateKey::generate(ferrokube_pki::keys::KeyAlgorithm::EcdsaP256)
-                .context("generating the service-account signing key")?;
-        write_private(&sa_key, key.pem())?;
-        write_private(&sa_pub, &key.public_key_pem())?;
-    }
+    // The cluster's PKI, as `ferrokube pki cluster` makes it for the seeds (once; kept
+    // across restarts): CA, API server certificate, component certificates and
+    // kubeconfigs, this node's kubelet credentials, the service-account signing pair.
+    let pki_dir = args.data_dir.join("pki");
+    let pki = cluster_pki(&args, &pki_dir).await?;
+    let (sa_key, sa_pub) = (pki_dir.join("sa.key"), pki_dir.join("sa.pub"));
     write_private(
         &tokens,
         &format!("{token},admin,admin,\"system:masters\"\n"),
@@ -108,8 +139,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         bind_address: args.bind_address,
         secure_port: args.secure_port,
         advertise_address: None,
-        tls_cert_file: None,
-        tls_private_key_file: None,
+        tls_cert_file: Some(pki_dir.join("kubernetes.pem")),
+        tls_private_key_file: Some(pki_dir.join("kubernetes-key.pem")),
         cert_dir: args.data_dir.join("tls"),
         service_cluster_ip_range: args.service_cluster_ip_range.clone(),
         service_node_port_range: "30000-32767".into(),
@@ -117,6 +148,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         max_requests_inflight: 400,
         max_mutating_requests_inflight: 200,
         security: crate::apiserver_flags::SecurityFlags {
+            client_ca_file: Some(pki_dir.join("ca.pem")),
+            enable_bootstrap_token_auth: true,
             token_auth_file: Some(tokens.clone()),
             authorization_mode: "Node,RBAC".into(),
             service_account_signing_key_file: Some(sa_key.clone()),
@@ -129,8 +162,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     };
     let backend = api.storage.open(true).await?;
     let server = api.start(backend.store()).await?;
-    let cert = server.tls_cert_file();
-    let ca = std::fs::read(cert).with_context(|| format!("reading {}", cert.display()))?;
+    let ca_file = pki.join("ca.pem");
+    let ca = std::fs::read(&ca_file).with_context(|| format!("reading {}", ca_file.display()))?;
     let kubeconfig = args.data_dir.join("admin.kubeconfig");
     let addr = server
         .local_addr()
