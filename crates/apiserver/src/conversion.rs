@@ -48,40 +48,35 @@ fn set_type(obj: &mut Map<String, Value>, info: &ResourceInfo) {
 
 /// Converts an object of the served version into its storage version, in place.
 pub fn to_storage(served: &ResourceInfo, obj: &mut Value) {
+    convert(served, obj, true);
+}
+
+/// Converts a stored object into the served version, in place.
+pub fn to_served(served: &ResourceInfo, obj: &mut Value) {
+    convert(served, obj, false);
+}
+
+fn convert(served: &ResourceInfo, obj: &mut Value, into_storage: bool) {
     let Some(storage) = storage_for(served) else {
         return;
     };
     let Some(map) = obj.as_object_mut() else {
         return;
     };
-    set_type(map, storage);
-    match served.group {
-        "events.k8s.io" => {
+    set_type(map, if into_storage { storage } else { served });
+    match (served.group, into_storage) {
+        ("events.k8s.io", _) => {
             for (core, new) in EVENT_FIELDS {
-                rename(map, new, core);
+                let (from, to) = if into_storage {
+                    (new, core)
+                } else {
+                    (core, new)
+                };
+                rename(map, from, to);
             }
         }
-        "autoscaling" => hpa_v1_to_v2(map),
-        _ => {}
-    }
-}
-
-/// Converts a stored object into the served version, in place.
-pub fn to_served(served: &ResourceInfo, obj: &mut Value) {
-    if storage_for(served).is_none() {
-        return;
-    }
-    let Some(map) = obj.as_object_mut() else {
-        return;
-    };
-    set_type(map, served);
-    match served.group {
-        "events.k8s.io" => {
-            for (core, new) in EVENT_FIELDS {
-                rename(map, core, new);
-            }
-        }
-        "autoscaling" => hpa_v2_to_v1(map),
+        ("autoscaling", true) => hpa_v1_to_v2(map),
+        ("autoscaling", false) => hpa_v2_to_v1(map),
         _ => {}
     }
 }

@@ -218,25 +218,12 @@ pub fn to_table(
     defs.extend(columns.iter().map(|c| {
         json!({"name": c.name, "type": c.type_, "format": c.format, "description": c.description, "priority": c.priority})
     }));
-    let rows: Vec<Value> = objects
-        .iter()
-        .map(|o| {
-            let mut cells = vec![o.pointer("/metadata/name").cloned().unwrap_or(Value::Null)];
-            cells.extend(columns.iter().map(|c| cell(c, o)));
-            let mut row = json!({"cells": cells});
-            if include_object {
-                row["object"] = crate::handlers::response::partial_metadata(o, version);
-            }
-            row
-        })
-        .collect();
-    json!({
-        "kind": "Table",
-        "apiVersion": format!("meta.k8s.io/{version}"),
-        "metadata": list_meta.unwrap_or_else(|| json!({})),
-        "columnDefinitions": defs,
-        "rows": rows,
-    })
+    let cells = |o: &Value| {
+        let mut cells = vec![o.pointer("/metadata/name").cloned().unwrap_or(Value::Null)];
+        cells.extend(columns.iter().map(|c| cell(c, o)));
+        cells
+    };
+    crate::handlers::table::table(defs, objects, cells, list_meta, version, include_object)
 }
 
 #[cfg(test)]

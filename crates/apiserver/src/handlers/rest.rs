@@ -43,49 +43,38 @@ pub fn not_found_resource() -> Status {
 }
 
 fn parse_body(info: &ResourceInfo, req: &Request<'_>) -> ApiResult<Value> {
-    match negotiation::input(req.content_type) {
-        Some(negotiation::Input::Json) => {}
+    let unrecognized = |why: String| {
+        Status::bad_request(format!(
+            "the object provided is unrecognized (must be of type {}): {why}",
+            info.kind
+        ))
+    };
+    let (decoded, format) = match negotiation::input(req.content_type) {
         Some(negotiation::Input::Protobuf) => {
-            return ferrokube_api::protobuf::decode_object(&req.body).map_err(|e| {
-                Status::bad_request(format!(
-                    "the object provided is unrecognized (must be of type {}): {e}",
-                    info.kind
-                ))
-                .into()
-            });
+            return ferrokube_api::protobuf::decode_object(&req.body)
+                .map_err(|e| unrecognized(e.to_string()).into());
         }
-        Some(negotiation::Input::Yaml) => {
-            let v = crate::yaml::decode(&req.body).map_err(|e| {
-                Status::bad_request(format!(
-                    "the object provided is unrecognized (must be of type {}): couldn't get version/kind; yaml parse error: {e}",
-                    info.kind
-                ))
-            })?;
-            if !v.is_object() {
-                return Err(Status::bad_request(format!(
-                    "the object provided is unrecognized (must be of type {}): expected a YAML mapping",
-                    info.kind
-                ))
-                .into());
-            }
-            return Ok(v);
-        }
+        Some(negotiation::Input::Json) => (
+            serde_json::from_slice::<Value>(&req.body).map_err(|e| e.to_string()),
+            "json",
+        ),
+        Some(negotiation::Input::Yaml) => (crate::yaml::decode(&req.body), "yaml"),
         None => {
             return Err(Status::unsupported_media_type(req.content_type.unwrap_or("")).into());
         }
-    }
-    let v: Value = serde_json::from_slice(&req.body).map_err(|e| {
-        Status::bad_request(format!(
-            "the object provided is unrecognized (must be of type {}): couldn't get version/kind; json parse error: {e}",
-            info.kind
+    };
+    let v = decoded.map_err(|e| {
+        unrecognized(format!(
+            "couldn't get version/kind; {format} parse error: {e}"
         ))
     })?;
     if !v.is_object() {
-        return Err(Status::bad_request(format!(
-            "the object provided is unrecognized (must be of type {}): expected a JSON object",
-            info.kind
-        ))
-        .into());
+        let what = if format == "json" {
+            "a JSON object"
+        } else {
+            "a YAML mapping"
+        };
+        return Err(unrecognized(format!("expected {what}")).into());
     }
     Ok(v)
 }

@@ -727,10 +727,30 @@ pub fn to_table(
             })
         })
         .collect();
+    table(
+        defs,
+        objects,
+        |o| cells(info, o),
+        list_meta,
+        version,
+        include_object,
+    )
+}
+
+/// A meta.k8s.io Table: column definitions, one row of `cells` per object (with its
+/// PartialObjectMetadata when asked for).
+pub fn table(
+    defs: Vec<Value>,
+    objects: &[Value],
+    cells: impl Fn(&Value) -> Vec<Value>,
+    list_meta: Option<Value>,
+    version: &str,
+    include_object: bool,
+) -> Value {
     let rows: Vec<Value> = objects
         .iter()
         .map(|o| {
-            let mut row = json!({"cells": cells(info, o)});
+            let mut row = json!({"cells": cells(o)});
             if include_object {
                 row["object"] = super::response::partial_metadata(o, version);
             }
