@@ -26,6 +26,7 @@ use serde_json::Value;
 use crate::status::StatusCause;
 
 pub use batch::parse_standard as parse_cron_schedule;
+pub use util::Quantity;
 
 /// The field errors of `obj` (stored under `group`/`resource`); `old` is the stored
 /// object on update. Kinds without rules here return nothing.

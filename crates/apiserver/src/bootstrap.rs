@@ -172,3 +172,38 @@ pub async fn withdraw(reg: &Registry, advertise: &str) {
             .await;
     }
 }
+
+/// The system PriorityClasses (upstream's `scheduling/bootstrap-system-priority-classes`
+/// post-start hook): `system-node-critical` and `system-cluster-critical`.
+pub async fn system_priority_classes(reg: &Registry) -> Result<(), ServeError> {
+    let Some(info) = resources::lookup("scheduling.k8s.io", "v1", "priorityclasses") else {
+        return Ok(());
+    };
+    let target = Target::builtin(info, None);
+    for (name, value, description) in [
+        (
+            "system-node-critical",
+            2_000_001_000_i64,
+            "Used for system critical pods that must not be moved from their current node.",
+        ),
+        (
+            "system-cluster-critical",
+            2_000_000_000,
+            "Used for system critical pods that must run in the cluster, but can be moved to another node if necessary.",
+        ),
+    ] {
+        if reg.get(&target, name).await.is_ok() {
+            continue;
+        }
+        let pc = json!({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+            "metadata": {"name": name}, "value": value, "description": description,
+            "preemptionPolicy": "PreemptLowerPriority"});
+        if let Err(e) = reg.create(&target, pc, false).await {
+            let status = e.into_status("scheduling.k8s.io", "priorityclasses", name);
+            if status.reason != "AlreadyExists" {
+                return Err(fail(name, status.message));
+            }
+        }
+    }
+    Ok(())
+}

@@ -158,6 +158,7 @@ impl ApiServer {
         });
         bootstrap(&state.registry).await?;
         crate::bootstrap::kubernetes_service(&state.registry, &config.advertise).await?;
+        crate::bootstrap::system_priority_classes(&state.registry).await?;
         crate::crd::controller::sync(&state.registry)
             .await
             .map_err(|e| ServeError::Bootstrap {

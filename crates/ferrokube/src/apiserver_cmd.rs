@@ -116,6 +116,7 @@ impl ApiServerArgs {
             max_mutating_requests_inflight: self.max_mutating_requests_inflight,
             security: ferrokube_apiserver::SecurityConfig {
                 admission_plugins: self.compat.enable_admission_plugins.clone(),
+                disabled_admission_plugins: self.compat.disable_admission_plugins.clone(),
                 ..self.security.to_config()
             },
             audit: self.compat.audit_config(),

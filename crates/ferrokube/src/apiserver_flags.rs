@@ -136,6 +136,16 @@ impl SecurityFlags {
     }
 }
 
+/// The admission plugins built (NamespaceLifecycle is always on).
+const SUPPORTED_ADMISSION: &[&str] = &[
+    "NamespaceLifecycle",
+    "NodeRestriction",
+    "Priority",
+    "DefaultTolerationSeconds",
+    "LimitRanger",
+    "DefaultStorageClass",
+];
+
 /// Flags the seeds pass that ferrokube accepts for compatibility.
 #[derive(Args, Debug, Clone, Default)]
 pub struct CompatFlags {
@@ -163,10 +173,14 @@ pub struct CompatFlags {
     /// Largest audit event in bytes when truncation is enabled.
     #[arg(long, default_value_t = 102_400)]
     pub audit_log_truncate_max_event_size: usize,
-    /// Admission plugins: NodeRestriction (NamespaceLifecycle is always on; others are
-    /// not built yet and only logged).
+    /// Admission plugins to turn on besides the default-on ones: NodeRestriction
+    /// (others not built yet are only logged).
     #[arg(long, alias = "admission-control")]
     pub enable_admission_plugins: Vec<String>,
+    /// Admission plugins to turn off (of the default-on Priority,
+    /// DefaultTolerationSeconds, LimitRanger, DefaultStorageClass).
+    #[arg(long)]
+    pub disable_admission_plugins: Vec<String>,
     #[arg(long, hide = true)]
     pub default_not_ready_toleration_seconds: Option<i64>,
     #[arg(long, hide = true)]
@@ -228,10 +242,10 @@ impl CompatFlags {
             .enable_admission_plugins
             .iter()
             .flat_map(|s| s.split(','))
-            .filter(|p| !p.is_empty() && !matches!(*p, "NamespaceLifecycle" | "NodeRestriction"))
+            .filter(|p| !p.is_empty() && !SUPPORTED_ADMISSION.contains(p))
             .collect();
         if !admission.is_empty() {
-            tracing::warn!(plugins = ?admission, "admission plugins other than NamespaceLifecycle and NodeRestriction are not supported yet");
+            tracing::warn!(plugins = ?admission, supported = ?SUPPORTED_ADMISSION, "these admission plugins are not supported yet");
         }
     }
 }

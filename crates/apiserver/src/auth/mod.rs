@@ -31,6 +31,8 @@ pub struct SecurityConfig {
     pub service_account_jwks_uri: Option<String>,
     /// `--enable-admission-plugins` (comma-separated entries).
     pub admission_plugins: Vec<String>,
+    /// `--disable-admission-plugins`.
+    pub disabled_admission_plugins: Vec<String>,
 }
 
 impl Default for SecurityConfig {
@@ -42,6 +44,7 @@ impl Default for SecurityConfig {
             service_account_max_token_expiration: None,
             service_account_jwks_uri: None,
             admission_plugins: Vec::new(),
+            disabled_admission_plugins: Vec::new(),
         }
     }
 }
@@ -132,7 +135,10 @@ impl Security {
             node_enabled: modes.contains(&ferrokube_authz::Mode::Node),
             issuer,
             openid,
-            admission: crate::admission::Admission::from_plugins(&cfg.admission_plugins),
+            admission: crate::admission::Admission::from_plugins(
+                &cfg.admission_plugins,
+                &cfg.disabled_admission_plugins,
+            ),
         })
     }
 }

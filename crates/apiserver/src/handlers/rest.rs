@@ -327,6 +327,25 @@ async fn dispatch(
             {
                 set_requestor(&mut obj, req.user);
             }
+            let name = meta::name(&obj).unwrap_or("").to_string();
+            req.security
+                .admission
+                .mutate(
+                    registry,
+                    &crate::admission::Attributes {
+                        user: req.user,
+                        operation: crate::admission::Operation::Create,
+                        group: target.info.group,
+                        resource: target.info.resource,
+                        subresource: "",
+                        namespace: target.namespace.unwrap_or(""),
+                        name: &name,
+                        object: None,
+                        old: None,
+                    },
+                    &mut obj,
+                )
+                .await?;
             let obj = manager.track(target, None, None, obj);
             check_rbac_write(req, target, &obj, None)?;
             admit(

@@ -183,6 +183,13 @@ fn columns(info: &ResourceInfo) -> Vec<Col> {
         ("apiextensions.k8s.io", "customresourcedefinitions") => {
             vec![c("Name", "string"), c("Created At", "date")]
         }
+        ("scheduling.k8s.io", "priorityclasses") => vec![
+            c("Name", "string"),
+            c("Value", "integer"),
+            c("Global-Default", "boolean"),
+            c("Age", "string"),
+            c("PreemptionPolicy", "string"),
+        ],
         ("certificates.k8s.io", "certificatesigningrequests") => vec![
             c("Name", "string"),
             c("Age", "string"),
@@ -336,6 +343,16 @@ fn cells(info: &ResourceInfo, o: &Value) -> Vec<Value> {
         ("", "secrets") => vec![name, json!(s(o, "/type")), json!(count(o, "/data")), a],
         ("", "namespaces") => vec![name, json!(s(o, "/status/phase")), a],
         ("", "serviceaccounts") => vec![name, json!(count(o, "/secrets").to_string()), a],
+        ("scheduling.k8s.io", "priorityclasses") => vec![
+            name,
+            json!(n(o, "/value")),
+            json!(o.get("globalDefault") == Some(&json!(true))),
+            a,
+            json!(o
+                .get("preemptionPolicy")
+                .and_then(Value::as_str)
+                .unwrap_or("PreemptLowerPriority")),
+        ],
         ("certificates.k8s.io", "certificatesigningrequests") => {
             let conditions: Vec<&str> = o
                 .pointer("/status/conditions")

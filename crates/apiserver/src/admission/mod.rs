@@ -4,6 +4,8 @@
 //! kubelet (`system:node:<name>` in `system:nodes`) may write: its own Node and Lease,
 //! mirror pods bound to itself, and the status, deletion and eviction of pods bound to it.
 
+pub mod defaults;
+
 use ferrokube_api::status::{Status, Subject};
 use ferrokube_authz::UserInfo;
 use serde_json::Value;
@@ -14,6 +16,10 @@ use crate::errors::ApiResult;
 #[derive(Debug, Clone, Default)]
 pub struct Admission {
     pub node_restriction: bool,
+    pub priority: bool,
+    pub default_toleration_seconds: bool,
+    pub limit_ranger: bool,
+    pub default_storage_class: bool,
 }
 
 /// What a write does.
@@ -48,18 +54,53 @@ impl Admission {
         !self.node_restriction
     }
 
-    /// `--enable-admission-plugins` (comma-separated; unknown names are refused by the
-    /// caller's flag parsing, not here).
-    pub fn from_plugins(plugins: &[String]) -> Admission {
-        let enabled = |p: &str| {
-            plugins
-                .iter()
+    /// Upstream's default-on plugins (those built here) plus `enable`, minus `disable`
+    /// (each a list of comma-separated entries, as the flags).
+    pub fn from_plugins(enable: &[String], disable: &[String]) -> Admission {
+        let listed = |list: &[String], p: &str| {
+            list.iter()
                 .flat_map(|s| s.split(','))
                 .any(|x| x.trim() == p)
         };
+        let on =
+            |p: &str, default_on: bool| (default_on || listed(enable, p)) && !listed(disable, p);
         Admission {
-            node_restriction: enabled("NodeRestriction"),
+            node_restriction: on("NodeRestriction", false),
+            priority: on("Priority", true),
+            default_toleration_seconds: on("DefaultTolerationSeconds", true),
+            limit_ranger: on("LimitRanger", true),
+            default_storage_class: on("DefaultStorageClass", true),
         }
+    }
+
+    /// The mutating plugins, on a new object (`obj` changes in place).
+    pub async fn mutate(
+        &self,
+        registry: &crate::registry::Registry,
+        a: &Attributes<'_>,
+        obj: &mut Value,
+    ) -> ApiResult<()> {
+        if a.operation != Operation::Create || !a.subresource.is_empty() || !a.group.is_empty() {
+            return Ok(());
+        }
+        match a.resource {
+            "pods" => {
+                if self.limit_ranger {
+                    defaults::limit_ranger(registry, a.namespace, obj, a.name).await?;
+                }
+                if self.priority {
+                    defaults::priority(registry, obj, a.name).await?;
+                }
+                if self.default_toleration_seconds {
+                    defaults::default_tolerations(obj);
+                }
+            }
+            "persistentvolumeclaims" if self.default_storage_class => {
+                defaults::default_storage_class(registry, obj).await;
+            }
+            _ => {}
+        }
+        Ok(())
     }
 
     pub fn validate(&self, a: &Attributes<'_>) -> ApiResult<()> {
@@ -217,7 +258,7 @@ mod tests {
 
     #[test]
     fn nodes_write_only_their_own_objects() {
-        let adm = Admission::from_plugins(&["NamespaceLifecycle,NodeRestriction".into()]);
+        let adm = Admission::from_plugins(&["NamespaceLifecycle,NodeRestriction".into()], &[]);
         let n1 = UserInfo::new("system:node:n1", &["system:nodes"]);
         assert!(adm
             .validate(&attrs(

@@ -1,0 +1,92 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! The default-on admission plugins built so far, as kubectl users meet them: Priority
+//! (with the system PriorityClasses bootstrapped), DefaultTolerationSeconds, LimitRanger
+//! and DefaultStorageClass.
+
+mod common;
+
+use common::start;
+
+#[test]
+fn default_admission_plugins_with_kubectl() {
+    let s = start();
+    let pcs = s.ok(&["get", "priorityclasses", "-o", "name"]);
+    assert!(
+        pcs.contains("system-node-critical") && pcs.contains("system-cluster-critical"),
+        "{pcs}"
+    );
+
+    // Priority and DefaultTolerationSeconds on every new pod.
+    s.ok(&["run", "plain", "--image=busybox"]);
+    assert_eq!(
+        s.ok(&[
+            "get",
+            "pod",
+            "plain",
+            "-o",
+            "jsonpath={.spec.priority} {.spec.preemptionPolicy} {.spec.tolerations[*].key}"
+        ]),
+        "0 PreemptLowerPriority node.kubernetes.io/not-ready node.kubernetes.io/unreachable"
+    );
+    s.ok(&[
+        "run",
+        "critical",
+        "--image=busybox",
+        "--overrides",
+        r#"{"spec":{"priorityClassName":"system-node-critical"}}"#,
+    ]);
+    assert_eq!(
+        s.ok(&["get", "pod", "critical", "-o", "jsonpath={.spec.priority}"]),
+        "2000001000"
+    );
+    let err = s.fails(&[
+        "run",
+        "nope",
+        "--image=busybox",
+        "--overrides",
+        r#"{"spec":{"priorityClassName":"nope"}}"#,
+    ]);
+    assert!(
+        err.contains(r#"pods "nope" is forbidden: no PriorityClass with name nope was found"#),
+        "{err}"
+    );
+
+    // LimitRanger: defaults filled in, maximums enforced.
+    let lr = "apiVersion: v1\nkind: LimitRange\nmetadata: {name: limits}\nspec:\n  limits:\n  - type: Container\n    default: {cpu: 500m, memory: 128Mi}\n    defaultRequest: {cpu: 100m}\n    max: {cpu: \"1\"}\n";
+    assert!(s
+        .kubectl_stdin(&["create", "-f", "-"], Some(lr))
+        .status
+        .success());
+    s.ok(&["run", "limited", "--image=busybox"]);
+    assert_eq!(
+        s.ok(&["get", "pod", "limited", "-o", "jsonpath={.spec.containers[0].resources.limits.cpu} {.spec.containers[0].resources.requests.cpu} {.spec.containers[0].resources.requests.memory}"]),
+        "500m 100m 128Mi"
+    );
+    let err = s.fails(&["run", "greedy", "--image=busybox", "--overrides", r#"{"spec":{"containers":[{"name":"greedy","image":"busybox","resources":{"limits":{"cpu":"2"}}}]}}"#]);
+    assert!(
+        err.contains("maximum cpu usage per Container is 1, but limit is 2"),
+        "{err}"
+    );
+
+    // DefaultStorageClass.
+    let sc = "apiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata:\n  name: fast\n  annotations: {storageclass.kubernetes.io/is-default-class: \"true\"}\nprovisioner: example.com/fast\n";
+    assert!(s
+        .kubectl_stdin(&["create", "-f", "-"], Some(sc))
+        .status
+        .success());
+    let pvc = "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: data}\nspec:\n  accessModes: [ReadWriteOnce]\n  resources: {requests: {storage: 1Gi}}\n";
+    assert!(s
+        .kubectl_stdin(&["create", "-f", "-"], Some(pvc))
+        .status
+        .success());
+    assert_eq!(
+        s.ok(&[
+            "get",
+            "pvc",
+            "data",
+            "-o",
+            "jsonpath={.spec.storageClassName}"
+        ]),
+        "fast"
+    );
+}
