@@ -11,6 +11,7 @@ mod audit;
 mod auth;
 mod body;
 mod bootstrap;
+mod cache;
 mod conversion;
 mod crd;
 pub mod encryption;

@@ -144,6 +144,8 @@ impl ApiServer {
             &config.service_node_port_range,
         )
         .map_err(ServeError::Config)?;
+        // Watches are served by the watch cache: one storage watch per resource.
+        let storage = crate::cache::wrap(storage);
         let mut registry = Registry::new(storage, Some(allocator));
         registry.event_ttl = config.event_ttl;
         let budget = |n: usize| (n > 0).then(|| Arc::new(tokio::sync::Semaphore::new(n)));
