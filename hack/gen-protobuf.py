@@ -98,7 +98,8 @@ def resolve_type(rust_type, mod):
             t = t[len(wrapper):-1]
     if t.startswith("::prost::alloc::collections::BTreeMap<"):
         inner = t[len("::prost::alloc::collections::BTreeMap<"):-1]
-        t = inner.split(",", 1)[1].strip()
+        # (A type wrapped over lines keeps rustfmt's trailing comma: `V, >`.)
+        t = inner.split(",", 1)[1].strip().rstrip(",").strip()
     segs = t.split("::")
     m = list(mod)
     while segs and segs[0] == "super":

@@ -144,6 +144,7 @@ const SUPPORTED_ADMISSION: &[&str] = &[
     "DefaultTolerationSeconds",
     "LimitRanger",
     "DefaultStorageClass",
+    "ResourceQuota",
 ];
 
 /// Flags the seeds pass that ferrokube accepts for compatibility.
@@ -178,7 +179,7 @@ pub struct CompatFlags {
     #[arg(long, alias = "admission-control")]
     pub enable_admission_plugins: Vec<String>,
     /// Admission plugins to turn off (of the default-on Priority,
-    /// DefaultTolerationSeconds, LimitRanger, DefaultStorageClass).
+    /// DefaultTolerationSeconds, LimitRanger, DefaultStorageClass, ResourceQuota).
     #[arg(long)]
     pub disable_admission_plugins: Vec<String>,
     #[arg(long, hide = true)]

@@ -90,3 +90,142 @@ fn default_admission_plugins_with_kubectl() {
         "fast"
     );
 }
+
+/// ResourceQuota: usage counted from the namespace, enforced, and kept in status
+/// (`kubectl create quota` and `kubectl set resources` send protobuf: map fields such as
+/// `hard` and `requests` must survive decoding).
+#[test]
+fn resource_quota_with_kubectl() {
+    let s = start();
+    s.ok(&["create", "namespace", "team"]);
+    s.ok(&[
+        "-n",
+        "team",
+        "create",
+        "quota",
+        "q",
+        "--hard=pods=2,count/configmaps=1,requests.cpu=1",
+    ]);
+    assert_eq!(
+        s.ok(&[
+            "-n",
+            "team",
+            "get",
+            "quota",
+            "q",
+            "-o",
+            "jsonpath={.spec.hard.pods}"
+        ]),
+        "2"
+    );
+    let err = s.fails(&["-n", "team", "run", "bare", "--image=busybox"]);
+    assert!(
+        err.contains("failed quota: q: must specify requests.cpu"),
+        "{err}"
+    );
+    s.ok(&[
+        "-n",
+        "team",
+        "create",
+        "deployment",
+        "web",
+        "--image=busybox",
+    ]);
+    s.ok(&[
+        "-n",
+        "team",
+        "set",
+        "resources",
+        "deployment",
+        "web",
+        "--requests=cpu=300m",
+    ]);
+    assert_eq!(
+        s.ok(&[
+            "-n",
+            "team",
+            "get",
+            "deploy",
+            "web",
+            "-o",
+            "jsonpath={.spec.template.spec.containers[0].resources.requests.cpu}"
+        ]),
+        "300m"
+    );
+    let pod = |name: &str, cpu: &str| {
+        format!(
+            r#"{{"spec":{{"containers":[{{"name":"{name}","image":"busybox","resources":{{"requests":{{"cpu":"{cpu}"}}}}}}]}}}}"#
+        )
+    };
+    s.ok(&[
+        "-n",
+        "team",
+        "run",
+        "a",
+        "--image=busybox",
+        "--overrides",
+        &pod("a", "600m"),
+    ]);
+    let err = s.fails(&[
+        "-n",
+        "team",
+        "run",
+        "b",
+        "--image=busybox",
+        "--overrides",
+        &pod("b", "600m"),
+    ]);
+    assert!(
+        err.contains("exceeded quota: q, requested: requests.cpu=600m, used: requests.cpu=600m, limited: requests.cpu=1"),
+        "{err}"
+    );
+    s.ok(&[
+        "-n",
+        "team",
+        "run",
+        "c",
+        "--image=busybox",
+        "--overrides",
+        &pod("c", "100m"),
+    ]);
+    let err = s.fails(&[
+        "-n",
+        "team",
+        "run",
+        "d",
+        "--image=busybox",
+        "--overrides",
+        &pod("d", "100m"),
+    ]);
+    assert!(
+        err.contains("requested: pods=1, used: pods=2, limited: pods=2"),
+        "{err}"
+    );
+    s.ok(&["-n", "team", "create", "configmap", "one"]);
+    assert!(s
+        .fails(&["-n", "team", "create", "configmap", "two"])
+        .contains("exceeded quota"));
+    assert_eq!(
+        s.ok(&["-n", "team", "get", "quota", "q", "-o", "jsonpath={.status.used.pods} {.status.used.requests\\.cpu} {.status.used.count/configmaps}"]),
+        "2 700m 1"
+    );
+    // Deleting frees the usage.
+    s.ok(&[
+        "-n",
+        "team",
+        "delete",
+        "pod",
+        "c",
+        "--grace-period=0",
+        "--force",
+    ]);
+    s.ok(&[
+        "-n",
+        "team",
+        "run",
+        "e",
+        "--image=busybox",
+        "--overrides",
+        &pod("e", "100m"),
+    ]);
+}

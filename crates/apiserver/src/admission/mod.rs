@@ -5,6 +5,7 @@
 //! mirror pods bound to itself, and the status, deletion and eviction of pods bound to it.
 
 pub mod defaults;
+pub mod quota;
 
 use ferrokube_api::status::{Status, Subject};
 use ferrokube_authz::UserInfo;
@@ -20,6 +21,7 @@ pub struct Admission {
     pub default_toleration_seconds: bool,
     pub limit_ranger: bool,
     pub default_storage_class: bool,
+    pub resource_quota: bool,
 }
 
 /// What a write does.
@@ -70,17 +72,35 @@ impl Admission {
             default_toleration_seconds: on("DefaultTolerationSeconds", true),
             limit_ranger: on("LimitRanger", true),
             default_storage_class: on("DefaultStorageClass", true),
+            resource_quota: on("ResourceQuota", true),
         }
     }
 
-    /// The mutating plugins, on a new object (`obj` changes in place).
+    /// The mutating plugins, then ResourceQuota, on a new object (`obj` changes in
+    /// place).
     pub async fn mutate(
         &self,
         registry: &crate::registry::Registry,
         a: &Attributes<'_>,
         obj: &mut Value,
     ) -> ApiResult<()> {
-        if a.operation != Operation::Create || !a.subresource.is_empty() || !a.group.is_empty() {
+        if a.operation != Operation::Create || !a.subresource.is_empty() {
+            return Ok(());
+        }
+        self.mutate_core(registry, a, obj).await?;
+        if self.resource_quota {
+            quota::admit(registry, a.group, a.resource, a.namespace, a.name, obj).await?;
+        }
+        Ok(())
+    }
+
+    async fn mutate_core(
+        &self,
+        registry: &crate::registry::Registry,
+        a: &Attributes<'_>,
+        obj: &mut Value,
+    ) -> ApiResult<()> {
+        if !a.group.is_empty() {
             return Ok(());
         }
         match a.resource {
