@@ -145,6 +145,7 @@ const SUPPORTED_ADMISSION: &[&str] = &[
     "LimitRanger",
     "DefaultStorageClass",
     "ResourceQuota",
+    "PodSecurity",
 ];
 
 /// Flags the seeds pass that ferrokube accepts for compatibility.

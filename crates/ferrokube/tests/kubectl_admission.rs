@@ -229,3 +229,53 @@ fn resource_quota_with_kubectl() {
         &pod("e", "100m"),
     ]);
 }
+
+/// PodSecurity: the namespace's enforce label refuses violating pods with upstream's
+/// message; workloads get warnings.
+#[test]
+fn pod_security_with_kubectl() {
+    let s = start();
+    s.ok(&["create", "namespace", "secure"]);
+    s.ok(&[
+        "label",
+        "namespace",
+        "secure",
+        "pod-security.kubernetes.io/enforce=restricted",
+    ]);
+    let err = s.fails(&["-n", "secure", "run", "web", "--image=nginx"]);
+    assert!(
+        err.contains(r#"pods "web" is forbidden: violates PodSecurity "restricted:latest": allowPrivilegeEscalation != false (container "web" must set securityContext.allowPrivilegeEscalation=false)"#),
+        "{err}"
+    );
+    let o = s.kubectl(&[
+        "-n",
+        "secure",
+        "create",
+        "deployment",
+        "web",
+        "--image=nginx",
+    ]);
+    assert!(o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr)
+        .contains(r#"Warning: would violate PodSecurity "restricted:latest""#));
+    let ok = r#"{"spec":{"securityContext":{"runAsNonRoot":true,"seccompProfile":{"type":"RuntimeDefault"}},"containers":[{"name":"ok","image":"nginx","securityContext":{"allowPrivilegeEscalation":false,"capabilities":{"drop":["ALL"]}}}]}}"#;
+    s.ok(&[
+        "-n",
+        "secure",
+        "run",
+        "ok",
+        "--image=nginx",
+        "--overrides",
+        ok,
+    ]);
+    s.ok(&["create", "namespace", "base"]);
+    s.ok(&[
+        "label",
+        "namespace",
+        "base",
+        "pod-security.kubernetes.io/enforce=baseline",
+    ]);
+    s.ok(&["-n", "base", "run", "plain", "--image=nginx"]);
+    let err = s.fails(&["-n", "base", "run", "priv", "--image=nginx", "--privileged"]);
+    assert!(err.contains(r#"violates PodSecurity "baseline:latest": privileged (container "priv" must not set securityContext.privileged=true)"#), "{err}");
+}

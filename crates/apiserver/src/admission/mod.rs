@@ -5,6 +5,7 @@
 //! mirror pods bound to itself, and the status, deletion and eviction of pods bound to it.
 
 pub mod defaults;
+pub mod pod_security;
 pub mod quota;
 
 use ferrokube_api::status::{Status, Subject};
@@ -22,6 +23,7 @@ pub struct Admission {
     pub limit_ranger: bool,
     pub default_storage_class: bool,
     pub resource_quota: bool,
+    pub pod_security: bool,
 }
 
 /// What a write does.
@@ -73,25 +75,35 @@ impl Admission {
             limit_ranger: on("LimitRanger", true),
             default_storage_class: on("DefaultStorageClass", true),
             resource_quota: on("ResourceQuota", true),
+            pod_security: on("PodSecurity", true),
         }
     }
 
-    /// The mutating plugins, then ResourceQuota, on a new object (`obj` changes in
-    /// place).
+    /// The mutating plugins, then PodSecurity and ResourceQuota, on a new object (`obj`
+    /// changes in place). Returns the warnings to send.
     pub async fn mutate(
         &self,
         registry: &crate::registry::Registry,
         a: &Attributes<'_>,
         obj: &mut Value,
-    ) -> ApiResult<()> {
+    ) -> ApiResult<Vec<String>> {
         if a.operation != Operation::Create || !a.subresource.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         self.mutate_core(registry, a, obj).await?;
+        let mut warnings = Vec::new();
+        if self.pod_security && !a.namespace.is_empty() {
+            if let Some(info) = ferrokube_api::resources::lookup("", "v1", "namespaces") {
+                let target = crate::registry::Target::builtin(info, None);
+                if let Ok(ns) = registry.get(&target, a.namespace).await {
+                    warnings = pod_security::admit(&ns, a.resource, a.name, obj)?;
+                }
+            }
+        }
         if self.resource_quota {
             quota::admit(registry, a.group, a.resource, a.namespace, a.name, obj).await?;
         }
-        Ok(())
+        Ok(warnings)
     }
 
     async fn mutate_core(

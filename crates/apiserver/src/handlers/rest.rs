@@ -328,7 +328,8 @@ async fn dispatch(
                 set_requestor(&mut obj, req.user);
             }
             let name = meta::name(&obj).unwrap_or("").to_string();
-            req.security
+            let admission_warnings = req
+                .security
                 .admission
                 .mutate(
                     registry,
@@ -356,6 +357,8 @@ async fn dispatch(
                 None,
             )?;
             let created = registry.create(target, obj, dry_run(req.query)?).await?;
+            let mut warnings = warnings;
+            warnings.extend(admission_warnings);
             Ok(with_warnings(
                 response::json(201, &shape_object(out, target, created)),
                 &warnings,
