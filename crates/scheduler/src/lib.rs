@@ -1,0 +1,13 @@
+//! ferrokube-scheduler: the scheduling core of kube-scheduler v1.33 as a pure
+//! library — no I/O. The binary (informers, binding, events, leader election)
+//! drives it; see `docs/scheduler.md`.
+
+pub mod cache;
+pub mod framework;
+pub mod labels;
+pub mod node;
+pub mod plugins;
+pub mod pod;
+pub mod quantity;
+pub mod resource;
+pub mod schedule;
