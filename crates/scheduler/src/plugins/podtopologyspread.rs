@@ -252,23 +252,30 @@ pub fn score(
             ((size + 2) as f64).ln()
         })
         .collect();
-    // Count matching pods over all nodes for the non-hostname domains.
-    for info in snapshot.nodes() {
-        let Some(node) = info.node.as_deref() else {
-            continue;
-        };
-        if !has_all_keys(node, &constraints) {
-            continue;
-        }
-        for (c, m) in constraints.iter().zip(counts.iter_mut()) {
-            if c.topology_key == HOSTNAME || !node_included(c, pod, node) {
+    // Count matching pods over all nodes for the non-hostname domains. Nodes
+    // without matching pods add nothing, so the pod scan comes first.
+    if constraints.iter().any(|c| c.topology_key != HOSTNAME) {
+        for info in snapshot.nodes() {
+            if info.pods.is_empty() {
                 continue;
             }
-            let Some(v) = node.labels.get(&c.topology_key) else {
+            let Some(node) = info.node.as_deref() else {
                 continue;
             };
-            if let Some(slot) = m.get_mut(v) {
-                *slot += count_matching(&info.pods, c.selector.as_ref(), &pod.namespace);
+            for (c, m) in constraints.iter().zip(counts.iter_mut()) {
+                if c.topology_key == HOSTNAME {
+                    continue;
+                }
+                let n = count_matching(&info.pods, c.selector.as_ref(), &pod.namespace);
+                if n == 0 || !has_all_keys(node, &constraints) || !node_included(c, pod, node) {
+                    continue;
+                }
+                let Some(v) = node.labels.get(&c.topology_key) else {
+                    continue;
+                };
+                if let Some(slot) = m.get_mut(v) {
+                    *slot += n;
+                }
             }
         }
     }
