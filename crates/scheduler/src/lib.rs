@@ -9,5 +9,6 @@ pub mod node;
 pub mod plugins;
 pub mod pod;
 pub mod quantity;
+pub mod queue;
 pub mod resource;
 pub mod schedule;
