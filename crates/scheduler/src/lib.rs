@@ -8,6 +8,7 @@ pub mod labels;
 pub mod node;
 pub mod plugins;
 pub mod pod;
+pub mod preemption;
 pub mod quantity;
 pub mod queue;
 pub mod resource;
