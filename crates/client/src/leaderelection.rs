@@ -274,6 +274,41 @@ impl Leadership {
     }
 }
 
+/// client-go's `HealthzAdaptor` (`NewLeaderHealthzAdaptor(timeout)`): a health check
+/// that fails when this candidate is the leader but has not renewed for longer than
+/// the lease duration + `timeout` (kube-controller-manager and kube-scheduler use 20s)
+/// — a wedged leader is reported unhealthy so it gets restarted. Wire it with
+/// `health.add(Endpoint::Healthz, "leaderElection", Arc::new(move || adaptor.check()))`.
+#[derive(Debug, Clone)]
+pub struct HealthzAdaptor {
+    state: std::sync::Arc<std::sync::Mutex<Option<(bool, Instant, String)>>>,
+    lease_duration: Duration,
+    timeout: Duration,
+}
+
+impl HealthzAdaptor {
+    /// `Ok` unless leading and overdue.
+    pub fn check(&self) -> Result<(), String> {
+        let state = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match &*state {
+            Some((true, observed, lease)) => {
+                let late = observed.elapsed();
+                if late > self.lease_duration + self.timeout {
+                    Err(format!(
+                        "failed election to renew leadership on lease {lease}"
+                    ))
+                } else {
+                    Ok(())
+                }
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
 /// client-go's `LeaderElector` on a Lease.
 pub struct LeaderElector {
     lock: LeaseLock,
@@ -282,6 +317,7 @@ pub struct LeaderElector {
     observed: Option<LeaderElectionRecord>,
     observed_time: Instant,
     leader: watch::Sender<String>,
+    healthz: std::sync::Arc<std::sync::Mutex<Option<(bool, Instant, String)>>>,
 }
 
 impl std::fmt::Debug for LeaderElector {
@@ -343,6 +379,7 @@ impl LeaderElector {
             observed: None,
             observed_time: Instant::now(),
             leader: watch::channel(String::new()).0,
+            healthz: std::sync::Arc::default(),
         })
     }
 
@@ -411,8 +448,15 @@ impl LeaderElector {
                 tracing::warn!(lease = %self.lock.describe(), "leader election: work did not stop within the renew deadline; dropping it");
             }
         }
-        if ended == Ended::Shutdown && self.config.release_on_cancel && work_done {
-            self.release().await;
+        if ended == Ended::Shutdown {
+            if self.config.release_on_cancel && work_done {
+                self.release().await;
+            }
+            // Not leading any more: the healthz watchdog has nothing to watch.
+            *self
+                .healthz
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
         }
         Ok(ended)
     }
@@ -477,6 +521,16 @@ impl LeaderElector {
             .is_some_and(|r| r.holder_identity == self.identity)
     }
 
+    /// The `leaderElection` health check with upstream's `timeout` (20s in
+    /// kube-controller-manager and kube-scheduler).
+    pub fn healthz_adaptor(&self, timeout: Duration) -> HealthzAdaptor {
+        HealthzAdaptor {
+            state: self.healthz.clone(),
+            lease_duration: self.config.lease_duration,
+            timeout,
+        }
+    }
+
     /// `isLeaseValid`: observed time + the record's lease duration still ahead.
     fn is_lease_valid(&self, now: Instant) -> bool {
         let secs = self
@@ -500,6 +554,12 @@ impl LeaderElector {
                 changed
             });
         }
+        let leading = record.holder_identity == self.identity;
+        *self
+            .healthz
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some((leading, self.observed_time, self.lock.describe()));
         self.observed = Some(record);
     }
 
@@ -674,6 +734,31 @@ mod tests {
             assert!(
                 d >= Duration::from_secs(2) && d <= Duration::from_millis(4400),
                 "{d:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn healthz_adaptor_fails_only_for_an_overdue_leader() {
+        let state = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let adaptor = HealthzAdaptor {
+            state: state.clone(),
+            lease_duration: Duration::from_secs(15),
+            timeout: Duration::from_secs(20),
+        };
+        assert!(adaptor.check().is_ok());
+        let long_ago = Instant::now()
+            .checked_sub(Duration::from_secs(40))
+            .unwrap_or_else(Instant::now);
+        *state.lock().unwrap() = Some((false, long_ago, "kube-system/x".to_string()));
+        assert!(adaptor.check().is_ok(), "a follower is never unhealthy");
+        *state.lock().unwrap() = Some((true, Instant::now(), "kube-system/x".to_string()));
+        assert!(adaptor.check().is_ok());
+        if long_ago.elapsed() >= Duration::from_secs(40) {
+            *state.lock().unwrap() = Some((true, long_ago, "kube-system/x".to_string()));
+            assert_eq!(
+                adaptor.check().unwrap_err(),
+                "failed election to renew leadership on lease kube-system/x"
             );
         }
     }

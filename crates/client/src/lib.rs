@@ -34,7 +34,7 @@ pub mod ratelimit;
 
 pub use kubeconfig::{user_agent, ClientConfig, ClientError, ClientFlags};
 pub use leaderelection::{
-    new_identity, Ended, LeaderElectionConfig, LeaderElectionError, LeaderElectionFlags,
-    LeaderElectionRecord, LeaderElector, Leadership,
+    new_identity, Ended, HealthzAdaptor, LeaderElectionConfig, LeaderElectionError,
+    LeaderElectionFlags, LeaderElectionRecord, LeaderElector, Leadership,
 };
 pub use ratelimit::{TokenBucket, TokenBucketLayer};
