@@ -9,6 +9,7 @@ mod apiserver_cmd;
 mod apiserver_flags;
 mod duration;
 mod pki_cmd;
+mod scheduler_cmd;
 mod server;
 mod storage_flags;
 mod store_cmd;
@@ -44,6 +45,8 @@ enum Command {
     /// Certificates, keys, kubeconfigs and tokens (cfssl, openssl, kubectl config).
     #[command(subcommand)]
     Pki(pki_cmd::PkiCommand),
+    /// kube-scheduler: binds pending pods to nodes (leader-elected, secure port 10259).
+    Scheduler(Box<scheduler_cmd::SchedulerArgs>),
 }
 
 /// Maps a multi-call name (`ferrokube-server`, …) to the subcommand it stands for.
@@ -59,9 +62,10 @@ fn argv_with_multicall() -> Vec<std::ffi::OsString> {
         .unwrap_or_default();
     let sub = match called_as.as_str() {
         "kube-apiserver" => Some("apiserver"),
+        "kube-scheduler" => Some("scheduler"),
         other => other
             .strip_prefix("ferrokube-")
-            .filter(|s| ["server", "store", "apiserver"].contains(s)),
+            .filter(|s| ["server", "store", "apiserver", "scheduler"].contains(s)),
     };
     if let Some(sub) = sub {
         args.insert(1, sub.into());
@@ -99,6 +103,7 @@ fn main() -> ExitCode {
             Command::Apiserver(args) => apiserver_cmd::run(*args).await,
             Command::Store(cmd) => store_cmd::run(cmd).await,
             Command::Pki(cmd) => pki_cmd::run(cmd).await,
+            Command::Scheduler(args) => scheduler_cmd::run(*args).await,
         }
     });
     match result {

@@ -12,4 +12,5 @@ pub mod preemption;
 pub mod quantity;
 pub mod queue;
 pub mod resource;
+pub mod runner;
 pub mod schedule;

@@ -1,0 +1,199 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! `ferrokube scheduler` against a real API server, as the seeds run it: two instances
+//! with leader election on the `kube-system/kube-scheduler` Lease; pending pods bound to
+//! Node objects the test registers (no kubelet); FailedScheduling with upstream's
+//! message; the standby takes over when the leader is killed; a bad config is refused.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::start;
+
+struct Proc(Child, PathBuf);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn scheduler(kubeconfig: &Path, log: PathBuf, extra: &[&str]) -> Proc {
+    let file = std::fs::File::create(&log).unwrap();
+    let mut args = vec![
+        "scheduler".to_string(),
+        format!("--kubeconfig={}", kubeconfig.display()),
+        "--secure-port=0".into(),
+        "--leader-elect".into(),
+        "--leader-elect-lease-duration=4s".into(),
+        "--leader-elect-renew-deadline=3s".into(),
+        "--leader-elect-retry-period=500ms".into(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let child = Command::new(env!("CARGO_BIN_EXE_ferrokube"))
+        .args(&args)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(file)
+        .spawn()
+        .unwrap();
+    Proc(child, log)
+}
+
+fn leads(p: &Proc) -> bool {
+    std::fs::read_to_string(&p.1)
+        .unwrap_or_default()
+        .contains("successfully acquired lease")
+}
+
+fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn two_schedulers_bind_pods_and_fail_over() {
+    let s = start();
+    let dir = s.kubeconfig.parent().unwrap().to_path_buf();
+    let kc = dir.join("pki/kube-scheduler.kubeconfig");
+    for n in ["n1", "n2", "n3"] {
+        let node = format!("apiVersion: v1\nkind: Node\nmetadata: {{name: {n}, labels: {{kubernetes.io/hostname: {n}}}}}\nstatus:\n  capacity: {{cpu: \"2\", memory: 4Gi, pods: \"110\"}}\n  allocatable: {{cpu: \"2\", memory: 4Gi, pods: \"110\"}}\n  conditions: [{{type: Ready, status: \"True\"}}]\n");
+        assert!(s
+            .kubectl_stdin(&["create", "-f", "-"], Some(&node))
+            .status
+            .success());
+    }
+    let a = scheduler(&kc, dir.join("sched-a.log"), &[]);
+    let b = scheduler(&kc, dir.join("sched-b.log"), &[]);
+    wait_until("a leader", 20, || leads(&a) || leads(&b));
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(!(leads(&a) && leads(&b)), "both lead");
+    let holder = s.ok(&[
+        "-n",
+        "kube-system",
+        "get",
+        "lease",
+        "kube-scheduler",
+        "-o",
+        "jsonpath={.spec.holderIdentity}",
+    ]);
+    assert!(!holder.is_empty());
+
+    // Pending pods are bound, spread over the nodes.
+    let req = |name: &str, cpu: &str| {
+        format!(
+            r#"{{"spec":{{"containers":[{{"name":"{name}","image":"busybox","resources":{{"requests":{{"cpu":"{cpu}"}}}}}}]}}}}"#
+        )
+    };
+    for i in 0..6 {
+        let name = format!("p{i}");
+        s.ok(&[
+            "run",
+            &name,
+            "--image=busybox",
+            "--overrides",
+            &req(&name, "500m"),
+        ]);
+    }
+    wait_until("six bound pods", 30, || {
+        let nodes = s.ok(&["get", "pods", "-o", "jsonpath={.items[*].spec.nodeName}"]);
+        nodes.split_whitespace().count() == 6
+    });
+    let nodes = s.ok(&["get", "pods", "-o", "jsonpath={.items[*].spec.nodeName}"]);
+    let mut distinct: Vec<&str> = nodes.split_whitespace().collect();
+    distinct.sort();
+    distinct.dedup();
+    assert!(distinct.len() >= 2, "not spread: {nodes}");
+    let events = s.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "reason=Scheduled",
+        "-o",
+        "name",
+    ]);
+    assert_eq!(events.lines().count(), 6, "{events}");
+
+    // A pod that fits nowhere: FailedScheduling with upstream's message.
+    s.ok(&[
+        "run",
+        "huge",
+        "--image=busybox",
+        "--overrides",
+        &req("huge", "3"),
+    ]);
+    wait_until("FailedScheduling", 20, || {
+        s.ok(&[
+            "get",
+            "events",
+            "--field-selector",
+            "reason=FailedScheduling,involvedObject.name=huge",
+            "-o",
+            "jsonpath={.items[*].message}",
+        ])
+        .contains("0/3 nodes are available: 3 Insufficient cpu.")
+    });
+    assert_eq!(
+        s.ok(&["get", "pod", "huge", "-o", "jsonpath={.status.conditions[0].type} {.status.conditions[0].status} {.status.conditions[0].reason}"]),
+        "PodScheduled False Unschedulable"
+    );
+
+    // Kill the leader: the standby takes the Lease and keeps scheduling.
+    let (leader, standby) = if leads(&a) { (a, b) } else { (b, a) };
+    drop(leader); // SIGKILL
+    wait_until("the standby to lead", 30, || leads(&standby));
+    let transitions = s.ok(&[
+        "-n",
+        "kube-system",
+        "get",
+        "lease",
+        "kube-scheduler",
+        "-o",
+        "jsonpath={.spec.leaseTransitions}",
+    ]);
+    assert!(transitions.parse::<i64>().unwrap() >= 1, "{transitions}");
+    s.ok(&[
+        "run",
+        "after",
+        "--image=busybox",
+        "--overrides",
+        &req("after", "100m"),
+    ]);
+    wait_until("the new leader to bind", 30, || {
+        !s.ok(&["get", "pod", "after", "-o", "jsonpath={.spec.nodeName}"])
+            .is_empty()
+    });
+    drop(standby);
+}
+
+#[test]
+fn bad_scheduler_config_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("kube-scheduler.yaml");
+    std::fs::write(
+        &cfg,
+        "apiVersion: kubescheduler.config.k8s.io/v1\nkind: KubeSchedulerConfiguration\nclientConnection:\n  kubeconfig: /nonexistent\nleaderElection:\n  leaderElect: true\n  leaseDurationz: 15s\n",
+    )
+    .unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_ferrokube"))
+        .args([
+            "scheduler",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--secure-port=0",
+        ])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("--config") && err.contains("leaseDurationz"),
+        "{err}"
+    );
+}
