@@ -1,0 +1,27 @@
+//! ferrokube-controllers: kube-controller-manager's controllers (upstream
+//! `pkg/controller/*`), each an API client on shared informers with a work queue, as
+//! upstream builds them.
+//!
+//! Framework: [`informer`] (shared informers and stores), [`workqueue`] (de-duplicating
+//! rate-limited queue and workers), [`expectations`], [`events`] (Event recorder),
+//! [`clientbuilder`] (`--use-service-account-credentials`), [`context`] (what a
+//! controller is started with), [`manager`] (`--controllers` and start-up).
+//!
+//! Controllers: [`replicaset`] (ReplicaSet and ReplicationController).
+
+pub mod clientbuilder;
+pub mod context;
+pub mod error;
+pub mod events;
+pub mod expectations;
+pub mod informer;
+pub mod manager;
+pub mod podutil;
+pub mod replicaset;
+pub mod selector;
+pub mod workqueue;
+
+pub use clientbuilder::ClientBuilder;
+pub use context::{Cidr, ControllerConfig, ControllerContext};
+pub use error::Error;
+pub use manager::{descriptors, enabled_controllers, start_controllers};
