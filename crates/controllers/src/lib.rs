@@ -11,11 +11,14 @@
 
 pub mod clientbuilder;
 pub mod context;
+pub mod discovery;
 pub mod error;
 pub mod events;
 pub mod expectations;
+pub mod garbagecollector;
 pub mod informer;
 pub mod manager;
+pub mod namespace;
 pub mod podutil;
 pub mod replicaset;
 pub mod selector;

@@ -107,7 +107,7 @@ pub fn descriptors() -> Vec<Descriptor> {
             &["namespace"],
             "namespace-controller",
             true,
-            None,
+            Some(crate::namespace::start),
         ),
         d(
             "serviceaccount-controller",
@@ -121,7 +121,7 @@ pub fn descriptors() -> Vec<Descriptor> {
             &["garbagecollector"],
             "generic-garbage-collector",
             true,
-            None,
+            Some(crate::garbagecollector::start),
         ),
         d(
             "daemonset-controller",
