@@ -9,6 +9,8 @@
 //!
 //! Controllers: [`replicaset`] (ReplicaSet and ReplicationController).
 
+pub mod bootstrap;
+pub mod certificates;
 pub mod clientbuilder;
 pub mod context;
 pub mod discovery;
@@ -21,7 +23,9 @@ pub mod manager;
 pub mod namespace;
 pub mod podutil;
 pub mod replicaset;
+pub mod rootcacert;
 pub mod selector;
+pub mod serviceaccount;
 pub mod workqueue;
 
 pub use clientbuilder::ClientBuilder;
