@@ -9,8 +9,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::APIResourceList;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{APIResource, APIResourceList};
 use kube::api::ApiResource;
+use kube::core::discovery::v2::APIGroupDiscovery;
 use tokio::sync::watch;
 
 use crate::error::{Error, ResultExt};
@@ -115,10 +116,99 @@ pub fn parse_group_version(gv: &str) -> Option<(&str, &str)> {
 }
 
 impl Discovery {
-    /// Reads `/api`, `/apis` and every group version's resource list. Fails only when
-    /// the group lists themselves cannot be read; a failing group version is recorded
-    /// in `failed` and the rest is still returned.
+    /// Reads the API's discovery: aggregated discovery (`apidiscovery.k8s.io/v2`, one
+    /// request each for `/api` and `/apis`, what client-go prefers) and, when the
+    /// server does not serve it, `/api`, `/apis` and every group version's resource
+    /// list. Fails only when the group lists themselves cannot be read; a failing (or
+    /// stale) group version is recorded in `failed` and the rest is still returned.
     pub async fn run(client: &kube::Client) -> Result<Discovery, Error> {
+        let aggregated = futures_util::future::join(
+            client.list_core_api_versions_aggregated(),
+            client.list_api_groups_aggregated(),
+        )
+        .await;
+        let (lists, failed) = match aggregated {
+            (Ok(core), Ok(groups)) if !core.items.is_empty() => {
+                Self::from_aggregated(core.items.into_iter().chain(groups.items))
+            }
+            _ => Self::fetch_legacy(client).await?,
+        };
+        let mut out = Discovery {
+            failed: GroupDiscoveryFailed { groups: failed },
+            ..Discovery::default()
+        };
+        out.resources = Self::flatten(lists, &mut out.invalid_group_versions);
+        Ok(out)
+    }
+
+    /// Aggregated discovery's groups as (group version, preferred, resource list);
+    /// versions come in preference order. Stale versions count as failed, as
+    /// client-go reports them.
+    #[allow(clippy::type_complexity)]
+    fn from_aggregated(
+        groups: impl Iterator<Item = APIGroupDiscovery>,
+    ) -> (
+        Vec<(String, Option<String>, APIResourceList)>,
+        BTreeMap<String, String>,
+    ) {
+        let mut lists = Vec::new();
+        let mut failed = BTreeMap::new();
+        for g in groups {
+            let group = g.metadata.and_then(|m| m.name).unwrap_or_default();
+            let gv_of = |v: &str| {
+                if group.is_empty() {
+                    v.to_string()
+                } else {
+                    format!("{group}/{v}")
+                }
+            };
+            let preferred = g
+                .versions
+                .first()
+                .and_then(|v| v.version.as_deref())
+                .map(gv_of);
+            for v in g.versions {
+                let gv = gv_of(v.version.as_deref().unwrap_or_default());
+                if v.freshness.as_deref() == Some("Stale") {
+                    failed.insert(gv.clone(), format!("stale GroupVersion discovery: {gv}"));
+                    continue;
+                }
+                let resources = v
+                    .resources
+                    .into_iter()
+                    .map(|r| APIResource {
+                        name: r.resource.unwrap_or_default(),
+                        kind: r.response_kind.and_then(|k| k.kind).unwrap_or_default(),
+                        namespaced: r.scope.as_deref() == Some("Namespaced"),
+                        verbs: r.verbs,
+                        singular_name: r.singular_resource.unwrap_or_default(),
+                        ..APIResource::default()
+                    })
+                    .collect();
+                lists.push((
+                    gv.clone(),
+                    preferred.clone(),
+                    APIResourceList {
+                        group_version: gv,
+                        resources,
+                    },
+                ));
+            }
+        }
+        (lists, failed)
+    }
+
+    /// Legacy discovery: the group lists, then each group version's resources.
+    #[allow(clippy::type_complexity)]
+    async fn fetch_legacy(
+        client: &kube::Client,
+    ) -> Result<
+        (
+            Vec<(String, Option<String>, APIResourceList)>,
+            BTreeMap<String, String>,
+        ),
+        Error,
+    > {
         let core = client
             .list_core_api_versions()
             .await
@@ -136,8 +226,6 @@ impl Discovery {
             let preferred = g.preferred_version.map(|p| p.group_version);
             wanted.push((g.name, versions, preferred));
         }
-        let mut lists: Vec<(String, Option<String>, APIResourceList)> = Vec::new();
-        let mut out = Discovery::default();
         let fetches = wanted.iter().flat_map(|(group, versions, preferred)| {
             versions.iter().map(move |gv| async move {
                 let res = if group.is_empty() {
@@ -148,16 +236,17 @@ impl Discovery {
                 (gv.clone(), preferred.clone(), res)
             })
         });
+        let mut lists = Vec::new();
+        let mut failed = BTreeMap::new();
         for (gv, preferred, res) in futures_util::future::join_all(fetches).await {
             match res {
                 Ok(list) => lists.push((gv, preferred, list)),
                 Err(e) => {
-                    out.failed.groups.insert(gv, e.to_string());
+                    failed.insert(gv, e.to_string());
                 }
             }
         }
-        out.resources = Self::flatten(lists, &mut out.invalid_group_versions);
-        Ok(out)
+        Ok((lists, failed))
     }
 
     /// Turns resource lists into resources, marking each group-resource's preferred
@@ -309,7 +398,6 @@ impl SharedDiscovery {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::APIResource;
 
     fn res(name: &str, kind: &str, namespaced: bool, verbs: &[&str]) -> APIResource {
         APIResource {
@@ -382,6 +470,47 @@ mod tests {
         assert!(!w.preferred && w.namespaced && w.supports("list"));
         assert!(d.resource_for("example.com/v2", "Widget").is_none());
         assert_eq!(d.preferred_namespaced().count(), 1);
+    }
+
+    #[test]
+    fn aggregated_discovery_prefers_the_first_version_and_fails_stale_ones() {
+        let doc = serde_json::json!({"items": [
+            {"metadata": {"name": ""}, "versions": [{"version": "v1", "resources": [
+                {"resource": "pods", "responseKind": {"group": "", "version": "v1", "kind": "Pod"},
+                 "scope": "Namespaced", "verbs": ["list", "delete", "deletecollection"]},
+                {"resource": "namespaces", "responseKind": {"kind": "Namespace"},
+                 "scope": "Cluster", "verbs": ["get"]}]}]},
+            {"metadata": {"name": "example.com"}, "versions": [
+                {"version": "v2", "resources": [
+                    {"resource": "widgets", "responseKind": {"kind": "Widget"}, "scope": "Namespaced", "verbs": ["list"]}]},
+                {"version": "v1", "resources": [
+                    {"resource": "widgets", "responseKind": {"kind": "Widget"}, "scope": "Namespaced", "verbs": ["list"]}]},
+                {"version": "v0", "freshness": "Stale", "resources": []}]}
+        ]});
+        let list: kube::core::discovery::v2::APIGroupDiscoveryList =
+            serde_json::from_value(doc).unwrap();
+        let (lists, failed) = Discovery::from_aggregated(list.items.into_iter());
+        assert_eq!(
+            failed.get("example.com/v0").map(String::as_str),
+            Some("stale GroupVersion discovery: example.com/v0")
+        );
+        let mut invalid = Vec::new();
+        let d = Discovery {
+            resources: Discovery::flatten(lists, &mut invalid),
+            ..Discovery::default()
+        };
+        let preferred: Vec<String> = d.preferred().map(|r| r.gvr().to_string()).collect();
+        assert_eq!(
+            preferred,
+            vec![
+                "/v1, Resource=pods",
+                "/v1, Resource=namespaces",
+                "example.com/v2, Resource=widgets"
+            ]
+        );
+        let pods = d.resource_for("v1", "Pod").unwrap();
+        assert!(pods.namespaced && pods.supports_all(&["list", "delete"]));
+        assert!(!d.resource_for("v1", "Namespace").unwrap().namespaced);
     }
 
     #[test]
