@@ -59,3 +59,17 @@ pub fn is_conflict(e: &kube::Error) -> bool {
 pub fn error_is_not_found(e: &Error) -> bool {
     matches!(e, Error::Api { source, .. } if is_not_found(source))
 }
+
+/// Attaches the step to a serde_json error (encoding or decoding an object).
+pub trait JsonResultExt<T> {
+    fn action_invalid(self, what: &str) -> Result<T, Error>;
+}
+
+impl<T> JsonResultExt<T> for Result<T, serde_json::Error> {
+    fn action_invalid(self, what: &str) -> Result<T, Error> {
+        self.map_err(|e| Error::Invalid {
+            what: what.to_string(),
+            reason: e.to_string(),
+        })
+    }
+}

@@ -22,7 +22,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::context::ControllerContext;
-use crate::error::{is_not_found, Error, ResultExt};
+use crate::error::{is_not_found, Error, JsonResultExt, ResultExt};
 use crate::events::EventType;
 use crate::expectations::Expectations;
 use crate::informer::{key_of, Notification, Store};
@@ -537,16 +537,15 @@ impl<K: ReplicaOwner> Controller<K> {
         if same_status(&old, &status) {
             return Ok(());
         }
-        if conditions.is_empty() && old.get("conditions").is_some() {
-            status["conditions"] = serde_json::Value::Null;
-        }
+        // PUT /status, as upstream: the controllers' RBAC roles grant `update` on
+        // the status subresource, not `patch`. A stale resourceVersion is a 409 and a
+        // retry with the informer's newer copy.
+        let mut updated = serde_json::to_value(owner).action_invalid("encoding the owner")?;
+        updated["status"] = status;
+        let updated: K = serde_json::from_value(updated).action_invalid("encoding the owner")?;
         let api: Api<K> = Api::namespaced(self.ctx.client.clone(), ns);
         match api
-            .patch_status(
-                &owner.name_any(),
-                &PatchParams::default(),
-                &Patch::Merge(&json!({"status": status})),
-            )
+            .replace_status(&owner.name_any(), &PostParams::default(), &updated)
             .await
         {
             Ok(_) => Ok(()),

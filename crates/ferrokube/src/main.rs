@@ -7,7 +7,9 @@
 
 mod apiserver_cmd;
 mod apiserver_flags;
+mod controller_manager_cmd;
 mod duration;
+mod leader;
 mod pki_cmd;
 mod scheduler_cmd;
 mod server;
@@ -47,6 +49,8 @@ enum Command {
     Pki(pki_cmd::PkiCommand),
     /// kube-scheduler: binds pending pods to nodes (leader-elected, secure port 10259).
     Scheduler(Box<scheduler_cmd::SchedulerArgs>),
+    /// kube-controller-manager: the control loops (leader-elected, secure port 10257).
+    ControllerManager(Box<controller_manager_cmd::ControllerManagerArgs>),
 }
 
 /// Maps a multi-call name (`ferrokube-server`, …) to the subcommand it stands for.
@@ -63,9 +67,17 @@ fn argv_with_multicall() -> Vec<std::ffi::OsString> {
     let sub = match called_as.as_str() {
         "kube-apiserver" => Some("apiserver"),
         "kube-scheduler" => Some("scheduler"),
-        other => other
-            .strip_prefix("ferrokube-")
-            .filter(|s| ["server", "store", "apiserver", "scheduler"].contains(s)),
+        "kube-controller-manager" => Some("controller-manager"),
+        other => other.strip_prefix("ferrokube-").filter(|s| {
+            [
+                "server",
+                "store",
+                "apiserver",
+                "scheduler",
+                "controller-manager",
+            ]
+            .contains(s)
+        }),
     };
     if let Some(sub) = sub {
         args.insert(1, sub.into());
@@ -104,6 +116,7 @@ fn main() -> ExitCode {
             Command::Store(cmd) => store_cmd::run(cmd).await,
             Command::Pki(cmd) => pki_cmd::run(cmd).await,
             Command::Scheduler(args) => scheduler_cmd::run(*args).await,
+            Command::ControllerManager(args) => controller_manager_cmd::run(*args).await,
         }
     });
     match result {

@@ -4,11 +4,10 @@
 //! /healthz and /metrics behind delegated authentication and authorization.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
-use ferrokube_client::{ClientFlags, Ended, LeaderElectionFlags, LeaderElector};
+use ferrokube_client::{ClientFlags, LeaderElectionFlags};
 use ferrokube_component_base::{DelegatedAuthFlags, Handler, SecureServer, SecureServingFlags};
 use serde::Deserialize;
 
@@ -215,7 +214,7 @@ pub async fn run(mut args: SchedulerArgs) -> anyhow::Result<()> {
         .client("kube-scheduler", VERSION)
         .await
         .context("building the API client")?;
-    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let (_serving_stop, shutdown) = tokio::sync::watch::channel(false);
 
     let health = ferrokube_component_base::HealthChecks::default();
     let registry = ferrokube_component_base::Registry::default();
@@ -234,47 +233,8 @@ pub async fn run(mut args: SchedulerArgs) -> anyhow::Result<()> {
     }
 
     let runner = ferrokube_scheduler::runner::Runner::new(client.clone(), &scheduler_name, profile);
-    let work = {
-        let shutdown = shutdown.clone();
-        async move {
-            let signal = tokio::spawn(async move {
-                let _ = crate::server::wait_for_signal().await;
-                let _ = stop.send(true);
-            });
-            let le = args.leader_election.clone();
-            let result = if le.leader_elect {
-                let mut config = le.config();
-                config.release_on_cancel = true;
-                let elector = LeaderElector::new(
-                    client,
-                    &le.leader_elect_resource_namespace,
-                    &le.leader_elect_resource_name,
-                    ferrokube_client::new_identity(),
-                    config,
-                )?;
-                let runner = Arc::new(tokio::sync::Mutex::new(Some(runner)));
-                match elector
-                    .run(shutdown.clone(), move |leadership| {
-                        let runner = runner.clone();
-                        async move {
-                            if let Some(r) = runner.lock().await.take() {
-                                if let Err(e) = r.run(leadership.stop_signal()).await {
-                                    tracing::error!(error = %e, "scheduler stopped");
-                                }
-                            }
-                        }
-                    })
-                    .await?
-                {
-                    Ended::LostLeadership => Err(anyhow::anyhow!("leaderelection lost")),
-                    Ended::Shutdown => Ok(()),
-                }
-            } else {
-                runner.run(shutdown).await.map_err(anyhow::Error::from)
-            };
-            signal.abort();
-            result
-        }
-    };
-    work.await
+    crate::leader::run_elected(client, &args.leader_election, move |stop| async move {
+        runner.run(stop).await.map_err(anyhow::Error::from)
+    })
+    .await
 }

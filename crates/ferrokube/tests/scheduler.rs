@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::start;
+use common::{start, wait_until};
 
 struct Proc(Child, PathBuf);
 
@@ -47,14 +47,6 @@ fn leads(p: &Proc) -> bool {
     std::fs::read_to_string(&p.1)
         .unwrap_or_default()
         .contains("successfully acquired lease")
-}
-
-fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 #[test]

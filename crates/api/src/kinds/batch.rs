@@ -2,8 +2,9 @@
 //! (`validateJobSpec`, `ValidateJobSpec`, `ValidateJobSpecUpdate`, `validateCronJobSpec`,
 //! `validateTimeZone`), with cron schedules parsed as `robfig/cron/v3`'s `ParseStandard`.
 //!
-//! The Job registry here does not generate `spec.selector` at creation as upstream's
-//! strategy does, so a Job without one is not refused; a given selector must match.
+//! The API server's Job strategy generates `spec.selector` (and the template's
+//! `batch.kubernetes.io/controller-uid`/`job-name` labels) at creation unless
+//! `manualSelector` is set; a given selector must match the template.
 
 use serde_json::Value;
 

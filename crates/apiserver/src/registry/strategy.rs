@@ -152,6 +152,10 @@ impl Strategy<'_> {
             }
             // Kubelets register nodes with their status.
             ("", "nodes") => {}
+            ("batch", "jobs") => {
+                map.remove("status");
+                generate_job_selector(obj);
+            }
             ("apiextensions.k8s.io", "customresourcedefinitions") => {
                 crate::crd::defaults::prepare_for_create(obj);
                 add_finalizer(obj, crate::crd::controller::CLEANUP_FINALIZER);
@@ -223,6 +227,47 @@ pub fn spec_changed(new: &Value, old: &Value) -> bool {
         v
     };
     strip(new) != strip(old)
+}
+
+/// Upstream's Job `generateSelector`: unless `spec.manualSelector`, the Job selects its
+/// pods by its own uid, and its template carries the labels the selector and users
+/// look for (`batch.kubernetes.io/controller-uid`, `batch.kubernetes.io/job-name` and
+/// their legacy unprefixed forms).
+fn generate_job_selector(obj: &mut Value) {
+    let uid = obj.pointer("/metadata/uid").cloned().unwrap_or(Value::Null);
+    let name = obj
+        .pointer("/metadata/name")
+        .cloned()
+        .unwrap_or(Value::Null);
+    let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    if spec.get("manualSelector").and_then(Value::as_bool) == Some(true) {
+        return;
+    }
+    let template = spec.entry("template").or_insert_with(|| json!({}));
+    if let Some(t) = template.as_object_mut() {
+        let meta = t.entry("metadata").or_insert_with(|| json!({}));
+        if let Some(m) = meta.as_object_mut() {
+            let labels = m.entry("labels").or_insert_with(|| json!({}));
+            if let Some(l) = labels.as_object_mut() {
+                for (k, v) in [
+                    ("batch.kubernetes.io/controller-uid", &uid),
+                    ("batch.kubernetes.io/job-name", &name),
+                    ("controller-uid", &uid),
+                    ("job-name", &name),
+                ] {
+                    l.entry(k).or_insert_with(|| v.clone());
+                }
+            }
+        }
+    }
+    if spec.get("selector").is_none_or(Value::is_null) {
+        spec.insert(
+            "selector".into(),
+            json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}),
+        );
+    }
 }
 
 #[cfg(test)]

@@ -153,3 +153,88 @@ pub fn lines(s: &str) -> Vec<Vec<String>> {
         .map(|l| l.split_whitespace().map(str::to_string).collect())
         .collect()
 }
+
+/// A `ferrokube controller-manager` run against a test server, killed on drop.
+pub struct ControllerManager {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Drop for ControllerManager {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl ControllerManager {
+    /// The log so far (stderr; RUST_LOG=info).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Server {
+    /// The server's data directory (its generated PKI is under `pki/`).
+    pub fn data_dir(&self) -> PathBuf {
+        self.kubeconfig.parent().unwrap().to_path_buf()
+    }
+
+    /// The generated PKI directory: `ca.pem`, `ca-key.pem`, `sa.key`, component
+    /// kubeconfigs.
+    pub fn pki_dir(&self) -> PathBuf {
+        self.data_dir().join("pki")
+    }
+}
+
+/// Runs `ferrokube controller-manager` as the seed does (its own kubeconfig and
+/// certificate, each controller with its own service-account credentials so RBAC's
+/// `system:controller:*` roles apply, the cluster CA as signing pair and root CA, no
+/// leader election, no secure port) plus `extra` flags (e.g. `--controllers=replicaset`).
+pub fn controller_manager(s: &Server, extra: &[&str]) -> ControllerManager {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let pki = s.pki_dir();
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let log = s.data_dir().join(format!("controller-manager-{n}.log"));
+    let mut args = vec![
+        "controller-manager".to_string(),
+        format!(
+            "--kubeconfig={}",
+            pki.join("kube-controller-manager.kubeconfig").display()
+        ),
+        "--secure-port=0".into(),
+        "--leader-elect=false".into(),
+        "--use-service-account-credentials".into(),
+        format!(
+            "--cluster-signing-cert-file={}",
+            pki.join("ca.pem").display()
+        ),
+        format!(
+            "--cluster-signing-key-file={}",
+            pki.join("ca-key.pem").display()
+        ),
+        format!("--root-ca-file={}", pki.join("ca.pem").display()),
+        format!(
+            "--service-account-private-key-file={}",
+            pki.join("sa.key").display()
+        ),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let child = Command::new(env!("CARGO_BIN_EXE_ferrokube"))
+        .args(&args)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    ControllerManager { child, log }
+}
+
+/// Polls `f` every 200 ms until it holds; panics naming `what` after `secs`.
+pub fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
