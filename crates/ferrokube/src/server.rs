@@ -1,7 +1,9 @@
-//! `ferrokube server`: everything on one machine. Today: the storage layer (the embedded
-//! store under `<data-dir>/db`, or etcd) and the API server on `--bind-address`
-//! (loopback by default: authentication is not there yet), with a self-signed serving
-//! certificate in `<data-dir>/tls` and an admin kubeconfig at `<data-dir>/admin.kubeconfig`.
+//! `ferrokube server`: everything on one machine: the storage layer (the embedded store
+//! under `<data-dir>/db`, or etcd), the API server on `--bind-address` with the cluster
+//! PKI generated under `<data-dir>/pki`, an admin kubeconfig at
+//! `<data-dir>/admin.kubeconfig`, and the scheduler and controller-manager as tasks of
+//! this process talking to the API server with their own credentials
+//! (`--disable-scheduler`, `--disable-controller-manager` leave them out).
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -30,6 +32,80 @@ pub struct ServerArgs {
     /// Use an etcd cluster instead of the embedded store (comma-separated URLs).
     #[arg(long, value_name = "URLS")]
     etcd_servers: Option<String>,
+    /// The pod network range node podCIDRs are allocated from.
+    #[arg(long, default_value = "10.42.0.0/16")]
+    cluster_cidr: String,
+    /// Do not run the scheduler in this process.
+    #[arg(long)]
+    disable_scheduler: bool,
+    /// Do not run the controller-manager in this process.
+    #[arg(long)]
+    disable_controller_manager: bool,
+}
+
+/// Parses a component's flags as if given on its command line.
+fn component_args<T: clap::Args>(name: &str, argv: &[String]) -> anyhow::Result<T> {
+    #[derive(clap::Parser)]
+    struct Wrap<A: clap::Args> {
+        #[command(flatten)]
+        args: A,
+    }
+    let wrap = <Wrap<T> as clap::Parser>::try_parse_from(
+        std::iter::once(name.to_string()).chain(argv.iter().cloned()),
+    )
+    .with_context(|| format!("{name} flags"))?;
+    Ok(wrap.args)
+}
+
+/// Starts the scheduler and controller-manager as tasks of this process, each an API
+/// client with its own kubeconfig from the cluster PKI (as the seeds run them), with
+/// leader election and secure ports on loopback (10259, 10257).
+fn start_components(args: &ServerArgs, pki: &Path) -> anyhow::Result<()> {
+    let p = |f: &str| pki.join(f).display().to_string();
+    let delegated = |kc: &str| {
+        vec![
+            format!("--kubeconfig={}", p(kc)),
+            format!("--authentication-kubeconfig={}", p(kc)),
+            format!("--authorization-kubeconfig={}", p(kc)),
+            format!("--client-ca-file={}", p("ca.pem")),
+            "--bind-address=127.0.0.1".to_string(),
+            "--leader-elect".to_string(),
+        ]
+    };
+    if !args.disable_scheduler {
+        let a: crate::scheduler_cmd::SchedulerArgs =
+            component_args("kube-scheduler", &delegated("kube-scheduler.kubeconfig"))?;
+        tokio::spawn(async move {
+            if let Err(e) = crate::scheduler_cmd::run(a).await {
+                tracing::error!(error = %format!("{e:#}"), "scheduler stopped");
+            }
+        });
+    }
+    if !args.disable_controller_manager {
+        let mut argv = delegated("kube-controller-manager.kubeconfig");
+        argv.extend([
+            "--controllers=*,bootstrapsigner,tokencleaner".to_string(),
+            "--use-service-account-credentials".to_string(),
+            format!("--cluster-signing-cert-file={}", p("ca.pem")),
+            format!("--cluster-signing-key-file={}", p("ca-key.pem")),
+            format!("--root-ca-file={}", p("ca.pem")),
+            format!("--service-account-private-key-file={}", p("sa.key")),
+            format!("--cluster-cidr={}", args.cluster_cidr),
+            "--allocate-node-cidrs".to_string(),
+            format!(
+                "--service-cluster-ip-range={}",
+                args.service_cluster_ip_range
+            ),
+        ]);
+        let a: crate::controller_manager_cmd::ControllerManagerArgs =
+            component_args("kube-controller-manager", &argv)?;
+        tokio::spawn(async move {
+            if let Err(e) = crate::controller_manager_cmd::run(a).await {
+                tracing::error!(error = %format!("{e:#}"), "controller-manager stopped");
+            }
+        });
+    }
+    Ok(())
 }
 
 /// The admin's bearer token, generated once and kept in `<data-dir>/tls/admin.token`; it
@@ -171,6 +247,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     write_kubeconfig(&kubeconfig, &addr, &ca, &token)?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let serving = tokio::spawn(server.run(stopped));
+    start_components(&args, &pki)?;
     println!(
         "ferrokube server: API server on https://{addr} ({} storage)",
         backend.store().backend()

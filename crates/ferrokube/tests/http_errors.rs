@@ -38,6 +38,8 @@ fn start() -> Server {
             dir.path().to_str().unwrap(),
             "--secure-port",
             &port.to_string(),
+            "--disable-scheduler",
+            "--disable-controller-manager",
         ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

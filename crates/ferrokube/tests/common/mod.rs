@@ -40,6 +40,9 @@ pub fn start() -> Server {
             dir.path().to_str().unwrap(),
             "--secure-port",
             &free_port().to_string(),
+            // Tests start the components they exercise themselves.
+            "--disable-scheduler",
+            "--disable-controller-manager",
         ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
