@@ -10,12 +10,9 @@ mod common;
 
 use common::{controller_manager, start, wait_until, Server};
 
-/// As the seed runs the controller-manager: each controller with its own service
-/// account's credentials (and so its own RBAC role).
-const FLAGS: &[&str] = &[
-    "--controllers=garbagecollector,namespace,replicaset",
-    "--use-service-account-credentials",
-];
+/// The harness runs each controller with its own service account's credentials (and
+/// so its own RBAC role), as the seed does.
+const FLAGS: &[&str] = &["--controllers=garbagecollector,namespace,replicaset"];
 
 fn rs(name: &str, ns: &str) -> String {
     format!(
@@ -294,6 +291,12 @@ fn kubectl_delete_namespace_empties_and_removes_it() {
     );
     let spec_finalizers = jsonpath(&s, &["namespace", "x"], "{.spec.finalizers}");
     assert!(spec_finalizers.contains("kubernetes"), "{spec_finalizers}");
+    // deleting again keeps the conditions (only the phase is the API server's)
+    s.ok(&["delete", "namespace", "x", "--wait=false"]);
+    assert_eq!(
+        cond("NamespaceFinalizersRemaining"),
+        "Some finalizers are remaining: example.com/hold in 1 resource instances"
+    );
 
     s.ok(&[
         "-n",

@@ -135,8 +135,16 @@ impl Registry {
                     meta::set(&mut obj, "deletionGracePeriodSeconds", json!(grace));
                 }
                 if is_namespace {
+                    // Only the phase changes: the namespace controller's deletion
+                    // conditions survive a repeated delete (upstream namespace REST).
                     if let Some(m) = obj.as_object_mut() {
-                        m.insert("status".into(), json!({"phase": "Terminating"}));
+                        let status = m.entry("status").or_insert_with(|| json!({}));
+                        match status.as_object_mut() {
+                            Some(s) => {
+                                s.insert("phase".into(), json!("Terminating"));
+                            }
+                            None => *status = json!({"phase": "Terminating"}),
+                        }
                     }
                 }
                 let bytes = encode(&obj)?;
