@@ -14,6 +14,7 @@ mod core_container;
 mod core_pod;
 mod core_service;
 mod core_storage;
+pub mod cron;
 mod misc;
 mod networking;
 mod policy;
@@ -25,7 +26,7 @@ use serde_json::Value;
 
 use crate::status::StatusCause;
 
-pub use batch::parse_standard as parse_cron_schedule;
+pub use cron::parse_standard as parse_cron_schedule;
 pub use util::Quantity;
 
 /// The field errors of `obj` (stored under `group`/`resource`); `old` is the stored
