@@ -119,7 +119,11 @@ impl GarbageCollector {
     async fn run(self: Arc<Self>, monitors: Arc<Monitors>) {
         let mut stop = self.ctx.stop.clone();
         let mut watched = loop {
-            match self.discovery.refresh().await {
+            let refreshed = tokio::select! {
+                r = self.discovery.refresh() => r,
+                _ = stop.wait_for(|s| *s) => return,
+            };
+            match refreshed {
                 Ok(d) => break deletable(&d).into_iter().cloned().collect::<Vec<_>>(),
                 Err(e) => {
                     tracing::warn!(error = %e, "garbage collector: discovery failed; retrying")
@@ -151,7 +155,11 @@ impl GarbageCollector {
                 _ = tokio::time::sleep(RESOURCE_RESYNC_PERIOD) => {}
                 _ = stop.wait_for(|s| *s) => break,
             }
-            let d = match self.discovery.refresh().await {
+            let refreshed = tokio::select! {
+                r = self.discovery.refresh() => r,
+                _ = stop.wait_for(|s| *s) => break,
+            };
+            let d = match refreshed {
                 Ok(d) => d,
                 Err(e) => {
                     tracing::warn!(error = %e, "garbage collector: discovery failed; keeping the current monitors");
