@@ -13,6 +13,7 @@ pub mod bootstrap;
 pub mod certificates;
 pub mod clientbuilder;
 pub mod context;
+pub mod deployment;
 pub mod discovery;
 pub mod error;
 pub mod events;

@@ -136,7 +136,7 @@ pub fn descriptors() -> Vec<Descriptor> {
             &["deployment"],
             "deployment-controller",
             true,
-            None,
+            Some(crate::deployment::start),
         ),
         d(
             "replicaset-controller",
