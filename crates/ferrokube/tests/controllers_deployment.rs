@@ -517,3 +517,52 @@ fn a_rollout_without_progress_exceeds_its_deadline() {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+#[test]
+fn scaling_mid_rollout_is_proportional() {
+    let s = start();
+    let _cm = controller_manager(&s, CM_FLAGS);
+    create(
+        &s,
+        &deployment(
+            "mid",
+            4,
+            "{type: RollingUpdate, rollingUpdate: {maxSurge: 1, maxUnavailable: 0}}",
+            "",
+        ),
+    );
+    drive(
+        &s,
+        "mid",
+        "4 available",
+        60,
+        |_| {},
+        |s| json(s, &["get", "deployment", "mid"])["status"]["availableReplicas"] == 4,
+    );
+    // The new pod never becomes ready: the rollout stalls at old 4, new 1.
+    s.ok(&["set", "image", "deployment/mid", "c=nginx:2.0"]);
+    wait_until("old 4 and new 1", 30, || {
+        let rss = replica_sets(&s, "mid");
+        rss.len() == 2 && spec_replicas(&rss[0]) == 4 && spec_replicas(&rss[1]) == 1
+    });
+    // 8 replicas + surge 1 = 9 spread by size: old 4*9/5 → 7, new 1*9/5 → 2.
+    s.ok(&["scale", "deployment/mid", "--replicas=8"]);
+    wait_until("old 7 and new 2", 30, || {
+        let rss = replica_sets(&s, "mid");
+        rss.len() == 2 && spec_replicas(&rss[0]) == 7 && spec_replicas(&rss[1]) == 2
+    });
+    for rs in replica_sets(&s, "mid") {
+        let ann = &rs["metadata"]["annotations"];
+        assert_eq!(ann["deployment.kubernetes.io/desired-replicas"], "8");
+        assert_eq!(ann["deployment.kubernetes.io/max-replicas"], "9");
+    }
+    let old = replica_sets(&s, "mid")[0]["metadata"]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    wait_until("the proportional scaling event", 30, || {
+        events(&s, "mid").contains(&format!(
+            "ScalingReplicaSet: Scaled up replica set {old} from 4 to 7"
+        ))
+    });
+}
