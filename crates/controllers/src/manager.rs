@@ -130,7 +130,7 @@ pub fn descriptors() -> Vec<Descriptor> {
             true,
             None,
         ),
-        d("job-controller", &["job"], "job-controller", true, None),
+        d("job-controller", &["job"], "job-controller", true, Some(crate::job::start)),
         d(
             "deployment-controller",
             &["deployment"],
@@ -171,7 +171,7 @@ pub fn descriptors() -> Vec<Descriptor> {
             &["cronjob"],
             "cronjob-controller",
             true,
-            None,
+            Some(crate::cronjob::start),
         ),
         d(
             "certificatesigningrequest-signing-controller",
@@ -277,7 +277,7 @@ pub fn descriptors() -> Vec<Descriptor> {
             &["ttl-after-finished"],
             "ttl-after-finished-controller",
             true,
-            None,
+            Some(crate::ttlafterfinished::start),
         ),
         d(
             "root-ca-certificate-publisher-controller",

@@ -1,0 +1,295 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! The Job, CronJob and TTL-after-finished controllers against a real API server,
+//! judged with kubectl. No kubelet: the test sets pod phases where a kubelet would.
+
+mod common;
+
+use common::{controller_manager, start, wait_until, Server};
+
+fn pods(s: &Server, job: &str) -> Vec<String> {
+    s.ok(&[
+        "get",
+        "pods",
+        "-l",
+        &format!("job-name={job}"),
+        "-o",
+        "name",
+    ])
+    .lines()
+    .map(str::to_string)
+    .collect()
+}
+
+fn set_phase(s: &Server, pod: &str, phase: &str, exit_code: i32) {
+    let patch = format!(
+        r#"{{"status":{{"phase":"{phase}","containerStatuses":[{{"name":"c","image":"busybox","imageID":"","ready":false,"restartCount":0,"state":{{"terminated":{{"exitCode":{exit_code}}}}}}}]}}}}"#
+    );
+    s.ok(&[
+        "patch",
+        pod,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        &patch,
+    ]);
+}
+
+fn jsonpath(s: &Server, what: &[&str], path: &str) -> String {
+    let mut args = vec!["get"];
+    args.extend_from_slice(what);
+    let p = format!("jsonpath={path}");
+    args.extend(["-o", &p]);
+    s.ok(&args)
+}
+
+fn create(s: &Server, yaml: &str) {
+    let out = s.kubectl_stdin(&["create", "-f", "-"], Some(yaml));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn jobs_run_to_completion_fail_on_backoff_and_expire() {
+    let s = start();
+    let _cm = controller_manager(
+        &s,
+        // The TTL controller deletes with foreground propagation: the garbage
+        // collector finishes the deletion.
+        &["--controllers=job,ttl-after-finished,garbagecollector"],
+    );
+    create(
+        &s,
+        "apiVersion: batch/v1\nkind: Job\nmetadata: {name: calc}\nspec:\n  completions: 3\n  parallelism: 2\n  ttlSecondsAfterFinished: 3\n  template:\n    spec:\n      restartPolicy: Never\n      containers: [{name: c, image: busybox}]\n",
+    );
+    wait_until("2 pods (parallelism)", 30, || pods(&s, "calc").len() == 2);
+    let first = pods(&s, "calc");
+    let finalizers = jsonpath(&s, &[&first[0]], "{.metadata.finalizers}");
+    assert!(
+        finalizers.contains("batch.kubernetes.io/job-tracking"),
+        "{finalizers}"
+    );
+    // Each success is counted once and makes room for the next pod.
+    set_phase(&s, &first[0], "Succeeded", 0);
+    wait_until("succeeded 1", 30, || {
+        jsonpath(&s, &["job", "calc"], "{.status.succeeded}") == "1"
+    });
+    wait_until("a third pod", 30, || pods(&s, "calc").len() == 3);
+    let finalizers = jsonpath(&s, &[&first[0]], "{.metadata.finalizers}");
+    assert!(!finalizers.contains("job-tracking"), "{finalizers}");
+    for p in pods(&s, "calc") {
+        if p != first[0] {
+            set_phase(&s, &p, "Succeeded", 0);
+        }
+    }
+    s.ok(&[
+        "wait",
+        "--for=condition=complete",
+        "job/calc",
+        "--timeout=30s",
+    ]);
+    assert_eq!(jsonpath(&s, &["job", "calc"], "{.status.succeeded}"), "3");
+    let conds = jsonpath(&s, &["job", "calc"], "{.status.conditions[*].type}");
+    assert_eq!(conds, "SuccessCriteriaMet Complete");
+    let events = s.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=calc",
+        "-o",
+        "jsonpath={.items[*].reason}",
+    ]);
+    assert!(
+        events.contains("SuccessfulCreate") && events.contains("Completed"),
+        "{events}"
+    );
+    // ttlSecondsAfterFinished: the Job goes 3 s after it finished.
+    wait_until("the finished job to expire", 30, || {
+        s.kubectl(&["get", "job", "calc"]).status.code() == Some(1)
+    });
+
+    // backoffLimit 1: the second failure fails the Job.
+    create(
+        &s,
+        "apiVersion: batch/v1\nkind: Job\nmetadata: {name: flaky}\nspec:\n  backoffLimit: 1\n  template:\n    spec:\n      restartPolicy: Never\n      containers: [{name: c, image: busybox}]\n",
+    );
+    wait_until("a pod", 30, || pods(&s, "flaky").len() == 1);
+    let p1 = pods(&s, "flaky")[0].clone();
+    set_phase(&s, &p1, "Failed", 1);
+    // The replacement waits out the 10 s backoff.
+    wait_until("a replacement pod", 40, || {
+        pods(&s, "flaky").iter().any(|p| *p != p1)
+    });
+    let p2 = pods(&s, "flaky").into_iter().find(|p| *p != p1).unwrap();
+    set_phase(&s, &p2, "Failed", 1);
+    s.ok(&[
+        "wait",
+        "--for=condition=failed",
+        "job/flaky",
+        "--timeout=30s",
+    ]);
+    let reason = jsonpath(
+        &s,
+        &["job", "flaky"],
+        "{.status.conditions[?(@.type==\"Failed\")].reason}",
+    );
+    assert_eq!(reason, "BackoffLimitExceeded");
+    assert_eq!(jsonpath(&s, &["job", "flaky"], "{.status.failed}"), "2");
+
+    // podFailurePolicy FailJob on exit code 42.
+    create(
+        &s,
+        "apiVersion: batch/v1\nkind: Job\nmetadata: {name: strict}\nspec:\n  backoffLimit: 6\n  podFailurePolicy:\n    rules:\n    - action: FailJob\n      onExitCodes: {containerName: c, operator: In, values: [42]}\n  template:\n    spec:\n      restartPolicy: Never\n      containers: [{name: c, image: busybox}]\n",
+    );
+    wait_until("a pod", 30, || pods(&s, "strict").len() == 1);
+    let p = pods(&s, "strict")[0].clone();
+    set_phase(&s, &p, "Failed", 42);
+    s.ok(&[
+        "wait",
+        "--for=condition=failed",
+        "job/strict",
+        "--timeout=30s",
+    ]);
+    let msg = jsonpath(
+        &s,
+        &["job", "strict"],
+        "{.status.conditions[?(@.type==\"Failed\")].message}",
+    );
+    assert!(
+        msg.contains("failed with exit code 42 matching FailJob rule at index 0"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn indexed_jobs_give_each_pod_its_index() {
+    let s = start();
+    let _cm = controller_manager(&s, &["--controllers=job"]);
+    create(
+        &s,
+        "apiVersion: batch/v1\nkind: Job\nmetadata: {name: idx}\nspec:\n  completions: 3\n  parallelism: 3\n  completionMode: Indexed\n  template:\n    spec:\n      restartPolicy: Never\n      containers: [{name: c, image: busybox}]\n",
+    );
+    wait_until("3 pods", 30, || pods(&s, "idx").len() == 3);
+    let indexes = s.ok(&[
+        "get",
+        "pods",
+        "-l",
+        "job-name=idx",
+        "-o",
+        "jsonpath={range .items[*]}{.metadata.annotations.batch\\.kubernetes\\.io/job-completion-index} {.spec.hostname} {.spec.containers[0].env[0].name}{\"\\n\"}{end}",
+    ]);
+    let mut lines: Vec<&str> = indexes.lines().collect();
+    lines.sort();
+    assert_eq!(
+        lines,
+        vec![
+            "0 idx-0 JOB_COMPLETION_INDEX",
+            "1 idx-1 JOB_COMPLETION_INDEX",
+            "2 idx-2 JOB_COMPLETION_INDEX"
+        ]
+    );
+    // Index 1 succeeds: completedIndexes says so; the others finish the Job.
+    let one = s.ok(&[
+        "get",
+        "pods",
+        "-l",
+        "batch.kubernetes.io/job-completion-index=1",
+        "-o",
+        "name",
+    ]);
+    set_phase(&s, one.trim(), "Succeeded", 0);
+    wait_until("completedIndexes 1", 30, || {
+        jsonpath(&s, &["job", "idx"], "{.status.completedIndexes}") == "1"
+    });
+    for p in pods(&s, "idx") {
+        if p != one.trim() {
+            set_phase(&s, &p, "Succeeded", 0);
+        }
+    }
+    s.ok(&[
+        "wait",
+        "--for=condition=complete",
+        "job/idx",
+        "--timeout=30s",
+    ]);
+    assert_eq!(
+        jsonpath(&s, &["job", "idx"], "{.status.completedIndexes}"),
+        "0-2"
+    );
+}
+
+#[test]
+fn cronjobs_create_jobs_on_schedule_with_concurrency_policy() {
+    let s = start();
+    let _cm = controller_manager(&s, &["--controllers=cronjob"]);
+    create(
+        &s,
+        "apiVersion: batch/v1\nkind: CronJob\nmetadata: {name: tick}\nspec:\n  schedule: \"@every 3s\"\n  concurrencyPolicy: Forbid\n  jobTemplate:\n    metadata: {labels: {from: tick}}\n    spec:\n      template:\n        spec:\n          restartPolicy: Never\n          containers: [{name: c, image: busybox}]\n",
+    );
+    let jobs = |s: &Server| -> Vec<String> {
+        s.ok(&["get", "jobs", "-l", "from=tick", "-o", "name"])
+            .lines()
+            .map(str::to_string)
+            .collect()
+    };
+    wait_until("a job", 30, || jobs(&s).len() == 1);
+    let job = jobs(&s)[0].clone();
+    let owner = jsonpath(
+        &s,
+        &[&job],
+        "{.metadata.ownerReferences[0].kind}/{.metadata.ownerReferences[0].name}",
+    );
+    assert_eq!(owner, "CronJob/tick");
+    let stamp = jsonpath(
+        &s,
+        &[&job],
+        "{.metadata.annotations.batch\\.kubernetes\\.io/cronjob-scheduled-timestamp}",
+    );
+    assert!(stamp.ends_with('Z'), "{stamp}");
+    wait_until("status.active", 30, || {
+        jsonpath(&s, &["cronjob", "tick"], "{.status.active[0].name}")
+            == job.trim_start_matches("job.batch/")
+    });
+    assert!(!jsonpath(&s, &["cronjob", "tick"], "{.status.lastScheduleTime}").is_empty());
+    // Forbid: no second Job while the first runs; the controller says why.
+    wait_until("JobAlreadyActive", 30, || {
+        s.ok(&[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=tick",
+            "-o",
+            "jsonpath={.items[*].reason}",
+        ])
+        .contains("JobAlreadyActive")
+    });
+    assert_eq!(jobs(&s).len(), 1, "Forbid started a second job");
+    // Replace: the running Job is replaced by the next one.
+    s.ok(&[
+        "patch",
+        "cronjob",
+        "tick",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"concurrencyPolicy":"Replace"}}"#,
+    ]);
+    wait_until("the job replaced", 30, || {
+        let j = jobs(&s);
+        !j.is_empty() && !j.contains(&job)
+    });
+    // Suspended: no new Jobs.
+    s.ok(&[
+        "patch",
+        "cronjob",
+        "tick",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"suspend":true,"concurrencyPolicy":"Allow"}}"#,
+    ]);
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let before = jobs(&s).len();
+    std::thread::sleep(std::time::Duration::from_secs(7));
+    assert_eq!(jobs(&s).len(), before, "a suspended cronjob made jobs");
+}
