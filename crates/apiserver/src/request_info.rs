@@ -56,19 +56,18 @@ pub fn parse(method: &http::Method, path: &str, query: &Query) -> RequestInfo {
         .filter(|p| !p.is_empty())
         .map(str::to_string)
         .collect();
-    if parts.len() < 2 || !(parts[0] == "api" || parts[0] == "apis") {
+    // Upstream's RequestInfoFactory: fewer than three segments (`/api/v1`), or fewer
+    // than four under a grouped prefix (`/apis/apps/v1`), is a non-resource request —
+    // discovery, which RBAC's system:discovery allows every authenticated user.
+    let grouped = parts.first().map(String::as_str) == Some("apis");
+    if parts.len() < 3 || !(parts[0] == "api" || grouped) || (grouped && parts.len() < 4) {
         return info;
     }
     info.api_prefix = parts.remove(0);
-    if info.api_prefix == "api" {
-        info.version = parts.remove(0);
-    } else {
+    if grouped {
         info.group = parts.remove(0);
-        if parts.is_empty() {
-            return info;
-        }
-        info.version = parts.remove(0);
     }
+    info.version = parts.remove(0);
     info.is_resource_request = true;
     // Deprecated /watch/ paths.
     if parts.first().map(String::as_str) == Some("watch") {
@@ -157,6 +156,11 @@ mod tests {
         assert_eq!((r.verb.as_str(), r.resource.as_str()), ("watch", "pods"));
         let r = p("GET", "/apis/apps", "");
         assert!(!r.is_resource_request);
+        for discovery in ["/api/v1", "/apis/apps/v1", "/api"] {
+            let r = p("GET", discovery, "");
+            assert!(!r.is_resource_request, "{discovery}");
+            assert_eq!(r.verb, "get");
+        }
         assert!(!p("GET", "/healthz", "").is_resource_request);
     }
 }

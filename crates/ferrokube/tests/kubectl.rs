@@ -627,3 +627,37 @@ fn kubectl_watch_sees_a_change() {
     let _ = watch.wait();
     assert_eq!(second.trim(), "configmap/w2");
 }
+
+#[test]
+fn propagation_policy_sets_exactly_its_gc_finalizer() {
+    let s = start();
+    let cm =
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: held, finalizers: [example.com/keep]}\n";
+    assert!(s
+        .kubectl_stdin(&["create", "-f", "-"], Some(cm))
+        .status
+        .success());
+    let finalizers =
+        |s: &common::Server| s.ok(&["get", "cm", "held", "-o", "jsonpath={.metadata.finalizers}"]);
+    s.ok(&[
+        "delete",
+        "cm",
+        "held",
+        "--cascade=foreground",
+        "--wait=false",
+    ]);
+    assert_eq!(
+        finalizers(&s),
+        r#"["example.com/keep","foregroundDeletion"]"#
+    );
+    s.ok(&["delete", "cm", "held", "--cascade=orphan", "--wait=false"]);
+    assert_eq!(finalizers(&s), r#"["example.com/keep","orphan"]"#);
+    s.ok(&[
+        "delete",
+        "cm",
+        "held",
+        "--cascade=background",
+        "--wait=false",
+    ]);
+    assert_eq!(finalizers(&s), r#"["example.com/keep"]"#);
+}

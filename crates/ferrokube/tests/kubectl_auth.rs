@@ -155,3 +155,30 @@ fn tokens_rbac_and_reviews_with_kubectl() {
         "{err}"
     );
 }
+
+#[test]
+fn discovery_documents_are_open_to_every_authenticated_user() {
+    // Upstream's request-info rules: /api/v1 and /apis/<group>/<version> are
+    // non-resource paths that system:discovery grants to system:authenticated.
+    let s = common::start();
+    s.ok(&["create", "serviceaccount", "reader"]);
+    let token = s.ok(&["create", "token", "reader"]);
+    for path in ["/api", "/api/v1", "/apis", "/apis/apps/v1"] {
+        let out = s.kubectl(&["--token", token.trim(), "get", "--raw", path]);
+        assert!(
+            out.status.success(),
+            "{path}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // Listing a resource is still authorized as a list.
+    let out = s.kubectl(&[
+        "--token",
+        token.trim(),
+        "get",
+        "--raw",
+        "/apis/apps/v1/deployments",
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("forbidden"));
+}

@@ -278,6 +278,18 @@ fn check_cluster(pki: &Path, port: u16, k: &Kubectl) {
     assert!(err.contains("forbidden"), "{err}");
     ok(&["certificate", "approve", &csr_name]);
     assert!(ok(&["get", "csr", &csr_name]).contains("Approved"));
+    // The CSR strategy stamps the condition (the csrcleaner's clock).
+    let stamps = ok(&[
+        "get",
+        "csr",
+        &csr_name,
+        "-o",
+        "jsonpath={.status.conditions[0].lastUpdateTime} {.status.conditions[0].lastTransitionTime}",
+    ]);
+    assert!(
+        stamps.split(' ').all(|t| t.ends_with('Z')),
+        "condition timestamps: {stamps:?}"
+    );
     let (ok_pods, _, err) = k.run(&bootstrap, &["get", "pods", "-A"], None);
     assert!(!ok_pods);
     assert!(

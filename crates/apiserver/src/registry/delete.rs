@@ -35,12 +35,29 @@ pub struct PreconditionsBody {
     pub resource_version: Option<String>,
 }
 
-fn add_finalizer(obj: &mut Value, f: &str) {
-    let mut list = meta::finalizers(obj);
-    if !list.iter().any(|x| x == f) {
-        list.push(f.to_string());
+/// Upstream's `shouldUpdateFinalizers`: the garbage-collection finalizers become
+/// exactly what the propagation policy asks for (`orphan` for Orphan,
+/// `foregroundDeletion` for Foreground, neither for Background); a delete naming no
+/// policy keeps the ones already there.
+fn set_gc_finalizers(obj: &mut Value, policy: Option<&str>) {
+    let list = meta::finalizers(obj);
+    let had = |f: &str| list.iter().any(|x| x == f);
+    let orphan = policy.map_or_else(|| had("orphan"), |p| p == "Orphan");
+    let foreground = policy.map_or_else(|| had("foregroundDeletion"), |p| p == "Foreground");
+    let mut out: Vec<String> = list
+        .iter()
+        .filter(|f| *f != "orphan" && *f != "foregroundDeletion")
+        .cloned()
+        .collect();
+    if orphan {
+        out.push("orphan".into());
     }
-    meta::set(obj, "finalizers", json!(list));
+    if foreground {
+        out.push("foregroundDeletion".into());
+    }
+    if out != list {
+        meta::set(obj, "finalizers", json!(out));
+    }
 }
 
 impl DeleteOptions {
@@ -60,7 +77,9 @@ impl DeleteOptions {
         })
     }
 
-    fn policy(&self) -> ApiResult<&str> {
+    /// The propagation policy the request asks for; `None` when it names none (the
+    /// object's existing GC finalizers then stand, as upstream).
+    fn policy(&self) -> ApiResult<Option<&str>> {
         match (self.propagation_policy.as_deref(), self.orphan_dependents) {
             (Some(p), Some(_)) if !p.is_empty() => Err(Status::invalid(
                 ferrokube_api::status::Subject {
@@ -75,10 +94,10 @@ impl DeleteOptions {
                 )],
             )
             .into()),
-            (Some(p @ ("Orphan" | "Background" | "Foreground")), _) => Ok(p),
-            (Some(""), _) | (None, None) => Ok("Background"),
-            (None, Some(true)) => Ok("Orphan"),
-            (None, Some(false)) => Ok("Background"),
+            (Some(p @ ("Orphan" | "Background" | "Foreground")), _) => Ok(Some(p)),
+            (Some(""), _) | (None, None) => Ok(None),
+            (None, Some(true)) => Ok(Some("Orphan")),
+            (None, Some(false)) => Ok(Some("Background")),
             (Some(other), _) => Err(Status::bad_request(format!(
                 "invalid propagationPolicy {other:?}: must be Orphan, Background or Foreground"
             ))
@@ -109,11 +128,7 @@ impl Registry {
                 .check(&kv, meta::str_field(&obj, "uid"))
                 .map_err(ApiError::from)?;
             let already_deleting = meta::str_field(&obj, "deletionTimestamp").is_some();
-            match policy {
-                "Orphan" => add_finalizer(&mut obj, "orphan"),
-                "Foreground" => add_finalizer(&mut obj, "foregroundDeletion"),
-                _ => {}
-            }
+            set_gc_finalizers(&mut obj, policy);
             let now = ferrokube_api::time::now_unix();
             let is_pod = target.info.group.is_empty() && target.info.resource == "pods";
             let is_namespace = target.info.group.is_empty() && target.info.resource == "namespaces";

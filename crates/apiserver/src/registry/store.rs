@@ -331,6 +331,11 @@ pub fn prepare_update(
     if target.info.group.is_empty() && target.info.resource == "services" {
         keep_service_allocations(name, &mut desired, current)?;
     }
+    let is_csr = target.info.group == "certificates.k8s.io"
+        && target.info.resource == "certificatesigningrequests";
+    if is_csr && matches!(subresource, Some("status" | "approval")) {
+        populate_condition_timestamps(&mut desired, current);
+    }
     match subresource {
         Some("status") => strategy.prepare_for_status_update(&mut desired, current),
         Some("approval") => {
@@ -674,6 +679,45 @@ fn keep_service_allocations(name: &str, desired: &mut Value, current: &Value) ->
         }
     }
     Ok(())
+}
+
+/// The CSR strategy's `populateConditionTimestamps`: a condition without
+/// `lastUpdateTime` gets now; without `lastTransitionTime` it keeps the old condition's
+/// when type and status are unchanged, else now.
+fn populate_condition_timestamps(desired: &mut Value, current: &Value) {
+    let now = ferrokube_api::time::now_rfc3339();
+    let old: Vec<Value> = current
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let Some(conds) = desired
+        .pointer_mut("/status/conditions")
+        .and_then(Value::as_array_mut)
+    else {
+        return;
+    };
+    for c in conds.iter_mut().filter_map(Value::as_object_mut) {
+        let missing = |c: &serde_json::Map<String, Value>, k: &str| {
+            c.get(k)
+                .is_none_or(|v| v.is_null() || v.as_str() == Some(""))
+        };
+        if missing(c, "lastUpdateTime") {
+            c.insert("lastUpdateTime".into(), json!(now));
+        }
+        if missing(c, "lastTransitionTime") {
+            let kept = old
+                .iter()
+                .find(|o| o.get("type") == c.get("type") && o.get("status") == c.get("status"))
+                .and_then(|o| o.get("lastTransitionTime"))
+                .filter(|t| t.as_str().is_some_and(|s| !s.is_empty()))
+                .cloned();
+            c.insert(
+                "lastTransitionTime".into(),
+                kept.unwrap_or_else(|| json!(now)),
+            );
+        }
+    }
 }
 
 #[cfg(test)]
