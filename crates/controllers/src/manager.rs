@@ -65,14 +65,14 @@ pub fn descriptors() -> Vec<Descriptor> {
             &["endpoint"],
             "endpoint-controller",
             true,
-            None,
+            Some(crate::endpoints::start),
         ),
         d(
             "endpointslice-controller",
             &["endpointslice"],
             "endpointslice-controller",
             true,
-            None,
+            Some(crate::endpointslice::start),
         ),
         d(
             "endpointslice-mirroring-controller",
@@ -93,7 +93,7 @@ pub fn descriptors() -> Vec<Descriptor> {
             &["podgc"],
             "pod-garbage-collector",
             true,
-            None,
+            Some(crate::podgc::start),
         ),
         d(
             "resourcequota-controller",
