@@ -26,12 +26,15 @@ pub mod informer;
 pub mod job;
 pub mod manager;
 pub mod namespace;
+pub mod nodeipam;
+pub mod nodelifecycle;
 pub mod podgc;
 pub mod podutil;
 pub mod replicaset;
 pub mod rootcacert;
 pub mod selector;
 pub mod serviceaccount;
+pub mod tainteviction;
 pub mod ttlafterfinished;
 pub mod workqueue;
 
