@@ -9,8 +9,44 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ferrokube_component_base::metrics::{CounterVec, GaugeVec, HistogramVec, Registry};
 use parking_lot::Mutex;
 use tokio::sync::{watch, Notify};
+
+/// client-go's workqueue metrics (`workqueue_*{name}`), once per process.
+#[derive(Debug)]
+struct Metrics {
+    depth: GaugeVec,
+    adds: CounterVec,
+    retries: CounterVec,
+    work_duration: HistogramVec,
+}
+
+static METRICS: std::sync::OnceLock<Metrics> = std::sync::OnceLock::new();
+
+/// Registers the work queues' metrics in `registry` (the component's `/metrics`).
+pub fn install_metrics(registry: &Registry) {
+    let buckets: Vec<f64> = (0..10).map(|i| 1e-8 * 10f64.powi(i)).collect();
+    let _ = METRICS.set(Metrics {
+        depth: registry.gauge_vec("workqueue_depth", "Current depth of workqueue", &["name"]),
+        adds: registry.counter_vec(
+            "workqueue_adds_total",
+            "Total number of adds handled by workqueue",
+            &["name"],
+        ),
+        retries: registry.counter_vec(
+            "workqueue_retries_total",
+            "Total number of retries handled by workqueue",
+            &["name"],
+        ),
+        work_duration: registry.histogram_vec(
+            "workqueue_work_duration_seconds",
+            "How long in seconds processing an item from workqueue takes.",
+            &["name"],
+            &buckets,
+        ),
+    });
+}
 
 #[derive(Debug, Default)]
 struct State {
@@ -55,10 +91,20 @@ impl WorkQueue {
         if s.shutting_down || !s.dirty.insert(key.clone()) {
             return;
         }
+        if let Some(m) = METRICS.get() {
+            m.adds.with(&[self.name]).inc();
+        }
         if !s.processing.contains(&key) {
             s.queue.push_back(key);
+            self.record_depth(s.queue.len());
             drop(s);
             self.ready.notify_one();
+        }
+    }
+
+    fn record_depth(&self, depth: usize) {
+        if let Some(m) = METRICS.get() {
+            m.depth.with(&[self.name]).set(depth as f64);
         }
     }
 
@@ -84,6 +130,9 @@ impl WorkQueue {
             *n += 1;
             *n - 1
         };
+        if let Some(m) = METRICS.get() {
+            m.retries.with(&[self.name]).inc();
+        }
         let delay = self
             .base_delay
             .saturating_mul(2u32.saturating_pow(n.min(30)))
@@ -108,6 +157,7 @@ impl WorkQueue {
             {
                 let mut s = self.state.lock();
                 if let Some(key) = s.queue.pop_front() {
+                    self.record_depth(s.queue.len());
                     s.dirty.remove(&key);
                     s.processing.insert(key.clone());
                     if !s.queue.is_empty() {
@@ -172,7 +222,14 @@ pub async fn run_workers<F, Fut, E>(
         let sync = sync.clone();
         tasks.push(tokio::spawn(async move {
             while let Some(key) = queue.get().await {
-                match sync(key.clone()).await {
+                let started = std::time::Instant::now();
+                let result = sync(key.clone()).await;
+                if let Some(m) = METRICS.get() {
+                    m.work_duration
+                        .with(&[queue.name()])
+                        .observe(started.elapsed().as_secs_f64());
+                }
+                match result {
                     Ok(()) => queue.forget(&key),
                     Err(e) => {
                         tracing::warn!(controller = queue.name(), %key, error = %e, "sync failed; will retry");

@@ -223,8 +223,10 @@ pub async fn run(args: ControllerManagerArgs) -> anyhow::Result<()> {
         .build("kube-controller-manager", VERSION)
         .await
         .context("delegated authentication")?;
+    let registry = ferrokube_component_base::Registry::default();
+    ferrokube_controllers::workqueue::install_metrics(&registry);
     let handler = Handler::new(auth)
-        .with_metrics(ferrokube_component_base::Registry::default())
+        .with_metrics(registry)
         .with_health(ferrokube_component_base::HealthChecks::default());
     if let Some(addr) = args.serving.bind_addr(10257) {
         let cert = args.serving.serving_cert("kube-controller-manager")?;

@@ -242,3 +242,55 @@ fn jobs_get_a_generated_selector() {
         assert!(labels.contains(want), "{labels}");
     }
 }
+
+#[test]
+fn secure_port_serves_metrics_to_the_admin_and_healthz_to_all() {
+    let s = start();
+    let pki = s.pki_dir();
+    let port = common::free_port().to_string();
+    let kc = pki.join("kube-controller-manager.kubeconfig");
+    let cm = controller_manager(
+        &s,
+        &[
+            "--controllers=replicaset",
+            "--bind-address=127.0.0.1",
+            &format!("--secure-port={port}"),
+            &format!("--authentication-kubeconfig={}", kc.display()),
+            &format!("--authorization-kubeconfig={}", kc.display()),
+            &format!("--client-ca-file={}", pki.join("ca.pem").display()),
+            &format!("--cert-dir={}", s.data_dir().join("cm-certs").display()),
+        ],
+    );
+    let curl = |path: &str, extra: &[&str]| -> (String, String) {
+        let out = Command::new("curl")
+            .args(["-sk", "-o", "-", "-w", "\n%{http_code}"])
+            .args(extra)
+            .arg(format!("https://127.0.0.1:{port}{path}"))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", ""));
+        (code.to_string(), body.to_string())
+    };
+    wait_until("the secure port", 20, || curl("/healthz", &[]).0 == "200");
+    assert_eq!(curl("/healthz", &[]).1, "ok");
+    let (code, _) = curl("/metrics", &[]);
+    assert!(code == "401" || code == "403", "anonymous /metrics: {code}");
+    // The seed's check: the admin certificate reads /metrics.
+    let admin = [
+        "--cert".to_string(),
+        pki.join("admin.pem").display().to_string(),
+        "--key".to_string(),
+        pki.join("admin-key.pem").display().to_string(),
+    ];
+    let admin: Vec<&str> = admin.iter().map(String::as_str).collect();
+    assert!(s
+        .kubectl_stdin(&["create", "-f", "-"], Some(RS))
+        .status
+        .success());
+    wait_until("workqueue metrics", 30, || {
+        let (code, body) = curl("/metrics", &admin);
+        code == "200" && body.contains("workqueue_adds_total{name=\"replicaset-controller\"}")
+    });
+    drop(cm);
+}

@@ -222,6 +222,10 @@ pub fn controller_manager(s: &Server, extra: &[&str]) -> ControllerManager {
             pki.join("sa.key").display()
         ),
     ];
+    // A flag given in `extra` replaces the default of the same name.
+    let flag = |a: &str| a.split('=').next().unwrap_or(a).to_string();
+    let overridden: Vec<String> = extra.iter().map(|e| flag(e)).collect();
+    args.retain(|a| a == "controller-manager" || !overridden.contains(&flag(a)));
     args.extend(extra.iter().map(|s| s.to_string()));
     let child = Command::new(env!("CARGO_BIN_EXE_ferrokube"))
         .args(&args)
