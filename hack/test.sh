@@ -31,3 +31,7 @@ FERROKUBE_BIN="$PWD/target/debug/ferrokube" "$venv/bin/python" -m pytest -q -p n
 echo ">>> benchmarks (quick smoke runs; full runs: see bench/*/README.md)"
 cargo run -q -p ferrokube-bench-storage -- --quick
 cargo run -q -p ferrokube-bench-apiserver -- --quick
+# The control-plane benchmarks drive the ferrokube binary next to them (debug here).
+cargo build -q -p ferrokube
+cargo run -q -p ferrokube-bench-scheduler -- --quick
+cargo run -q -p ferrokube-bench-controllers -- --quick

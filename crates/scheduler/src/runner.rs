@@ -48,7 +48,11 @@ pub struct Runner {
     profile: Profile,
     state: Arc<Mutex<State>>,
     wake: Arc<Notify>,
+    binds: Arc<tokio::sync::Semaphore>,
 }
+
+/// Bindings waiting on the API server at once.
+const MAX_BINDS_IN_FLIGHT: usize = 256;
 
 impl std::fmt::Debug for Runner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -174,6 +178,7 @@ impl Runner {
                 queue: SchedulingQueue::new(RealClock::default()),
             })),
             wake: Arc::new(Notify::new()),
+            binds: Arc::new(tokio::sync::Semaphore::new(MAX_BINDS_IN_FLIGHT)),
         }
     }
 
@@ -324,14 +329,9 @@ impl Runner {
         }
     }
 
-    async fn post(&self, path: &str, body: &Value) -> Result<(), kube::Error> {
-        let req = http::Request::post(path)
-            .header("content-type", "application/json")
-            .body(serde_json::to_vec(body).unwrap_or_default())
-            .map_err(kube::Error::HttpError)?;
-        self.client.request_text(req).await.map(|_| ())
-    }
-
+    /// Assumes the pod on `node` (so the next cycle sees it there) and binds it in
+    /// the background, as upstream's binding cycle runs beside the next scheduling
+    /// cycle; at most [`MAX_BINDS_IN_FLIGHT`] bindings wait on the API server at once.
     async fn bind(&self, q: QueuedPodInfo, node: String, _feasible: usize, _all: usize) {
         let mut assumed = q.pod.clone();
         assumed.node_name = node.clone();
@@ -339,36 +339,55 @@ impl Runner {
             self.state.lock().queue.requeue_after_error(q);
             return;
         }
-        let (ns, name, uid) = (
-            q.pod.namespace.clone(),
-            q.pod.name.clone(),
-            q.pod.uid.clone(),
-        );
-        let binding = json!({"apiVersion": "v1", "kind": "Binding",
-            "metadata": {"name": name, "namespace": ns, "uid": uid},
-            "target": {"apiVersion": "v1", "kind": "Node", "name": node}});
-        let path = format!("/api/v1/namespaces/{ns}/pods/{name}/binding");
-        match self.post(&path, &binding).await {
-            Ok(()) => {
-                {
-                    let mut st = self.state.lock();
-                    st.cache.finish_binding(&uid);
-                    st.queue.done(&uid);
+        let Ok(permit) = self.binds.clone().acquire_owned().await else {
+            return;
+        };
+        let io = self.io();
+        let state = self.state.clone();
+        let wake = self.wake.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let (ns, name, uid) = (
+                q.pod.namespace.clone(),
+                q.pod.name.clone(),
+                q.pod.uid.clone(),
+            );
+            let binding = json!({"apiVersion": "v1", "kind": "Binding",
+                "metadata": {"name": name, "namespace": ns, "uid": uid},
+                "target": {"apiVersion": "v1", "kind": "Node", "name": node}});
+            let path = format!("/api/v1/namespaces/{ns}/pods/{name}/binding");
+            match io.post(&path, &binding).await {
+                Ok(()) => {
+                    {
+                        let mut st = state.lock();
+                        st.cache.finish_binding(&uid);
+                        st.queue.done(&uid);
+                    }
+                    io.event(
+                        &q.pod,
+                        "Normal",
+                        "Scheduled",
+                        &format!("Successfully assigned {ns}/{name} to {node}"),
+                    )
+                    .await;
                 }
-                self.event(
-                    &q.pod,
-                    "Normal",
-                    "Scheduled",
-                    &format!("Successfully assigned {ns}/{name} to {node}"),
-                )
-                .await;
+                Err(e) => {
+                    tracing::warn!(pod = %format!("{ns}/{name}"), error = %e, "scheduler: binding failed");
+                    {
+                        let mut st = state.lock();
+                        let _ = st.cache.forget_pod(&uid);
+                        st.queue.requeue_after_error(q);
+                    }
+                    wake.notify_one();
+                }
             }
-            Err(e) => {
-                tracing::warn!(pod = %format!("{ns}/{name}"), error = %e, "scheduler: binding failed");
-                let mut st = self.state.lock();
-                let _ = st.cache.forget_pod(&uid);
-                st.queue.requeue_after_error(q);
-            }
+        });
+    }
+
+    fn io(&self) -> Io {
+        Io {
+            client: self.client.clone(),
+            scheduler_name: self.scheduler_name.clone(),
         }
     }
 
@@ -379,22 +398,44 @@ impl Runner {
         plugins: BTreeSet<crate::framework::PluginName>,
         cycle: u64,
     ) {
-        let (ns, name) = (q.pod.namespace.clone(), q.pod.name.clone());
-        let patch = json!({"status": {"conditions": [{"type": "PodScheduled", "status": "False",
-            "reason": "Unschedulable", "message": message, "lastProbeTime": null,
-            "lastTransitionTime": now()}]}});
-        let req = http::Request::patch(format!("/api/v1/namespaces/{ns}/pods/{name}/status"))
-            .header("content-type", "application/strategic-merge-patch+json")
-            .body(serde_json::to_vec(&patch).unwrap_or_default());
-        if let Ok(req) = req {
-            let _ = self.client.request_text(req).await;
-        }
-        self.event(&q.pod, "Warning", "FailedScheduling", &message)
-            .await;
+        let pod = q.pod.clone();
         self.state
             .lock()
             .queue
             .add_unschedulable_if_not_present(q, plugins, cycle);
+        // The condition and the event are written in the background, as upstream's
+        // status patch and event broadcaster do.
+        let io = self.io();
+        tokio::spawn(async move {
+            let (ns, name) = (pod.namespace.clone(), pod.name.clone());
+            let patch = json!({"status": {"conditions": [{"type": "PodScheduled", "status": "False",
+                "reason": "Unschedulable", "message": message, "lastProbeTime": null,
+                "lastTransitionTime": now()}]}});
+            let req = http::Request::patch(format!("/api/v1/namespaces/{ns}/pods/{name}/status"))
+                .header("content-type", "application/strategic-merge-patch+json")
+                .body(serde_json::to_vec(&patch).unwrap_or_default());
+            if let Ok(req) = req {
+                let _ = io.client.request_text(req).await;
+            }
+            io.event(&pod, "Warning", "FailedScheduling", &message)
+                .await;
+        });
+    }
+}
+
+/// What the background binding and reporting tasks need.
+struct Io {
+    client: kube::Client,
+    scheduler_name: String,
+}
+
+impl Io {
+    async fn post(&self, path: &str, body: &Value) -> Result<(), kube::Error> {
+        let req = http::Request::post(path)
+            .header("content-type", "application/json")
+            .body(serde_json::to_vec(body).unwrap_or_default())
+            .map_err(kube::Error::HttpError)?;
+        self.client.request_text(req).await.map(|_| ())
     }
 
     async fn event(&self, pod: &PodInfo, typ: &str, reason: &str, message: &str) {
