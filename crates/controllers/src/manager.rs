@@ -128,7 +128,7 @@ pub fn descriptors() -> Vec<Descriptor> {
             &["daemonset"],
             "daemon-set-controller",
             true,
-            None,
+            Some(crate::daemonset::start),
         ),
         d("job-controller", &["job"], "job-controller", true, Some(crate::job::start)),
         d(
@@ -164,7 +164,7 @@ pub fn descriptors() -> Vec<Descriptor> {
             &["statefulset"],
             "statefulset-controller",
             true,
-            None,
+            Some(crate::statefulset::start),
         ),
         d(
             "cronjob-controller",
