@@ -206,10 +206,6 @@ pub fn compute_subsets(svc: &Service, pods: &[Arc<Pod>]) -> Vec<EndpointSubset> 
             }]));
         }
     }
-    if spec.ports.as_ref().is_none_or(Vec::is_empty) {
-        // Upstream leaves headless port-less subsets unrepacked.
-        return subsets;
-    }
     repack_subsets(subsets)
 }
 
@@ -243,8 +239,18 @@ fn port_key(p: &EndpointPort) -> PortKey {
 pub fn repack_subsets(subsets: Vec<EndpointSubset>) -> Vec<EndpointSubset> {
     let mut all: BTreeMap<AddrKey, EndpointAddress> = BTreeMap::new();
     let mut by_port: BTreeMap<PortKey, (EndpointPort, BTreeMap<AddrKey, bool>)> = BTreeMap::new();
+    // Subsets without ports (headless Services) are kept under a sentinel port, as
+    // upstream does, and come out without ports.
+    let sentinel = EndpointPort {
+        port: -1,
+        ..EndpointPort::default()
+    };
     for s in subsets {
-        for port in s.ports.iter().flatten() {
+        let ports = match s.ports.as_deref() {
+            Some(p) if !p.is_empty() => p.to_vec(),
+            _ => vec![sentinel.clone()],
+        };
+        for port in &ports {
             let entry = by_port
                 .entry(port_key(port))
                 .or_insert_with(|| (port.clone(), BTreeMap::new()));
@@ -276,10 +282,11 @@ pub fn repack_subsets(subsets: Vec<EndpointSubset>) -> Vec<EndpointSubset> {
                     .collect();
                 (!v.is_empty()).then_some(v)
             };
+            let ports = (ports != [sentinel.clone()]).then_some(ports);
             EndpointSubset {
                 addresses: pick(true),
                 not_ready_addresses: pick(false),
-                ports: Some(ports),
+                ports,
             }
         })
         .collect()
@@ -593,11 +600,17 @@ mod tests {
 
     #[test]
     fn headless_without_ports() {
-        let pods = [pod("a", "10.0.0.1", true, false)];
+        let pods = [
+            pod("b", "10.0.0.2", true, false),
+            pod("a", "10.0.0.1", true, false),
+            pod("c", "10.0.0.3", false, false),
+        ];
         let s = svc(json!({"clusterIP": "None", "ports": null}));
         let subsets = compute_subsets(&s, &pods);
         assert_eq!(subsets.len(), 1);
-        assert_eq!(ips(&subsets[0].addresses), vec!["10.0.0.1"]);
+        assert_eq!(ips(&subsets[0].addresses), vec!["10.0.0.1", "10.0.0.2"]);
+        assert_eq!(ips(&subsets[0].not_ready_addresses), vec!["10.0.0.3"]);
+        assert!(subsets[0].ports.is_none());
     }
 
     #[test]

@@ -12,7 +12,11 @@ use common::{controller_manager, start, wait_until, Server};
 use serde_json::Value;
 
 /// The garbage collector removes a deleted Service's slices (they are owned by it).
-const CM_FLAGS: &[&str] = &["--controllers=endpoint,endpointslice,podgc,garbagecollector"];
+/// With a threshold of 1, the pod GC keeps only the newest terminated pod.
+const CM_FLAGS: &[&str] = &[
+    "--controllers=endpoint,endpointslice,podgc,garbagecollector",
+    "--terminated-pod-gc-threshold=1",
+];
 
 fn create(s: &Server, yaml: &str) {
     let o = s.kubectl_stdin(&["create", "-f", "-"], Some(yaml));
@@ -139,6 +143,20 @@ metadata: {name: node-a, labels: {topology.kubernetes.io/zone: zone-a}}
     // Bound to a node that never existed: the pod GC removes it after its quarantine.
     create(&s, &pod("orphan", "ghost-node", "app: orphan", ""));
     set_status(&s, "orphan", "10.244.9.9", true);
+    // Two terminated pods, one over the threshold: the older goes.
+    for name in ["done-a", "done-b"] {
+        create(&s, &pod(name, "node-a", "app: done", ""));
+        s.ok(&[
+            "patch",
+            "pod",
+            name,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            r#"{"status":{"phase":"Succeeded"}}"#,
+        ]);
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+    }
 
     let http = "{name: http, containerPort: 8080}";
     create(&s, &pod("web-1", "node-a", "app: web", http));
@@ -216,6 +234,22 @@ spec:
     assert_eq!(portless.len(), 1);
     assert_eq!(portless[0]["endpoints"][0]["addresses"][0], "10.244.0.14");
 
+    // Nothing changes: nothing is written (no update loop).
+    let rv = |v: &Value| {
+        v["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let ep_rv = rv(&json(&s, &["get", "endpoints", "web"]).unwrap());
+    let slice_rvs: Vec<String> = slices(&s, "web").iter().map(rv).collect();
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert_eq!(rv(&json(&s, &["get", "endpoints", "web"]).unwrap()), ep_rv);
+    assert_eq!(
+        slices(&s, "web").iter().map(rv).collect::<Vec<_>>(),
+        slice_rvs
+    );
+
     // The API server's Table for these kinds has only NAME and AGE so far (upstream
     // adds ENDPOINTS, and ADDRESSTYPE/PORTS/ENDPOINTS for slices): check the listing.
     let out = s.ok(&["get", "endpoints"]);
@@ -286,6 +320,12 @@ subsets: [{addresses: [{ip: 192.0.2.1}], ports: [{port: 80}]}]
         std::thread::sleep(std::time::Duration::from_millis(500));
     }
     assert!(json(&s, &["get", "pod", "web-1"]).is_some());
+    wait_until("the older terminated pod garbage-collected", 60, || {
+        json(&s, &["get", "pod", "done-a"]).is_none()
+    });
+    assert!(json(&s, &["get", "pod", "done-b"]).is_some());
     let log = cm.log();
     assert!(log.contains("PodGC is force deleting Pod"), "{log}");
+    assert!(!log.contains("pod garbage collection failed"), "{log}");
+    assert!(!log.contains("sync failed"), "{log}");
 }
