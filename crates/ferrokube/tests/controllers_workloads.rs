@@ -232,6 +232,28 @@ spec:
         live.iter().any(|p| revision_label(p) == old_hash)
     });
 
+    // A failed daemon pod is deleted and replaced (with a Warning event).
+    let victim = pods(&s, "ds1")
+        .into_iter()
+        .find(|p| target_node(p) == "n1")
+        .unwrap();
+    s.ok(&[
+        "patch",
+        "pod",
+        &name(&victim),
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"phase":"Failed"}}"#,
+    ]);
+    wait_until("the failed pod replaced", 30, || {
+        let live = pods(&s, "ds1");
+        !live.iter().any(|p| name(p) == name(&victim))
+            && live.iter().any(|p| target_node(p) == "n1")
+    });
+    let ev = s.ok(&["get", "events", "--field-selector=reason=FailedDaemonPod"]);
+    assert!(ev.contains("will try to kill it"), "{ev}");
+
     // A node that gains an untolerated NoExecute taint loses its pod.
     s.ok(&["taint", "nodes", "n4", "evict=now:NoExecute"]);
     wait_until("no daemon pod on n4", 30, || {
