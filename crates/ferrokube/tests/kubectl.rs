@@ -661,3 +661,43 @@ fn propagation_policy_sets_exactly_its_gc_finalizer() {
     ]);
     assert_eq!(finalizers(&s), r#"["example.com/keep"]"#);
 }
+
+#[test]
+fn endpoints_and_slices_print_their_addresses() {
+    let s = start();
+    let ep = "apiVersion: v1\nkind: Endpoints\nmetadata: {name: web}\nsubsets:\n- addresses: [{ip: 10.0.0.1}, {ip: 10.0.0.2}]\n  ports: [{name: http, port: 80}, {name: https, port: 443}]\n";
+    assert!(s
+        .kubectl_stdin(&["create", "-f", "-"], Some(ep))
+        .status
+        .success());
+    let out = s.ok(&["get", "endpoints", "web", "--no-headers"]);
+    assert!(
+        out.contains("10.0.0.1:80,10.0.0.2:80,10.0.0.1:443 + 1 more..."),
+        "{out}"
+    );
+    let slice = "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: web-abc, labels: {kubernetes.io/service-name: web}}\naddressType: IPv4\nports: [{port: 80}]\nendpoints: [{addresses: [10.0.0.1]}]\n";
+    assert!(s
+        .kubectl_stdin(&["create", "-f", "-"], Some(slice))
+        .status
+        .success());
+    let out = s.ok(&["get", "endpointslices", "web-abc"]);
+    assert!(
+        out.contains("ADDRESSTYPE") && out.contains("IPv4") && out.contains("10.0.0.1"),
+        "{out}"
+    );
+    // Generation moves with the endpoints and labels, as upstream's strategy does.
+    let generation = |s: &common::Server| {
+        s.ok(&[
+            "get",
+            "endpointslice",
+            "web-abc",
+            "-o",
+            "jsonpath={.metadata.generation}",
+        ])
+    };
+    assert_eq!(generation(&s), "1");
+    s.ok(&["label", "endpointslice", "web-abc", "x=y"]);
+    assert_eq!(generation(&s), "2");
+    s.ok(&["annotate", "endpointslice", "web-abc", "a=b"]);
+    assert_eq!(generation(&s), "2");
+}

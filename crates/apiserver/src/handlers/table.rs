@@ -50,6 +50,18 @@ fn columns(info: &ResourceInfo) -> Vec<Col> {
             c("Secrets", "string"),
             c("Age", "string"),
         ],
+        ("", "endpoints") => vec![
+            c("Name", "string"),
+            c("Endpoints", "string"),
+            c("Age", "string"),
+        ],
+        ("discovery.k8s.io", "endpointslices") => vec![
+            c("Name", "string"),
+            c("AddressType", "string"),
+            c("Ports", "string"),
+            c("Endpoints", "string"),
+            c("Age", "string"),
+        ],
         ("", "pods") => vec![
             c("Name", "string"),
             c("Ready", "string"),
@@ -334,6 +346,49 @@ fn selector_cell(o: &Value, selector: &str) -> Value {
     or_none(super::scale::selector_string(o.pointer(selector)))
 }
 
+/// Up to three entries, then " + N more..." (upstream's printers for endpoints).
+fn first_three(list: &[String], empty: &str) -> String {
+    match list.len() {
+        0 => empty.to_string(),
+        n if n > 3 => format!("{} + {} more...", list[..3].join(","), n - 3),
+        _ => list.join(","),
+    }
+}
+
+/// Upstream's `formatEndpoints`: `ip:port` of the ready addresses, per subset and port.
+fn format_endpoints(o: &Value) -> String {
+    let mut list = Vec::new();
+    for ss in o
+        .get("subsets")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let addrs: Vec<&str> = ss["addresses"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|a| a["ip"].as_str())
+            .collect();
+        match ss["ports"].as_array().filter(|p| !p.is_empty()) {
+            None => list.extend(addrs.iter().map(|ip| ip.to_string())),
+            Some(ports) => {
+                for p in ports {
+                    let port = p["port"].as_i64().unwrap_or(0);
+                    for ip in &addrs {
+                        list.push(if ip.contains(':') {
+                            format!("[{ip}]:{port}")
+                        } else {
+                            format!("{ip}:{port}")
+                        });
+                    }
+                }
+            }
+        }
+    }
+    first_three(&list, "<none>")
+}
+
 fn cells(info: &ResourceInfo, o: &Value) -> Vec<Value> {
     let name = json!(s(o, "/metadata/name"));
     let created = s(o, "/metadata/creationTimestamp");
@@ -401,6 +456,31 @@ fn cells(info: &ResourceInfo, o: &Value) -> Vec<Value> {
             json!(n(o, "/status/currentReplicas")),
             a,
         ],
+        ("", "endpoints") => vec![name, json!(format_endpoints(o)), a],
+        ("discovery.k8s.io", "endpointslices") => {
+            let ports: Vec<String> = o
+                .get("ports")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|p| p["port"].as_i64().map(|n| n.to_string()))
+                .collect();
+            let addresses: Vec<String> = o
+                .get("endpoints")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .flat_map(|e| e["addresses"].as_array().cloned().unwrap_or_default())
+                .filter_map(|a| a.as_str().map(str::to_string))
+                .collect();
+            vec![
+                name,
+                json!(s(o, "/addressType")),
+                json!(first_three(&ports, "<unset>")),
+                json!(first_three(&addresses, "<unset>")),
+                a,
+            ]
+        }
         ("", "pods") => {
             let total = count(o, "/spec/containers");
             let statuses = o

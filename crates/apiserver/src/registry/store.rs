@@ -393,7 +393,11 @@ pub fn prepare_update(
         .and_then(Value::as_i64)
         .unwrap_or(0);
     if strategy.tracks_generation() {
-        let next = if spec_changed(&desired, current) {
+        // EndpointSlices also count their labels (upstream's endpointslice strategy).
+        let labels_count = target.info.group == "discovery.k8s.io";
+        let labels_changed = labels_count
+            && desired.pointer("/metadata/labels") != current.pointer("/metadata/labels");
+        let next = if spec_changed(&desired, current) || labels_changed {
             generation + 1
         } else {
             generation.max(1)

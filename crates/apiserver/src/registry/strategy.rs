@@ -70,6 +70,7 @@ impl Strategy<'_> {
                     | ("apiextensions.k8s.io", "customresourcedefinitions")
                     | ("admissionregistration.k8s.io", _)
                     | ("scheduling.k8s.io", "priorityclasses")
+                    | ("discovery.k8s.io", "endpointslices")
             )
     }
 
