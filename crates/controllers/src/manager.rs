@@ -100,7 +100,7 @@ pub fn descriptors() -> Vec<Descriptor> {
             &["resourcequota"],
             "resourcequota-controller",
             true,
-            None,
+            Some(crate::resourcequota::start),
         ),
         d(
             "namespace-controller",
@@ -150,14 +150,14 @@ pub fn descriptors() -> Vec<Descriptor> {
             &["horizontalpodautoscaling"],
             "horizontal-pod-autoscaler",
             true,
-            None,
+            Some(crate::podautoscaler::start),
         ),
         d(
             "disruption-controller",
             &["disruption"],
             "disruption-controller",
             true,
-            None,
+            Some(crate::disruption::start),
         ),
         d(
             "statefulset-controller",
