@@ -16,6 +16,7 @@ pub mod replicas;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use ferrokube_api::selectors::LabelSelector as SelectorExpr;
 use k8s_openapi::api::autoscaling::v1::Scale;
@@ -53,7 +54,12 @@ struct Controller {
     /// Keys with a resync timer running (the delaying queue keeps one per key).
     scheduled: Mutex<HashSet<String>>,
     history: Mutex<HashMap<String, History>>,
+    /// The last discovery reading, for finding targets' scale subresources.
+    discovery: Mutex<Option<(Instant, Arc<Discovery>)>>,
 }
+
+/// How long a discovery reading is reused.
+const DISCOVERY_TTL: Duration = Duration::from_secs(30);
 
 /// Starts the horizontal pod autoscaler controller.
 pub fn start(ctx: ControllerContext) -> Result<(), Error> {
@@ -65,6 +71,7 @@ pub fn start(ctx: ControllerContext) -> Result<(), Error> {
         queue: WorkQueue::new(ctx.name),
         scheduled: Mutex::default(),
         history: Mutex::default(),
+        discovery: Mutex::default(),
         ctx,
     });
     {
@@ -554,9 +561,23 @@ impl Controller {
         kind: &str,
         ns: &str,
     ) -> Result<Api<DynamicObject>, String> {
-        let discovery = Discovery::run(&self.ctx.client)
-            .await
-            .map_err(|e| e.to_string())?;
+        // A cached reading (upstream's deferred RESTMapper), read again when stale or
+        // when it does not know the kind.
+        let cached = self.discovery.lock().clone().filter(|(at, d)| {
+            at.elapsed() < DISCOVERY_TTL && d.resource_for(api_version, kind).is_some()
+        });
+        let discovery = match cached {
+            Some((_, d)) => d,
+            None => {
+                let d = Arc::new(
+                    Discovery::run(&self.ctx.client)
+                        .await
+                        .map_err(|e| e.to_string())?,
+                );
+                *self.discovery.lock() = Some((Instant::now(), d.clone()));
+                d
+            }
+        };
         let Some(found) = discovery.resource_for(api_version, kind) else {
             let group = crate::discovery::parse_group_version(api_version).map_or("", |(g, _)| g);
             return Err(format!("no matches for kind {kind:?} in group {group:?}"));
