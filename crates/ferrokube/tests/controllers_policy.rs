@@ -269,4 +269,24 @@ fn hpa_scales_to_min_replicas_without_metrics() {
     wait_until("the target scaled to maxReplicas", 30, || {
         jsonpath(&s, &["rs", "target"], "{.spec.replicas}") == "5"
     });
+    // `kubectl autoscale` on a Deployment: its scale subresource is used.
+    s.ok(&["create", "deployment", "web", "--image=busybox"]);
+    s.ok(&[
+        "autoscale",
+        "deployment",
+        "web",
+        "--min=2",
+        "--max=4",
+        "--cpu-percent=50",
+    ]);
+    wait_until("the deployment scaled to --min", 30, || {
+        jsonpath(&s, &["deployment", "web"], "{.spec.replicas}") == "2"
+    });
+    wait_until("the deployment's HPA status", 30, || {
+        jsonpath(
+            &s,
+            &["hpa", "web"],
+            "{.status.currentReplicas} {.status.desiredReplicas} {.status.conditions[?(@.type==\"AbleToScale\")].status}",
+        ) == "2 2 True"
+    });
 }
