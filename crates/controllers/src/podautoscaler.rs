@@ -54,6 +54,8 @@ struct Controller {
     /// Keys with a resync timer running (the delaying queue keeps one per key).
     scheduled: Mutex<HashSet<String>>,
     history: Mutex<HashMap<String, History>>,
+    /// Each HPA's last seen target selector (upstream `hpaSelectors`).
+    selectors: Mutex<HashMap<String, String>>,
     /// The last discovery reading, for finding targets' scale subresources.
     discovery: Mutex<Option<(Instant, Arc<Discovery>)>>,
 }
@@ -72,6 +74,7 @@ pub fn start(ctx: ControllerContext) -> Result<(), Error> {
         scheduled: Mutex::default(),
         history: Mutex::default(),
         discovery: Mutex::default(),
+        selectors: Mutex::default(),
         ctx,
     });
     {
@@ -82,6 +85,7 @@ pub fn start(ctx: ControllerContext) -> Result<(), Error> {
             }
             Notification::Delete(h) => {
                 c.history.lock().remove(&key_of(&**h));
+                c.selectors.lock().remove(&key_of(&**h));
             }
         });
     }
@@ -158,6 +162,7 @@ impl Controller {
     async fn sync(self: &Arc<Self>, key: &str) -> Result<(), Error> {
         let Some(hpa) = self.hpas.get_key(key) else {
             self.history.lock().remove(key);
+            self.selectors.lock().remove(key);
             return Ok(());
         };
         if let Err(e) = self.reconcile(&hpa, key).await {
@@ -483,6 +488,40 @@ impl Controller {
             .into_iter()
             .filter(|p| parsed.matches(crate::podutil::labels(&p.metadata)))
             .collect();
+        // Upstream's hpaSelectors: pods under more than one HPA make both ambiguous.
+        let mut selecting: Vec<String> = {
+            let mut selectors = self.selectors.lock();
+            selectors.insert(key_of(hpa), sel.clone());
+            selectors
+                .iter()
+                .filter(|(k, _)| crate::informer::split_key(k).0 == ns)
+                .filter(|(_, s)| {
+                    SelectorExpr::parse(s).is_ok_and(|p| {
+                        pods.iter()
+                            .any(|pod| p.matches(crate::podutil::labels(&pod.metadata)))
+                    })
+                })
+                .map(|(k, _)| k.clone())
+                .collect()
+        };
+        if selecting.len() > 1 {
+            selecting.sort();
+            let msg = format!(
+                "pods by selector {sel} are controlled by multiple HPAs: [{}]",
+                selecting.join(" ")
+            );
+            self.ctx
+                .recorder
+                .event(hpa, EventType::Warning, "AmbiguousSelector", msg.clone());
+            set_condition(
+                status,
+                "ScalingActive",
+                false,
+                "AmbiguousSelector",
+                msg.clone(),
+            );
+            return Err((None, msg));
+        }
         let pod_refs: Vec<&Pod> = pods.iter().map(|p| &**p).collect();
         let spec_replicas = scale.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
         let mut statuses = vec![MetricStatus::default(); specs.len()];

@@ -269,6 +269,31 @@ fn hpa_scales_to_min_replicas_without_metrics() {
     wait_until("the target scaled to maxReplicas", 30, || {
         jsonpath(&s, &["rs", "target"], "{.spec.replicas}") == "5"
     });
+    // A second HPA over the same pods: both report the ambiguity.
+    create(
+        &s,
+        "apiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata:\n  name: h2\nspec:\n  scaleTargetRef:\n    apiVersion: apps/v1\n    kind: ReplicaSet\n    name: target\n  minReplicas: 1\n  maxReplicas: 10\n",
+    );
+    let reason = |name: &str| {
+        jsonpath(
+            &s,
+            &["hpa", name],
+            "{.status.conditions[?(@.type==\"ScalingActive\")].reason}",
+        )
+    };
+    wait_until("AmbiguousSelector on both HPAs", 30, || {
+        reason("h") == "AmbiguousSelector" && reason("h2") == "AmbiguousSelector"
+    });
+    let msg = jsonpath(
+        &s,
+        &["hpa", "h2"],
+        "{.status.conditions[?(@.type==\"ScalingActive\")].message}",
+    );
+    assert_eq!(
+        msg,
+        "pods by selector app=target are controlled by multiple HPAs: [default/h default/h2]"
+    );
+    s.ok(&["delete", "hpa", "h2"]);
     // `kubectl autoscale` on a Deployment: its scale subresource is used.
     s.ok(&["create", "deployment", "web", "--image=busybox"]);
     s.ok(&[
