@@ -116,6 +116,45 @@ fn quota_usage_follows_objects() {
     assert!(err.contains("exceeded quota: q"), "{err}");
 }
 
+#[test]
+fn quota_scopes_and_storage() {
+    let s = start();
+    s.ok(&["create", "namespace", "scoped"]);
+    create(
+        &s,
+        "apiVersion: v1\nkind: ResourceQuota\nmetadata:\n  name: be\n  namespace: scoped\nspec:\n  scopes: [BestEffort]\n  hard:\n    pods: \"3\"\n---\napiVersion: v1\nkind: ResourceQuota\nmetadata:\n  name: storage\n  namespace: scoped\nspec:\n  hard:\n    requests.storage: 10Gi\n    persistentvolumeclaims: \"4\"\n    gold.storageclass.storage.k8s.io/requests.storage: 5Gi\n",
+    );
+    let _cm = controller_manager(&s, &["--controllers=resourcequota"]);
+    s.ok(&["-n", "scoped", "run", "besteffort", "--image=busybox"]);
+    let burstable = pod_yaml("burstable", "100m", "32Mi")
+        .replace("metadata:\n", "metadata:\n  namespace: scoped\n");
+    create(&s, &burstable);
+    let claim = |name: &str, class: &str, size: &str| {
+        format!(
+            "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata:\n  name: {name}\n  namespace: scoped\nspec:\n  storageClassName: {class}\n  accessModes: [ReadWriteOnce]\n  resources:\n    requests:\n      storage: {size}\n"
+        )
+    };
+    create(&s, &claim("c1", "gold", "1Gi"));
+    create(&s, &claim("c2", "silver", "512Mi"));
+    let used = |q: &str, name: &str| {
+        jsonpath(
+            &s,
+            &["-n", "scoped", "resourcequota", q],
+            &format!("{{.status.used.{name}}}"),
+        )
+    };
+    // Only the BestEffort pod is in the scope.
+    wait_until("scoped and storage usage", 30, || {
+        used("be", "pods") == "1"
+            && used("storage", "requests\\.storage") == "1536Mi"
+            && used("storage", "persistentvolumeclaims") == "2"
+            && used(
+                "storage",
+                "gold\\.storageclass\\.storage\\.k8s\\.io/requests\\.storage",
+            ) == "1Gi"
+    });
+}
+
 fn rs_yaml(name: &str, replicas: i32) -> String {
     format!(
         "apiVersion: apps/v1\nkind: ReplicaSet\nmetadata:\n  name: {name}\nspec:\n  replicas: {replicas}\n  selector:\n    matchLabels:\n      app: {name}\n  template:\n    metadata:\n      labels:\n        app: {name}\n    spec:\n      containers:\n      - name: c\n        image: busybox\n        resources:\n          requests:\n            cpu: 100m\n"
