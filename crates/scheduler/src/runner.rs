@@ -52,7 +52,7 @@ pub struct Runner {
 }
 
 /// Bindings waiting on the API server at once.
-const MAX_BINDS_IN_FLIGHT: usize = 256;
+const MAX_BINDS_IN_FLIGHT: usize = 64;
 
 impl std::fmt::Debug for Runner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
