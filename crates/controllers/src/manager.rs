@@ -130,7 +130,13 @@ pub fn descriptors() -> Vec<Descriptor> {
             true,
             Some(crate::daemonset::start),
         ),
-        d("job-controller", &["job"], "job-controller", true, Some(crate::job::start)),
+        d(
+            "job-controller",
+            &["job"],
+            "job-controller",
+            true,
+            Some(crate::job::start),
+        ),
         d(
             "deployment-controller",
             &["deployment"],
