@@ -90,24 +90,47 @@ async fn inform(
 ) -> Result<(), RunError> {
     let mut synced = synced;
     loop {
-        let list = match api.list(&ListParams::default()).await {
-            Ok(l) => l,
-            Err(source) if synced.is_some() => return Err(RunError::List { what, source }),
-            Err(e) => {
+        // Pages of 500, as client-go's reflector lists: the whole cluster is never
+        // held twice in memory.
+        let mut rv = String::new();
+        let mut token: Option<String> = None;
+        let mut failure = None;
+        loop {
+            let mut lp = ListParams::default().limit(500);
+            if let Some(t) = &token {
+                lp = lp.continue_token(t);
+            }
+            match api.list(&lp).await {
+                Ok(page) => {
+                    for obj in &page.items {
+                        apply(Change::Upsert(value(obj)), true);
+                    }
+                    rv = page.metadata.resource_version.unwrap_or_default();
+                    token = page.metadata.continue_.filter(|t| !t.is_empty());
+                    if token.is_none() {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        match failure {
+            Some(source) if synced.is_some() => return Err(RunError::List { what, source }),
+            Some(e) => {
                 tracing::warn!(error = %e, what, "scheduler: re-list failed");
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
                     _ = stop.changed() => return Ok(()),
                 }
             }
-        };
-        for obj in &list.items {
-            apply(Change::Upsert(value(obj)), true);
+            None => {}
         }
         if let Some(tx) = synced.take() {
             let _ = tx.send(());
         }
-        let mut rv = list.metadata.resource_version.unwrap_or_default();
         'watch: loop {
             let wp = WatchParams::default().timeout(290);
             let stream = match api.watch(&wp, &rv).await {
