@@ -189,3 +189,79 @@ fn bad_scheduler_config_is_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn a_high_priority_pod_preempts_a_low_priority_one() {
+    let s = start();
+    let dir = s.kubeconfig.parent().unwrap().to_path_buf();
+    let kc = dir.join("pki/kube-scheduler.kubeconfig");
+    let node = "apiVersion: v1\nkind: Node\nmetadata: {name: solo}\nstatus:\n  capacity: {cpu: \"2\", memory: 4Gi, pods: \"110\"}\n  allocatable: {cpu: \"2\", memory: 4Gi, pods: \"110\"}\n  conditions: [{type: Ready, status: \"True\"}]\n";
+    assert!(s
+        .kubectl_stdin(&["create", "-f", "-"], Some(node))
+        .status
+        .success());
+    let pc = "apiVersion: scheduling.k8s.io/v1\nkind: PriorityClass\nmetadata: {name: high}\nvalue: 1000\n";
+    assert!(s
+        .kubectl_stdin(&["create", "-f", "-"], Some(pc))
+        .status
+        .success());
+    let _sched = scheduler(&kc, dir.join("sched-p.log"), &[]);
+    let pod = |name: &str, class: &str| {
+        let pc = if class.is_empty() {
+            String::new()
+        } else {
+            format!("  priorityClassName: {class}\n")
+        };
+        format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n{pc}  containers: [{{name: c, image: busybox, resources: {{requests: {{cpu: 1500m}}}}}}]\n")
+    };
+    assert!(s
+        .kubectl_stdin(&["create", "-f", "-"], Some(&pod("low", "")))
+        .status
+        .success());
+    let node_of = |p: &str| s.ok(&["get", "pod", p, "-o", "jsonpath={.spec.nodeName}"]);
+    wait_until("low bound", 20, || node_of("low") == "solo");
+    assert!(s
+        .kubectl_stdin(&["create", "-f", "-"], Some(&pod("high", "high")))
+        .status
+        .success());
+    // The preemptor is nominated; the victim is marked and deleted gracefully.
+    wait_until("high nominated", 20, || {
+        s.ok(&[
+            "get",
+            "pod",
+            "high",
+            "-o",
+            "jsonpath={.status.nominatedNodeName}",
+        ]) == "solo"
+    });
+    wait_until("low terminating", 20, || {
+        !s.ok(&[
+            "get",
+            "pod",
+            "low",
+            "-o",
+            "jsonpath={.metadata.deletionTimestamp}",
+        ])
+        .is_empty()
+    });
+    let reason = s.ok(&[
+        "get",
+        "pod",
+        "low",
+        "-o",
+        "jsonpath={.status.conditions[?(@.type==\"DisruptionTarget\")].reason}",
+    ]);
+    assert_eq!(reason, "PreemptionByScheduler");
+    let events = s.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=low",
+        "-o",
+        "jsonpath={.items[*].reason}",
+    ]);
+    assert!(events.contains("Preempted"), "{events}");
+    // No kubelet here: finish the graceful deletion as the kubelet would.
+    s.ok(&["delete", "pod", "low", "--force", "--grace-period=0"]);
+    wait_until("high bound", 30, || node_of("high") == "solo");
+}

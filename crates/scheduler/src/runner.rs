@@ -3,8 +3,9 @@
 //! queue; one loop pops pods, schedules them against a snapshot, assumes the chosen
 //! node and binds through `pods/binding`; pods that fit nowhere get the PodScheduled
 //! condition False and a FailedScheduling event with upstream's message, and wait in
-//! the queue for a cluster event. Preemption victims are not evicted yet: a pod that
-//! preemption would place is reported and requeued like an unschedulable one.
+//! the queue for a cluster event. A pod that preemption can place gets
+//! `status.nominatedNodeName`; its victims get the DisruptionTarget condition and are
+//! deleted gracefully, and the pod schedules once they are gone.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -334,10 +335,17 @@ impl Runner {
                     let plugins = e.diagnosis.unschedulable_plugins.clone();
                     self.unschedulable(q, e.to_string(), plugins, cycle).await;
                 }
-                Outcome::Nominated { error, .. } => {
+                Outcome::Nominated { candidate, error } => {
                     let plugins = error.diagnosis.unschedulable_plugins.clone();
-                    self.unschedulable(q, error.to_string(), plugins, cycle)
-                        .await;
+                    self.preempt(&q.pod, &candidate);
+                    self.unschedulable_nominated(
+                        q,
+                        error.to_string(),
+                        plugins,
+                        cycle,
+                        Some(candidate.node.clone()),
+                    )
+                    .await;
                 }
                 Outcome::NoNodes => {
                     self.unschedulable(
@@ -421,6 +429,73 @@ impl Runner {
         plugins: BTreeSet<crate::framework::PluginName>,
         cycle: u64,
     ) {
+        self.unschedulable_nominated(q, message, plugins, cycle, None)
+            .await;
+    }
+
+    /// Upstream's `PrepareCandidate`: each victim gets the DisruptionTarget condition
+    /// (reason PreemptionByScheduler) and a Preempted event, then is deleted
+    /// gracefully; the preemptor waits in the queue, nominated to the node, until the
+    /// victims' deletion frees it.
+    fn preempt(&self, preemptor: &PodInfo, candidate: &crate::preemption::Candidate) {
+        let io = self.io();
+        let victims = candidate.victims.clone();
+        let node = candidate.node.clone();
+        let (pns, pname, puid) = (
+            preemptor.namespace.clone(),
+            preemptor.name.clone(),
+            preemptor.uid.clone(),
+        );
+        tokio::spawn(async move {
+            for v in victims {
+                let (ns, name) = (v.namespace.clone(), v.name.clone());
+                let patch = json!({"status": {"conditions": [{"type": "DisruptionTarget", "status": "True",
+                    "reason": "PreemptionByScheduler",
+                    "message": format!("{}: preempting to accommodate a higher priority pod", io.scheduler_name),
+                    "lastTransitionTime": now()}]}});
+                let req =
+                    http::Request::patch(format!("/api/v1/namespaces/{ns}/pods/{name}/status"))
+                        .header("content-type", "application/strategic-merge-patch+json")
+                        .body(serde_json::to_vec(&patch).unwrap_or_default());
+                if let Ok(req) = req {
+                    let _ = io.client.request_text(req).await;
+                }
+                let req = http::Request::delete(format!("/api/v1/namespaces/{ns}/pods/{name}"))
+                    .header("content-type", "application/json")
+                    .body(
+                        serde_json::to_vec(&json!({"preconditions": {"uid": v.uid}}))
+                            .unwrap_or_default(),
+                    );
+                match req {
+                    Ok(req) => match io.client.request_text(req).await {
+                        Ok(_) => {
+                            io.event(
+                                &v,
+                                "Normal",
+                                "Preempted",
+                                &format!("Preempted by pod {puid} on node {node}"),
+                            )
+                            .await;
+                            tracing::info!(victim = %format!("{ns}/{name}"), preemptor = %format!("{pns}/{pname}"), %node, "scheduler: preempted");
+                        }
+                        Err(e) => {
+                            tracing::warn!(victim = %format!("{ns}/{name}"), error = %e, "scheduler: preempting failed")
+                        }
+                    },
+                    Err(e) => tracing::warn!(error = %e, "scheduler: preemption request"),
+                }
+            }
+        });
+    }
+
+    async fn unschedulable_nominated(
+        &self,
+        q: QueuedPodInfo,
+        message: String,
+        plugins: BTreeSet<crate::framework::PluginName>,
+        cycle: u64,
+        nominated: Option<String>,
+    ) {
         let pod = q.pod.clone();
         self.state
             .lock()
@@ -431,9 +506,12 @@ impl Runner {
         let io = self.io();
         tokio::spawn(async move {
             let (ns, name) = (pod.namespace.clone(), pod.name.clone());
-            let patch = json!({"status": {"conditions": [{"type": "PodScheduled", "status": "False",
+            let mut patch = json!({"status": {"conditions": [{"type": "PodScheduled", "status": "False",
                 "reason": "Unschedulable", "message": message, "lastProbeTime": null,
                 "lastTransitionTime": now()}]}});
+            if let Some(node) = nominated {
+                patch["status"]["nominatedNodeName"] = json!(node);
+            }
             let req = http::Request::patch(format!("/api/v1/namespaces/{ns}/pods/{name}/status"))
                 .header("content-type", "application/strategic-merge-patch+json")
                 .body(serde_json::to_vec(&patch).unwrap_or_default());
