@@ -222,74 +222,75 @@ fn indexed_jobs_give_each_pod_its_index() {
 
 #[test]
 fn cronjobs_create_jobs_on_schedule_with_concurrency_policy() {
+    // As upstream, a Job is named after its scheduled minute, so "@every 3s" makes at
+    // most one Job a minute. Three CronJobs run side by side so the test waits for
+    // one minute boundary, not three.
     let s = start();
     let _cm = controller_manager(&s, &["--controllers=cronjob"]);
-    create(
-        &s,
-        "apiVersion: batch/v1\nkind: CronJob\nmetadata: {name: tick}\nspec:\n  schedule: \"@every 3s\"\n  concurrencyPolicy: Forbid\n  jobTemplate:\n    metadata: {labels: {from: tick}}\n    spec:\n      template:\n        spec:\n          restartPolicy: Never\n          containers: [{name: c, image: busybox}]\n",
-    );
-    let jobs = |s: &Server| -> Vec<String> {
-        s.ok(&["get", "jobs", "-l", "from=tick", "-o", "name"])
+    let cronjob = |name: &str, policy: &str, suspend: bool| {
+        format!(
+            "apiVersion: batch/v1\nkind: CronJob\nmetadata: {{name: {name}}}\nspec:\n  schedule: \"@every 3s\"\n  concurrencyPolicy: {policy}\n  suspend: {suspend}\n  jobTemplate:\n    metadata: {{labels: {{from: {name}}}}}\n    spec:\n      template:\n        spec:\n          restartPolicy: Never\n          containers: [{{name: c, image: busybox}}]\n"
+        )
+    };
+    create(&s, &cronjob("forbid", "Forbid", false));
+    create(&s, &cronjob("replace", "Replace", false));
+    create(&s, &cronjob("idle", "Allow", true));
+    let jobs = |s: &Server, from: &str| -> Vec<String> {
+        s.ok(&["get", "jobs", "-l", &format!("from={from}"), "-o", "name"])
             .lines()
             .map(str::to_string)
             .collect()
     };
-    wait_until("a job", 30, || jobs(&s).len() == 1);
-    let job = jobs(&s)[0].clone();
+    wait_until("a job from each running cronjob", 30, || {
+        jobs(&s, "forbid").len() == 1 && jobs(&s, "replace").len() == 1
+    });
+    let first = jobs(&s, "forbid")[0].clone();
+    let replaced = jobs(&s, "replace")[0].clone();
     let owner = jsonpath(
         &s,
-        &[&job],
+        &[&first],
         "{.metadata.ownerReferences[0].kind}/{.metadata.ownerReferences[0].name}",
     );
-    assert_eq!(owner, "CronJob/tick");
+    assert_eq!(owner, "CronJob/forbid");
     let stamp = jsonpath(
         &s,
-        &[&job],
+        &[&first],
         "{.metadata.annotations.batch\\.kubernetes\\.io/cronjob-scheduled-timestamp}",
     );
     assert!(stamp.ends_with('Z'), "{stamp}");
     wait_until("status.active", 30, || {
-        jsonpath(&s, &["cronjob", "tick"], "{.status.active[0].name}")
-            == job.trim_start_matches("job.batch/")
+        jsonpath(&s, &["cronjob", "forbid"], "{.status.active[0].name}")
+            == first.trim_start_matches("job.batch/")
     });
-    assert!(!jsonpath(&s, &["cronjob", "tick"], "{.status.lastScheduleTime}").is_empty());
-    // Forbid: no second Job while the first runs; the controller says why.
-    wait_until("JobAlreadyActive", 30, || {
+    assert!(!jsonpath(&s, &["cronjob", "forbid"], "{.status.lastScheduleTime}").is_empty());
+    // At the next minute: Forbid starts no second Job while the first runs and says
+    // why; Replace replaces its running Job.
+    wait_until("JobAlreadyActive", 75, || {
         s.ok(&[
             "get",
             "events",
             "--field-selector",
-            "involvedObject.name=tick",
+            "involvedObject.name=forbid",
             "-o",
             "jsonpath={.items[*].reason}",
         ])
         .contains("JobAlreadyActive")
     });
-    assert_eq!(jobs(&s).len(), 1, "Forbid started a second job");
-    // Replace: the running Job is replaced by the next one.
-    s.ok(&[
-        "patch",
-        "cronjob",
-        "tick",
-        "--type=merge",
-        "-p",
-        r#"{"spec":{"concurrencyPolicy":"Replace"}}"#,
-    ]);
+    assert_eq!(jobs(&s, "forbid"), vec![first], "Forbid started a second job");
     wait_until("the job replaced", 30, || {
-        let j = jobs(&s);
-        !j.is_empty() && !j.contains(&job)
+        let j = jobs(&s, "replace");
+        j.len() == 1 && j[0] != replaced
     });
-    // Suspended: no new Jobs.
+    // Suspended: no Jobs although a due time has passed; resumed, it runs the most
+    // recent one.
+    assert!(jobs(&s, "idle").is_empty(), "a suspended cronjob made jobs");
     s.ok(&[
         "patch",
         "cronjob",
-        "tick",
+        "idle",
         "--type=merge",
         "-p",
-        r#"{"spec":{"suspend":true,"concurrencyPolicy":"Allow"}}"#,
+        r#"{"spec":{"suspend":false}}"#,
     ]);
-    std::thread::sleep(std::time::Duration::from_secs(1));
-    let before = jobs(&s).len();
-    std::thread::sleep(std::time::Duration::from_secs(7));
-    assert_eq!(jobs(&s).len(), before, "a suspended cronjob made jobs");
+    wait_until("a job once resumed", 30, || jobs(&s, "idle").len() == 1);
 }
