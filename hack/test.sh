@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source hack/lib/packages.sh
-ensure_packages etcd-server etcd-client protobuf-compiler curl openssl
+ensure_packages etcd-server etcd-client protobuf-compiler curl openssl nftables iproute2
 export PATH="/usr/bin:$PATH" # Debian's etcd
 
 echo ">>> cargo fmt --check"

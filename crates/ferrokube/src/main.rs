@@ -10,6 +10,7 @@ mod apiserver_flags;
 mod controller_manager_cmd;
 mod duration;
 mod leader;
+mod network_cmd;
 mod pki_cmd;
 mod scheduler_cmd;
 mod server;
@@ -51,6 +52,9 @@ enum Command {
     Scheduler(Box<scheduler_cmd::SchedulerArgs>),
     /// kube-controller-manager: the control loops (leader-elected, secure port 10257).
     ControllerManager(Box<controller_manager_cmd::ControllerManagerArgs>),
+    /// The pod network on this node, host-gw style (flannel's role): CNI conflist, routes
+    /// to other nodes' podCIDRs, masquerade.
+    Network(Box<network_cmd::NetworkArgs>),
 }
 
 /// Maps a multi-call name (`ferrokube-server`, …) to the subcommand it stands for.
@@ -117,6 +121,7 @@ fn main() -> ExitCode {
             Command::Pki(cmd) => pki_cmd::run(cmd).await,
             Command::Scheduler(args) => scheduler_cmd::run(*args).await,
             Command::ControllerManager(args) => controller_manager_cmd::run(*args).await,
+            Command::Network(args) => network_cmd::run(*args).await,
         }
     });
     match result {
