@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source hack/lib/packages.sh
-ensure_packages etcd-server etcd-client protobuf-compiler curl openssl nftables iproute2
+ensure_packages etcd-server etcd-client protobuf-compiler curl openssl nftables iproute2 containerd runc containernetworking-plugins busybox-static
 export PATH="/usr/bin:$PATH" # Debian's etcd
 
 echo ">>> cargo fmt --check"

@@ -9,6 +9,7 @@ mod apiserver_cmd;
 mod apiserver_flags;
 mod controller_manager_cmd;
 mod duration;
+mod images_cmd;
 mod leader;
 mod network_cmd;
 mod pki_cmd;
@@ -52,6 +53,9 @@ enum Command {
     Scheduler(Box<scheduler_cmd::SchedulerArgs>),
     /// kube-controller-manager: the control loops (leader-elected, secure port 10257).
     ControllerManager(Box<controller_manager_cmd::ControllerManagerArgs>),
+    /// Container images without a registry: build, the pause image, import into containerd.
+    #[command(subcommand)]
+    Images(images_cmd::ImagesCommand),
     /// The pod network on this node, host-gw style (flannel's role): CNI conflist, routes
     /// to other nodes' podCIDRs, masquerade.
     Network(Box<network_cmd::NetworkArgs>),
@@ -121,6 +125,7 @@ fn main() -> ExitCode {
             Command::Pki(cmd) => pki_cmd::run(cmd).await,
             Command::Scheduler(args) => scheduler_cmd::run(*args).await,
             Command::ControllerManager(args) => controller_manager_cmd::run(*args).await,
+            Command::Images(cmd) => images_cmd::run(cmd).await,
             Command::Network(args) => network_cmd::run(*args).await,
         }
     });
