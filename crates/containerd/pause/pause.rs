@@ -11,6 +11,18 @@
 
 use std::ffi::{c_char, c_int, c_void};
 
+// The constants and struct layout below are those of Linux with glibc on these.
+#[cfg(not(all(
+    target_os = "linux",
+    target_env = "gnu",
+    any(
+        target_arch = "x86_64",
+        target_arch = "aarch64",
+        target_arch = "riscv64"
+    )
+)))]
+compile_error!("pause.rs: port the sigaction layout and signal numbers to this target first");
+
 /// Linux signal numbers (the same on every architecture Rust's std supports for Linux
 /// except MIPS/SPARC, which have other SIGCHLD values).
 const SIGINT: c_int = 2;

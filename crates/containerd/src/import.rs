@@ -65,14 +65,21 @@ pub fn ctr(socket: &Path, args: &[&str], stdin: Option<&[u8]>) -> Result<String,
         .stderr(Stdio::piped());
     tracing::debug!(socket = %socket.display(), ?args, "running ctr");
     let mut child = command.spawn().map_err(spawn_err)?;
-    if let (Some(bytes), Some(mut pipe)) = (stdin, child.stdin.take()) {
-        // ctr reads the whole archive before answering; a write error means it exited
-        // early, and its stderr (below) says why.
-        if let Err(err) = pipe.write_all(bytes) {
-            tracing::debug!(error = %err, "ctr closed its stdin early");
+    let input = stdin.zip(child.stdin.take());
+    // Feed stdin from another thread while this one drains stdout and stderr, so
+    // neither side can block on a full pipe.
+    let output = std::thread::scope(|scope| {
+        if let Some((bytes, mut pipe)) = input {
+            scope.spawn(move || {
+                // A write error means ctr exited early; its stderr says why.
+                if let Err(err) = pipe.write_all(bytes) {
+                    tracing::debug!(error = %err, "ctr closed its stdin early");
+                }
+            });
         }
-    }
-    let output = child.wait_with_output().map_err(spawn_err)?;
+        child.wait_with_output()
+    })
+    .map_err(spawn_err)?;
     if !output.status.success() {
         return Err(Error::Ctr {
             args: args.join(" "),
