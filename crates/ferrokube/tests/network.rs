@@ -368,3 +368,157 @@ fn apply_refuses_a_node_without_pod_cidr() {
     assert!(err.contains("has no spec.podCIDRs"), "{err}");
     assert!(!dir.path().join("net.d").exists());
 }
+
+/// Polls `f` every 200ms for up to `secs` seconds.
+fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while !f() {
+        assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+/// The daemon against a real API server (`ferrokube server`, whose controller-manager
+/// allocates podCIDRs), both inside one host namespace: it waits for its podCIDR, writes
+/// the conflist, routes to the other node, and removes the route when that Node goes.
+#[test]
+fn daemon_follows_nodes_from_the_api_server() {
+    if !can_run()
+        || Command::new("kubectl")
+            .arg("version")
+            .arg("--client")
+            .output()
+            .is_err()
+    {
+        eprintln!("skipping: needs kubectl");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut lab = Lab {
+        prefix: format!("fkcnid{}", std::process::id()),
+        namespaces: Vec::new(),
+        children: Vec::new(),
+    };
+    let h = lab.add_ns("h");
+    // The host's NIC: one end of a veth pair whose other end stays in the namespace too
+    // (no dummy driver needed); 198.18.0.0/24 is on-link, so n2 (198.18.0.2) is routable.
+    in_ns(
+        &h,
+        &[
+            "ip", "link", "add", "eth0", "type", "veth", "peer", "name", "eth0p",
+        ],
+    );
+    in_ns(&h, &["ip", "addr", "add", "198.18.0.1/24", "dev", "eth0"]);
+    in_ns(&h, &["ip", "link", "set", "eth0p", "up"]);
+    in_ns(&h, &["ip", "link", "set", "eth0", "up"]);
+
+    let data = dir.path().join("server");
+    let mut server = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &h,
+            env!("CARGO_BIN_EXE_ferrokube"),
+            "server",
+        ])
+        .args([
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--secure-port",
+            "6443",
+        ])
+        .args(["--cluster-cidr", CLUSTER_CIDR, "--disable-scheduler"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(server.stdout.take().unwrap());
+    lab.children.push(server);
+    let mut kubeconfig = None;
+    let mut line = String::new();
+    while kubeconfig.is_none() {
+        line.clear();
+        assert!(out.read_line(&mut line).unwrap() > 0, "server exited early");
+        kubeconfig = line
+            .trim()
+            .strip_prefix("ferrokube server: export KUBECONFIG=")
+            .map(str::to_string);
+    }
+    std::thread::spawn(move || {
+        let mut sink = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut out, &mut sink);
+    });
+    let kubeconfig = kubeconfig.unwrap();
+    let kubectl = |args: &[&str]| {
+        let mut v = vec!["kubectl", "--kubeconfig", kubeconfig.as_str()];
+        v.extend_from_slice(args);
+        in_ns(&h, &v)
+    };
+
+    let conf_dir = dir.path().join("net.d");
+    let daemon = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &h,
+            env!("CARGO_BIN_EXE_ferrokube"),
+            "network",
+        ])
+        .args(["--kubeconfig", &kubeconfig, "--node-name", "n1"])
+        .args(["--cluster-cidr", CLUSTER_CIDR, "--resync-period", "2"])
+        .args(["--cni-conf-dir", conf_dir.to_str().unwrap()])
+        .args(["--data-dir", dir.path().join("cni").to_str().unwrap()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    lab.children.push(daemon);
+
+    for (name, ip) in [("n1", "198.18.0.1"), ("n2", "198.18.0.2")] {
+        let node = format!(r#"{{"apiVersion":"v1","kind":"Node","metadata":{{"name":"{name}"}}}}"#);
+        let file = dir.path().join(format!("{name}.json"));
+        std::fs::write(&file, node).unwrap();
+        kubectl(&["create", "-f", file.to_str().unwrap()]);
+        let status =
+            format!(r#"{{"status":{{"addresses":[{{"type":"InternalIP","address":"{ip}"}}]}}}}"#);
+        kubectl(&[
+            "patch",
+            "node",
+            name,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            &status,
+        ]);
+    }
+    let pod_cidr = |name: &str| kubectl(&["get", "node", name, "-o", "jsonpath={.spec.podCIDR}"]);
+    wait_for("podCIDRs allocated", 30, || {
+        !pod_cidr("n1").is_empty() && !pod_cidr("n2").is_empty()
+    });
+    let (c1, c2) = (pod_cidr("n1"), pod_cidr("n2"));
+    let want = format!("{c2} via 198.18.0.2");
+    wait_for("the route to n2's pods", 30, || {
+        in_ns(&h, &["ip", "route", "show", "proto", "153"]).contains(&want)
+    });
+    let conflist = std::fs::read_to_string(conf_dir.join("10-ferrokube.conflist")).unwrap();
+    assert!(
+        conflist.contains(&format!("\"subnet\": \"{c1}\"")),
+        "{conflist}"
+    );
+    in_ns(&h, &["nft", "list", "table", "ip", "ferrokube-cni"]);
+
+    // Someone removes our route: the resync puts it back.
+    in_ns(&h, &["ip", "route", "del", &c2]);
+    wait_for("the route restored", 30, || {
+        in_ns(&h, &["ip", "route", "show", "proto", "153"]).contains(&want)
+    });
+
+    kubectl(&["delete", "node", "n2"]);
+    wait_for("the route to n2's pods removed", 30, || {
+        in_ns(&h, &["ip", "route", "show", "proto", "153"])
+            .trim()
+            .is_empty()
+    });
+}
