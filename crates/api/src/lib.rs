@@ -9,6 +9,7 @@ pub mod defaults;
 pub mod kinds;
 pub mod meta;
 pub mod protobuf;
+pub mod quantity;
 pub mod resources;
 pub mod selectors;
 pub mod status;

@@ -104,6 +104,9 @@ state = {state}
     # The CRI streaming server (exec/attach/port-forward) on loopback, any free port.
     stream_server_address = "127.0.0.1"
     stream_server_port = "0"
+    # Without CAP_SYS_RESOURCE (some sandboxes and VMs) nobody may lower an OOM score,
+    # so sandboxes (-998) and Guaranteed pods (-997) would fail to start.
+    restrict_oom_score_adj = {restrict_oom}
 
     [{cri}.cni]
       bin_dir = {cni_bin}
@@ -127,9 +130,23 @@ state = {state}
             sandbox = toml_string(&self.sandbox_image),
             cni_bin = q(&self.cni_bin_dir),
             cni_conf = q(&self.cni_conf_dir),
+            restrict_oom = !has_sys_resource(),
         );
         out
     }
+}
+
+/// Whether this process has CAP_SYS_RESOURCE (bit 24 of CapEff), which lowering an
+/// OOM score adjustment needs.
+pub fn has_sys_resource() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapEff:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
+        .is_some_and(|caps| caps & (1 << 24) != 0)
 }
 
 /// A TOML basic string.

@@ -10,6 +10,7 @@ mod apiserver_flags;
 mod controller_manager_cmd;
 mod duration;
 mod images_cmd;
+mod kubelet_cmd;
 mod leader;
 mod network_cmd;
 mod pki_cmd;
@@ -53,12 +54,14 @@ enum Command {
     Scheduler(Box<scheduler_cmd::SchedulerArgs>),
     /// kube-controller-manager: the control loops (leader-elected, secure port 10257).
     ControllerManager(Box<controller_manager_cmd::ControllerManagerArgs>),
-    /// Container images without a registry: build, the pause image, import into containerd.
-    #[command(subcommand)]
-    Images(images_cmd::ImagesCommand),
     /// The pod network on this node, host-gw style (flannel's role): CNI conflist, routes
     /// to other nodes' podCIDRs, masquerade.
     Network(Box<network_cmd::NetworkArgs>),
+    /// The node agent (kubelet): registers the node and runs its pods through CRI.
+    Kubelet(Box<kubelet_cmd::KubeletArgs>),
+    /// Container images without a registry: build, the pause image, import into containerd.
+    #[command(subcommand)]
+    Images(images_cmd::ImagesCommand),
 }
 
 /// Maps a multi-call name (`ferrokube-server`, …) to the subcommand it stands for.
@@ -76,6 +79,7 @@ fn argv_with_multicall() -> Vec<std::ffi::OsString> {
         "kube-apiserver" => Some("apiserver"),
         "kube-scheduler" => Some("scheduler"),
         "kube-controller-manager" => Some("controller-manager"),
+        "kubelet" => Some("kubelet"),
         other => other.strip_prefix("ferrokube-").filter(|s| {
             [
                 "server",
@@ -125,8 +129,9 @@ fn main() -> ExitCode {
             Command::Pki(cmd) => pki_cmd::run(cmd).await,
             Command::Scheduler(args) => scheduler_cmd::run(*args).await,
             Command::ControllerManager(args) => controller_manager_cmd::run(*args).await,
-            Command::Images(cmd) => images_cmd::run(cmd).await,
             Command::Network(args) => network_cmd::run(*args).await,
+            Command::Kubelet(args) => kubelet_cmd::run(*args).await,
+            Command::Images(cmd) => images_cmd::run(cmd).await,
         }
     });
     match result {

@@ -276,7 +276,11 @@ fn cronjobs_create_jobs_on_schedule_with_concurrency_policy() {
         ])
         .contains("JobAlreadyActive")
     });
-    assert_eq!(jobs(&s, "forbid"), vec![first], "Forbid started a second job");
+    assert_eq!(
+        jobs(&s, "forbid"),
+        vec![first],
+        "Forbid started a second job"
+    );
     wait_until("the job replaced", 30, || {
         let j = jobs(&s, "replace");
         j.len() == 1 && j[0] != replaced

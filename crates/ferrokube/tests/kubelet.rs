@@ -1,0 +1,382 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! `ferrokube kubelet` against a real API server and a real containerd: the node
+//! registers with its own credentials (Node authorizer), heartbeats its Lease, and runs
+//! pods — with a pod network from the bridge CNI plugin, env, downward API, configMap
+//! volumes, restart policies with back-off, image pull errors and graceful deletion —
+//! judged with kubectl.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use common::containerd::TestContainerd;
+use common::{start, Server};
+
+struct Kubelet {
+    child: Child,
+    log: PathBuf,
+    runtime_log: PathBuf,
+}
+
+impl Drop for Kubelet {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Kubelet {
+    /// The kubelet's log and the end of containerd's.
+    fn log(&self) -> String {
+        let runtime = std::fs::read_to_string(&self.runtime_log).unwrap_or_default();
+        let tail: Vec<&str> = runtime.lines().rev().take(40).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        format!(
+            "{}\n--- containerd log (end):\n{}",
+            std::fs::read_to_string(&self.log).unwrap_or_default(),
+            tail.join("\n")
+        )
+    }
+}
+
+/// The node credentials the server's PKI issued (`kubelet-<host>.kubeconfig`) and the
+/// node name they are for.
+fn node_credentials(s: &Server) -> (PathBuf, String) {
+    for e in std::fs::read_dir(s.pki_dir()).unwrap() {
+        let name = e.unwrap().file_name().to_string_lossy().into_owned();
+        if let Some(node) = name
+            .strip_prefix("kubelet-")
+            .and_then(|n| n.strip_suffix(".kubeconfig"))
+        {
+            if !node.starts_with("bootstrap") {
+                return (s.pki_dir().join(&name), node.to_string());
+            }
+        }
+    }
+    panic!("no kubelet kubeconfig in {}", s.pki_dir().display());
+}
+
+/// A bridge network of the test's own (its own bridge name and a subnet in
+/// 198.18.0.0/15), as a pod network would write it.
+fn write_network(ctd: &TestContainerd, bridge: &str, subnet: &str) {
+    std::fs::create_dir_all(&ctd.cni_conf_dir).unwrap();
+    let conf = format!(
+        r#"{{"cniVersion":"1.0.0","name":"fk-test","plugins":[{{"type":"bridge","bridge":"{bridge}","isGateway":true,"ipMasq":false,"hairpinMode":true,"ipam":{{"type":"host-local","ranges":[[{{"subnet":"{subnet}"}}]],"dataDir":"{}"}}}},{{"type":"portmap","capabilities":{{"portMappings":true}}}}]}}"#,
+        ctd.dir.path().join("ipam").display()
+    );
+    std::fs::write(ctd.cni_conf_dir.join("10-test.conflist"), conf).unwrap();
+}
+
+fn start_kubelet(s: &Server, ctd: &TestContainerd, dir: &Path) -> (Kubelet, String) {
+    let (kubeconfig, node) = node_credentials(s);
+    let config = dir.join("kubelet-config.yaml");
+    std::fs::write(
+        &config,
+        "kind: KubeletConfiguration\napiVersion: kubelet.config.k8s.io/v1beta1\nfailSwapOn: false\nnodeStatusUpdateFrequency: 2s\nclusterDomain: cluster.local\nport: 0\nevictionHard: {memory.available: 1Mi}\n",
+    )
+    .unwrap();
+    let log = dir.join("kubelet.log");
+    let child = Command::new(env!("CARGO_BIN_EXE_ferrokube"))
+        .args([
+            "kubelet",
+            "--kubeconfig",
+            kubeconfig.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+            "--container-runtime-endpoint",
+            &format!("unix://{}", ctd.socket.display()),
+            "--root-dir",
+            dir.join("root").to_str().unwrap(),
+            "--pod-logs-dir",
+            dir.join("logs").to_str().unwrap(),
+            "--node-ip",
+            "127.0.0.1",
+            "--hostname-override",
+            &node,
+        ])
+        .env("FERROKUBE_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let runtime_log = ctd.dir.path().join("containerd.log");
+    (
+        Kubelet {
+            child,
+            log,
+            runtime_log,
+        },
+        node,
+    )
+}
+
+/// Waits, and on a timeout shows the kubelet's log and the pods.
+fn wait(s: &Server, k: &Kubelet, what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while !f() {
+        if std::time::Instant::now() > deadline {
+            let pods = s.kubectl(&["get", "pods", "-o", "yaml"]);
+            panic!(
+                "timed out waiting for {what}\n--- kubelet log:\n{}\n--- pods:\n{}",
+                k.log(),
+                String::from_utf8_lossy(&pods.stdout)
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+}
+
+fn jsonpath(s: &Server, what: &[&str], path: &str) -> String {
+    let mut args = vec!["get"];
+    args.extend_from_slice(what);
+    let p = format!("jsonpath={path}");
+    args.extend(["-o", &p]);
+    s.ok(&args)
+}
+
+fn create(s: &Server, yaml: &str) {
+    let out = s.kubectl_stdin(&["create", "-f", "-"], Some(yaml));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn pod_yaml(name: &str, node: &str, policy: &str, image: &str, script: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, labels: {{app: {name}}}}}\nspec:\n  nodeName: {node}\n  restartPolicy: {policy}\n  terminationGracePeriodSeconds: 2\n  containers:\n  - name: c\n    image: {image}\n    command: [sh, -c, {script:?}]\n    env:\n    - {{name: FOO, value: bar}}\n    - {{name: GREETING, value: \"hi-$(FOO)\"}}\n    - name: MYNAME\n      valueFrom: {{fieldRef: {{fieldPath: metadata.name}}}}\n    volumeMounts:\n    - {{name: cfg, mountPath: /cfg}}\n  volumes:\n  - name: cfg\n    configMap: {{name: settings}}\n"
+    )
+}
+
+#[test]
+fn kubelet_registers_and_runs_pods_in_containerd() {
+    let s = start();
+    let ctd = TestContainerd::start();
+    ctd.import_busybox();
+    let subnet_octet = 100 + (std::process::id() % 100);
+    let bridge = format!("fkt{}", std::process::id() % 100000);
+    write_network(&ctd, &bridge, &format!("198.19.{subnet_octet}.0/24"));
+    let dir = tempfile::tempdir().unwrap();
+    let (kubelet, node) = start_kubelet(&s, &ctd, dir.path());
+
+    // Registration, Ready (runtime and network up), and the heartbeat lease.
+    wait(&s, &kubelet, "the node Ready", 30, || {
+        s.kubectl(&[
+            "get",
+            "node",
+            &node,
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+        ])
+        .stdout
+            == b"True"
+    });
+    let runtime = jsonpath(
+        &s,
+        &["node", &node],
+        "{.status.nodeInfo.containerRuntimeVersion}",
+    );
+    assert!(runtime.starts_with("containerd://"), "{runtime}");
+    assert_eq!(
+        jsonpath(
+            &s,
+            &["node", &node],
+            "{.metadata.labels.kubernetes\\.io/os}"
+        ),
+        "linux"
+    );
+    assert!(!jsonpath(&s, &["node", &node], "{.status.capacity.cpu}").is_empty());
+    assert_eq!(
+        jsonpath(
+            &s,
+            &["lease", "-n", "kube-node-lease", &node],
+            "{.spec.holderIdentity}"
+        ),
+        node
+    );
+
+    s.ok(&[
+        "create",
+        "configmap",
+        "settings",
+        "--from-literal=key=from-configmap",
+    ]);
+    let image = "ferrokube.local/busybox:test";
+    // A long-running pod: Running, Ready, an IP from the bridge network.
+    create(&s, &pod_yaml("web", &node, "Always", image, "sleep 3600"));
+    wait(&s, &kubelet, "web Running", 60, || {
+        jsonpath(&s, &["pod", "web"], "{.status.phase}") == "Running"
+    });
+    wait(&s, &kubelet, "web Ready", 20, || {
+        jsonpath(
+            &s,
+            &["pod", "web"],
+            "{.status.conditions[?(@.type==\"Ready\")].status}",
+        ) == "True"
+    });
+    let ip = jsonpath(&s, &["pod", "web"], "{.status.podIP}");
+    assert!(
+        ip.starts_with(&format!("198.19.{subnet_octet}.")),
+        "pod IP {ip}\n{}",
+        kubelet.log()
+    );
+    let id = jsonpath(
+        &s,
+        &["pod", "web"],
+        "{.status.containerStatuses[0].containerID}",
+    );
+    assert!(id.starts_with("containerd://"), "{id}");
+    assert_eq!(
+        jsonpath(&s, &["pod", "web"], "{.status.qosClass}"),
+        "BestEffort"
+    );
+    assert_eq!(
+        jsonpath(&s, &["pod", "web"], "{.status.hostIP}"),
+        "127.0.0.1"
+    );
+
+    // What the container saw: env with $(VAR) expansion, the downward API and the
+    // configMap volume, reported through its termination message.
+    create(
+        &s,
+        &pod_yaml(
+            "report",
+            &node,
+            "Never",
+            image,
+            "echo \"$GREETING $MYNAME $(cat /cfg/key)\" > /dev/termination-log; exit 1",
+        ),
+    );
+    wait(&s, &kubelet, "report Failed", 60, || {
+        jsonpath(&s, &["pod", "report"], "{.status.phase}") == "Failed"
+    });
+    let term = "{.status.containerStatuses[0].state.terminated}";
+    assert_eq!(
+        jsonpath(&s, &["pod", "report"], &term.replace('}', ".exitCode}")),
+        "1"
+    );
+    assert_eq!(
+        jsonpath(&s, &["pod", "report"], &term.replace('}', ".message}")).trim(),
+        "hi-bar report from-configmap"
+    );
+
+    // Succeeded under restartPolicy Never.
+    create(&s, &pod_yaml("done", &node, "Never", image, "exit 0"));
+    wait(&s, &kubelet, "done Succeeded", 60, || {
+        jsonpath(&s, &["pod", "done"], "{.status.phase}") == "Succeeded"
+    });
+    assert_eq!(
+        jsonpath(
+            &s,
+            &["pod", "done"],
+            "{.status.containerStatuses[0].state.terminated.reason}"
+        ),
+        "Completed"
+    );
+
+    // A crashing container restarts, then backs off.
+    create(&s, &pod_yaml("crash", &node, "Always", image, "exit 3"));
+    wait(&s, &kubelet, "crash restarted", 60, || {
+        jsonpath(
+            &s,
+            &["pod", "crash"],
+            "{.status.containerStatuses[0].restartCount}",
+        )
+        .parse::<u32>()
+        .unwrap_or(0)
+            >= 1
+    });
+    wait(&s, &kubelet, "CrashLoopBackOff", 60, || {
+        jsonpath(
+            &s,
+            &["pod", "crash"],
+            "{.status.containerStatuses[0].state.waiting.reason}",
+        ) == "CrashLoopBackOff"
+    });
+    assert_eq!(
+        jsonpath(
+            &s,
+            &["pod", "crash"],
+            "{.status.containerStatuses[0].lastState.terminated.exitCode}"
+        ),
+        "3"
+    );
+
+    // An image that does not exist: ErrImagePull / ImagePullBackOff, nothing crashes.
+    create(
+        &s,
+        &pod_yaml(
+            "noimage",
+            &node,
+            "Always",
+            "ferrokube.local/does-not-exist:1",
+            "true",
+        ),
+    );
+    wait(&s, &kubelet, "image pull error", 60, || {
+        let r = jsonpath(
+            &s,
+            &["pod", "noimage"],
+            "{.status.containerStatuses[0].state.waiting.reason}",
+        );
+        r == "ErrImagePull" || r == "ImagePullBackOff"
+    });
+
+    // Graceful deletion: the kubelet stops the containers and removes the object.
+    s.ok(&["delete", "pod", "web", "--wait=false"]);
+    wait(&s, &kubelet, "web gone", 30, || {
+        !s.kubectl(&["get", "pod", "web"]).status.success()
+    });
+    let events = s.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=web",
+        "-o",
+        "jsonpath={.items[*].reason}",
+    ]);
+    for reason in ["Created", "Started", "Killing"] {
+        assert!(
+            events.contains(reason),
+            "{reason} missing from {events}\n{}\n{}",
+            s.ok(&["get", "events", "-o", "yaml"]),
+            kubelet.log()
+        );
+    }
+    // Nothing of it is left in the runtime.
+    wait(&s, &kubelet, "web's containers removed", 20, || {
+        let out = ctd.ctr(
+            &["-n", "k8s.io", "containers", "ls", "-q"],
+            std::time::Duration::from_secs(10),
+        );
+        let ids = String::from_utf8_lossy(&out.stdout).into_owned();
+        !ids.contains(id.trim_start_matches("containerd://"))
+    });
+    drop(kubelet);
+}
+
+#[test]
+fn an_invalid_kubelet_configuration_names_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("k.yaml");
+    std::fs::write(
+        &config,
+        "kind: KubeletConfiguration\napiVersion: kubelet.config.k8s.io/v1beta1\nmaxPods: many\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ferrokube"))
+        .args([
+            "kubelet",
+            "--kubeconfig",
+            "/nonexistent",
+            "--config",
+            config.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("maxPods") && err.contains("k.yaml"), "{err}");
+}

@@ -1,0 +1,194 @@
+//! ferrokube's kubelet: registers its Node, reports status and heartbeats, and runs the
+//! pods bound to it through a CRI runtime (containerd + runc), as upstream's
+//! `pkg/kubelet`. The pieces: [`config`] (KubeletConfiguration), [`host`] (machine
+//! facts), [`node`] (registration, status, lease), [`pods`] (the pod workers and the
+//! relist that wakes them), [`runtime`] (CRI sandbox and container configs),
+//! [`volumes`], [`status`] (pod status as upstream computes it), [`events`].
+
+pub mod bootstrap;
+pub mod config;
+pub mod events;
+pub mod host;
+pub mod node;
+pub mod pods;
+pub mod runtime;
+pub mod status;
+pub mod volumes;
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use ferrokube_cri::{v1 as cri, CallExt, Runtime};
+use parking_lot::Mutex;
+use tokio::sync::watch;
+
+pub use config::KubeletConfig;
+
+/// What went wrong starting the kubelet.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error("container runtime: {0}")]
+    Runtime(#[from] ferrokube_cri::Error),
+    #[error("registering node {node}: {source}")]
+    Register {
+        node: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("running with swap on is not supported, please disable swap or set failSwapOn: false")]
+    SwapOn,
+    #[error("{what} {path}: {source}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Where and as whom the kubelet runs (flags, after defaulting).
+#[derive(Debug, Clone)]
+pub struct KubeletOptions {
+    /// The Node's name (`--hostname-override` or the host name).
+    pub node_name: String,
+    /// The Hostname address reported.
+    pub hostname: String,
+    /// The InternalIP reported (`--node-ip` or found).
+    pub node_ip: IpAddr,
+    /// `--root-dir`: pod volumes and state under `pods/<uid>/`.
+    pub root_dir: PathBuf,
+    /// Where container logs go (`podLogsDir`, /var/log/pods by default).
+    pub pod_logs_dir: PathBuf,
+}
+
+/// The running kubelet: shared by its tasks.
+pub struct Kubelet {
+    pub opts: KubeletOptions,
+    pub config: KubeletConfig,
+    pub client: kube::Client,
+    pub cri: Runtime,
+    /// `containerd://1.6.20` as the runtime reports itself.
+    pub runtime_version: String,
+    /// Image names and sizes, refreshed by the relist.
+    pub images: Mutex<Vec<(Vec<String>, i64)>>,
+    pub events: events::Events,
+    pub stop: watch::Receiver<bool>,
+}
+
+impl std::fmt::Debug for Kubelet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Kubelet")
+            .field("node", &self.opts.node_name)
+            .finish()
+    }
+}
+
+impl Kubelet {
+    /// Connects to the runtime and builds the kubelet (nothing runs yet).
+    pub async fn new(
+        opts: KubeletOptions,
+        config: KubeletConfig,
+        client: kube::Client,
+        runtime_endpoint: &str,
+        stop: watch::Receiver<bool>,
+    ) -> Result<Arc<Kubelet>, Error> {
+        if config.fail_swap_on && host::swap_on() {
+            return Err(Error::SwapOn);
+        }
+        for dir in [&opts.root_dir, &opts.pod_logs_dir] {
+            std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+                what: "creating",
+                path: dir.clone(),
+                source,
+            })?;
+        }
+        let cri = Runtime::connect(runtime_endpoint).await?;
+        let version = cri
+            .runtime
+            .clone()
+            .version(cri::VersionRequest {
+                version: "v1".into(),
+            })
+            .await
+            .call("Version")?;
+        let runtime_version = format!("{}://{}", version.runtime_name, version.runtime_version);
+        tracing::info!(runtime = %runtime_version, api = %version.runtime_api_version, "connected to the container runtime");
+        let events = events::Events::new(client.clone(), &opts.node_name);
+        Ok(Arc::new(Kubelet {
+            opts,
+            config,
+            client,
+            cri,
+            runtime_version,
+            images: Mutex::new(Vec::new()),
+            events,
+            stop,
+        }))
+    }
+
+    /// Whether the runtime and its network are ready, as the Ready condition reports
+    /// it (`Err` carries upstream's NotReady message).
+    pub async fn runtime_ready(&self) -> Result<(), String> {
+        let status = self
+            .cri
+            .runtime
+            .clone()
+            .status(cri::StatusRequest { verbose: false })
+            .await
+            .call("Status")
+            .map_err(|e| format!("container runtime is down: {e}"))?;
+        let conds = status.status.map(|s| s.conditions).unwrap_or_default();
+        let find = |t: &str| conds.iter().find(|c| c.r#type == t);
+        for (kind, what) in [
+            (
+                "RuntimeReady",
+                "container runtime status check may not have completed yet",
+            ),
+            ("NetworkReady", "container runtime network not ready"),
+        ] {
+            match find(kind) {
+                Some(c) if c.status => {}
+                Some(c) => {
+                    return Err(if kind == "NetworkReady" {
+                        format!(
+                            "{what}: NetworkReady=false reason:{} message:{}",
+                            c.reason, c.message
+                        )
+                    } else {
+                        format!(
+                            "container runtime not ready: RuntimeReady=false reason:{} message:{}",
+                            c.reason, c.message
+                        )
+                    })
+                }
+                None => return Err(format!("{what}: {kind} missing")),
+            }
+        }
+        Ok(())
+    }
+
+    /// Registers the node and runs everything until `stop`.
+    pub async fn run(self: Arc<Self>) -> Result<(), Error> {
+        let node = loop {
+            match self.register().await {
+                Ok(n) => break n,
+                Err(e) => {
+                    tracing::warn!(error = %e, "unable to register node, retrying");
+                    let mut stop = self.stop.clone();
+                    tokio::select! {
+                        _ = tokio::time::sleep(std::time::Duration::from_secs(2)) => {}
+                        _ = stop.wait_for(|s| *s) => return Ok(()),
+                    }
+                }
+            }
+        };
+        let status = tokio::spawn(self.clone().run_status(node.clone()));
+        let lease = tokio::spawn(self.clone().run_lease(node));
+        let pods = tokio::spawn(pods::run(self.clone()));
+        let _ = tokio::join!(status, lease, pods);
+        Ok(())
+    }
+}

@@ -1,0 +1,233 @@
+//! The pods bound to this node, as upstream's pod workers: a watch on
+//! `spec.nodeName=<node>` feeds one worker task per pod; a relist of the runtime every
+//! second (the PLEG) wakes the worker of any pod whose sandboxes or containers
+//! changed, and cleans up what belongs to no pod. Each worker runs [`sync`] —
+//! upstream's `SyncPod`/`SyncTerminatingPod` — until its pod is gone.
+
+mod sync;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferrokube_cri::{v1 as cri, CallExt};
+use futures_util::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::Api;
+use kube::runtime::watcher;
+use tokio::sync::{watch, Notify};
+
+use crate::Kubelet;
+
+pub use sync::PodWorker;
+
+/// A running worker: the latest pod object and a wake-up for runtime changes.
+struct Handle {
+    pod: watch::Sender<Option<Pod>>,
+    wake: Arc<Notify>,
+}
+
+/// Runs the pod workers until the kubelet stops.
+pub async fn run(k: Arc<Kubelet>) {
+    let api: Api<Pod> = Api::all(k.client.clone());
+    let cfg = watcher::Config::default().fields(&format!("spec.nodeName={}", k.opts.node_name));
+    let mut stream = watcher(api, cfg).boxed();
+    let mut workers: HashMap<String, Handle> = HashMap::new();
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let mut relist = tokio::time::interval(Duration::from_secs(1));
+    relist.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut fingerprints: HashMap<String, String> = HashMap::new();
+    let mut synced = false;
+    let mut init_pods: Vec<Pod> = Vec::new();
+    let mut stop = k.stop.clone();
+    let spawn = |workers: &mut HashMap<String, Handle>, pod: Pod| {
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        if let Some(h) = workers.get(&uid) {
+            h.pod.send_replace(Some(pod));
+            return;
+        }
+        let (tx, rx) = watch::channel(Some(pod));
+        let wake = Arc::new(Notify::new());
+        let worker = PodWorker::new(k.clone(), uid.clone(), rx, wake.clone());
+        let done = done_tx.clone();
+        let key = uid.clone();
+        tokio::spawn(async move {
+            worker.run().await;
+            let _ = done.send(key);
+        });
+        workers.insert(uid, Handle { pod: tx, wake });
+    };
+    loop {
+        tokio::select! {
+            ev = stream.next() => {
+                let Some(ev) = ev else { return };
+                match ev {
+                    Ok(watcher::Event::Apply(pod)) | Ok(watcher::Event::InitApply(pod)) if synced => spawn(&mut workers, pod),
+                    Ok(watcher::Event::InitApply(pod)) => init_pods.push(pod),
+                    Ok(watcher::Event::Apply(pod)) => spawn(&mut workers, pod),
+                    Ok(watcher::Event::Delete(pod)) => {
+                        let uid = pod.metadata.uid.clone().unwrap_or_default();
+                        if let Some(h) = workers.get(&uid) {
+                            h.pod.send_replace(None);
+                        }
+                    }
+                    Ok(watcher::Event::Init) => init_pods.clear(),
+                    Ok(watcher::Event::InitDone) => {
+                        // Pods that vanished while the watch restarted are gone.
+                        let live: std::collections::HashSet<String> = init_pods
+                            .iter()
+                            .filter_map(|p| p.metadata.uid.clone())
+                            .collect();
+                        for (uid, h) in &workers {
+                            if !live.contains(uid) {
+                                h.pod.send_replace(None);
+                            }
+                        }
+                        for pod in std::mem::take(&mut init_pods) {
+                            spawn(&mut workers, pod);
+                        }
+                        synced = true;
+                    }
+                    Err(e) => tracing::warn!(error = %e, "watching pods"),
+                }
+            }
+            Some(uid) = done_rx.recv() => {
+                if let Some(h) = workers.get(&uid) {
+                    // A worker ends only once its pod is gone; a newer object with the
+                    // same uid cannot exist.
+                    if h.pod.borrow().is_none() {
+                        workers.remove(&uid);
+                    }
+                }
+            }
+            _ = relist.tick() => {
+                if synced {
+                    relist_runtime(&k, &workers, &mut fingerprints).await;
+                }
+            }
+            // The guard `wait_for` returns must not live across the relist's await.
+            () = async { let _ = stop.wait_for(|s| *s).await; } => return,
+        }
+    }
+}
+
+/// The PLEG relist: one ListPodSandbox and one ListContainers for the whole node;
+/// workers of pods whose runtime state changed are woken; sandboxes of pods this
+/// kubelet no longer has are stopped and removed.
+async fn relist_runtime(
+    k: &Kubelet,
+    workers: &HashMap<String, Handle>,
+    fingerprints: &mut HashMap<String, String>,
+) {
+    let mut rt = k.cri.runtime.clone();
+    let sandboxes = match rt
+        .list_pod_sandbox(cri::ListPodSandboxRequest { filter: None })
+        .await
+        .call("ListPodSandbox")
+    {
+        Ok(r) => r.items,
+        Err(e) => {
+            tracing::warn!(error = %e, "relisting sandboxes");
+            return;
+        }
+    };
+    let containers = match rt
+        .list_containers(cri::ListContainersRequest { filter: None })
+        .await
+        .call("ListContainers")
+    {
+        Ok(r) => r.containers,
+        Err(e) => {
+            tracing::warn!(error = %e, "relisting containers");
+            return;
+        }
+    };
+    let mut now: HashMap<String, String> = HashMap::new();
+    for s in &sandboxes {
+        if let Some(uid) = s.labels.get(crate::runtime::POD_UID) {
+            now.entry(uid.clone())
+                .or_default()
+                .push_str(&format!("s{}:{};", s.id, s.state));
+        }
+    }
+    for c in &containers {
+        if let Some(uid) = c.labels.get(crate::runtime::POD_UID) {
+            now.entry(uid.clone())
+                .or_default()
+                .push_str(&format!("c{}:{};", c.id, c.state));
+        }
+    }
+    for (uid, fp) in &now {
+        if fingerprints.get(uid) != Some(fp) {
+            if let Some(h) = workers.get(uid) {
+                h.wake.notify_one();
+            }
+        }
+    }
+    // Orphans: runtime objects of pods this kubelet has no worker for.
+    for s in &sandboxes {
+        let Some(uid) = s.labels.get(crate::runtime::POD_UID) else {
+            continue;
+        };
+        if workers.contains_key(uid) {
+            continue;
+        }
+        tracing::info!(pod_uid = %uid, sandbox = %s.id, "removing the sandbox of a pod that is gone");
+        for c in containers.iter().filter(|c| c.pod_sandbox_id == s.id) {
+            let _ = rt
+                .stop_container(cri::StopContainerRequest {
+                    container_id: c.id.clone(),
+                    timeout: 0,
+                })
+                .await;
+            let _ = rt
+                .remove_container(cri::RemoveContainerRequest {
+                    container_id: c.id.clone(),
+                })
+                .await;
+        }
+        let _ = rt
+            .stop_pod_sandbox(cri::StopPodSandboxRequest {
+                pod_sandbox_id: s.id.clone(),
+            })
+            .await;
+        let _ = rt
+            .remove_pod_sandbox(cri::RemovePodSandboxRequest {
+                pod_sandbox_id: s.id.clone(),
+            })
+            .await;
+        crate::volumes::tear_down(k, uid);
+    }
+    *fingerprints = now;
+    // The node's image list (for its status) every ten relists.
+    if IMAGES_TICK
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        .is_multiple_of(10)
+    {
+        refresh_images(k).await;
+    }
+}
+
+static IMAGES_TICK: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+async fn refresh_images(k: &Kubelet) {
+    if let Ok(r) = k
+        .cri
+        .images
+        .clone()
+        .list_images(cri::ListImagesRequest { filter: None })
+        .await
+        .call("ListImages")
+    {
+        let list = r
+            .images
+            .into_iter()
+            .map(|i| {
+                let mut names = i.repo_tags.clone();
+                names.extend(i.repo_digests.clone());
+                (names, i64::try_from(i.size).unwrap_or(i64::MAX))
+            })
+            .collect();
+        *k.images.lock() = list;
+    }
+}

@@ -1,0 +1,1011 @@
+//! One pod's worker: upstream's `SyncPod` (volumes → sandbox → init containers in
+//! order → containers, with restart policy and CrashLoopBackOff/ImagePullBackOff
+//! back-off) and `SyncTerminatingPod` (graceful stop, then the final delete of the pod
+//! object), reporting the pod's status after every pass.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ferrokube_cri::{v1 as cri, CallExt};
+use k8s_openapi::api::core::v1::{Container, Pod};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use tokio::sync::{watch, Notify};
+
+use crate::events::container_field;
+use crate::runtime::{self, ContainerInputs};
+use crate::status::{self, Observed};
+use crate::{volumes, Kubelet};
+
+const INITIAL_BACKOFF: Duration = Duration::from_secs(10);
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+/// A container's restart (or image pull) back-off.
+#[derive(Debug, Clone, Copy)]
+struct Backoff {
+    delay: Duration,
+    since: Instant,
+}
+
+/// The worker of one pod.
+pub struct PodWorker {
+    k: Arc<Kubelet>,
+    uid: String,
+    pod: watch::Receiver<Option<Pod>>,
+    wake: Arc<Notify>,
+    restart_backoff: HashMap<String, Backoff>,
+    image_backoff: HashMap<String, Backoff>,
+    waiting: HashMap<String, (String, String)>,
+    last_status: Option<String>,
+    last_pod: Option<Pod>,
+    reported_mount_error: Option<String>,
+}
+
+impl std::fmt::Debug for PodWorker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PodWorker").field("uid", &self.uid).finish()
+    }
+}
+
+fn policy(pod: &Pod) -> String {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.restart_policy.clone())
+        .unwrap_or_else(|| "Always".into())
+}
+
+fn pod_desc(pod: &Pod) -> String {
+    format!(
+        "{}_{}({})",
+        pod.metadata.name.as_deref().unwrap_or_default(),
+        pod.metadata.namespace.as_deref().unwrap_or_default(),
+        pod.metadata.uid.as_deref().unwrap_or_default()
+    )
+}
+
+impl PodWorker {
+    pub fn new(
+        k: Arc<Kubelet>,
+        uid: String,
+        pod: watch::Receiver<Option<Pod>>,
+        wake: Arc<Notify>,
+    ) -> PodWorker {
+        PodWorker {
+            k,
+            uid,
+            pod,
+            wake,
+            restart_backoff: HashMap::new(),
+            image_backoff: HashMap::new(),
+            waiting: HashMap::new(),
+            last_status: None,
+            last_pod: None,
+            reported_mount_error: None,
+        }
+    }
+
+    /// Syncs the pod on every change, runtime event or timer, until it is gone.
+    pub async fn run(mut self) {
+        let mut stop = self.k.stop.clone();
+        loop {
+            let pod = self.pod.borrow_and_update().clone();
+            let next = match pod {
+                Some(p) => {
+                    let next = self.sync(&p).await;
+                    self.last_pod = Some(p);
+                    next
+                }
+                None => {
+                    self.gone().await;
+                    return;
+                }
+            };
+            tokio::select! {
+                changed = self.pod.changed() => if changed.is_err() { return },
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(next) => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+        }
+    }
+
+    fn rt(&self) -> ferrokube_cri::RuntimeServiceClient<ferrokube_cri::Channel> {
+        self.k.cri.runtime.clone()
+    }
+
+    /// The pod's sandboxes (newest first) and containers, from the runtime.
+    async fn runtime_state(
+        &self,
+    ) -> Result<(Vec<cri::PodSandbox>, Vec<cri::Container>), ferrokube_cri::Error> {
+        let labels: HashMap<String, String> = [(runtime::POD_UID.to_string(), self.uid.clone())]
+            .into_iter()
+            .collect();
+        let mut rt = self.rt();
+        let mut sandboxes = rt
+            .list_pod_sandbox(cri::ListPodSandboxRequest {
+                filter: Some(cri::PodSandboxFilter {
+                    label_selector: labels.clone(),
+                    ..cri::PodSandboxFilter::default()
+                }),
+            })
+            .await
+            .call("ListPodSandbox")?
+            .items;
+        sandboxes.sort_by_key(|s| std::cmp::Reverse(s.created_at));
+        let containers = rt
+            .list_containers(cri::ListContainersRequest {
+                filter: Some(cri::ContainerFilter {
+                    label_selector: labels,
+                    ..cri::ContainerFilter::default()
+                }),
+            })
+            .await
+            .call("ListContainers")?
+            .containers;
+        Ok((sandboxes, containers))
+    }
+
+    /// The pod object was deleted from the API (or never to be seen again): stop and
+    /// remove everything of it.
+    async fn gone(&mut self) {
+        if let Ok((sandboxes, containers)) = self.runtime_state().await {
+            self.kill(&containers, 0, None).await;
+            self.remove_all(&sandboxes, &containers).await;
+        }
+        volumes::tear_down(&self.k, &self.uid);
+    }
+
+    async fn remove_all(&self, sandboxes: &[cri::PodSandbox], containers: &[cri::Container]) {
+        let mut rt = self.rt();
+        for c in containers {
+            let _ = rt
+                .remove_container(cri::RemoveContainerRequest {
+                    container_id: c.id.clone(),
+                })
+                .await;
+        }
+        for s in sandboxes {
+            let _ = rt
+                .stop_pod_sandbox(cri::StopPodSandboxRequest {
+                    pod_sandbox_id: s.id.clone(),
+                })
+                .await;
+            let _ = rt
+                .remove_pod_sandbox(cri::RemovePodSandboxRequest {
+                    pod_sandbox_id: s.id.clone(),
+                })
+                .await;
+        }
+    }
+
+    /// Stops running containers (concurrently) with `grace` seconds each; events when
+    /// a pod is given.
+    async fn kill(&self, containers: &[cri::Container], grace: i64, pod: Option<&Pod>) {
+        let running: Vec<&cri::Container> = containers
+            .iter()
+            .filter(|c| c.state == cri::ContainerState::ContainerRunning as i32)
+            .collect();
+        let mut tasks = Vec::new();
+        for c in running {
+            let name = c
+                .metadata
+                .as_ref()
+                .map(|m| m.name.clone())
+                .unwrap_or_default();
+            if let Some(p) = pod {
+                self.k.events.pod(
+                    p,
+                    container_field(false, &name),
+                    false,
+                    "Killing",
+                    format!("Stopping container {name}"),
+                );
+                self.pre_stop(p, &name, &c.id).await;
+            }
+            let mut rt = self.rt();
+            let id = c.id.clone();
+            tasks.push(tokio::spawn(async move {
+                rt.stop_container(cri::StopContainerRequest {
+                    container_id: id,
+                    timeout: grace,
+                })
+                .await
+            }));
+        }
+        for t in tasks {
+            let _ = t.await;
+        }
+    }
+
+    /// Runs a container's preStop exec hook (bounded by the runtime timeout).
+    async fn pre_stop(&self, pod: &Pod, name: &str, id: &str) {
+        let Some(c) = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.containers.iter().find(|c| c.name == name))
+        else {
+            return;
+        };
+        let Some(cmd) = c
+            .lifecycle
+            .as_ref()
+            .and_then(|l| l.pre_stop.as_ref())
+            .and_then(|h| h.exec.as_ref())
+            .and_then(|e| e.command.clone())
+        else {
+            return;
+        };
+        let r = self
+            .rt()
+            .exec_sync(cri::ExecSyncRequest {
+                container_id: id.to_string(),
+                cmd,
+                timeout: 30,
+            })
+            .await
+            .call("ExecSync");
+        if let Err(e) = r {
+            self.k.events.pod(
+                pod,
+                container_field(false, name),
+                true,
+                "FailedPreStopHook",
+                format!("PreStopHook failed: {e}"),
+            );
+        }
+    }
+
+    /// One pass; returns when to look again.
+    async fn sync(&mut self, pod: &Pod) -> Duration {
+        let (sandboxes, containers) = match self.runtime_state().await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(pod = %pod_desc(pod), error = %e, "reading the runtime");
+                return Duration::from_secs(2);
+            }
+        };
+        let api_phase = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.phase.clone())
+            .unwrap_or_default();
+        if pod.metadata.deletion_timestamp.is_some()
+            || api_phase == "Succeeded"
+            || api_phase == "Failed"
+        {
+            return self.terminate(pod, &sandboxes, &containers).await;
+        }
+        let mut observed = Observed::default();
+        let vols = match volumes::set_up(&self.k, pod).await {
+            Ok(v) => {
+                self.reported_mount_error = None;
+                v
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                if self.reported_mount_error.as_deref() != Some(msg.as_str()) {
+                    self.k
+                        .events
+                        .pod(pod, None, true, "FailedMount", msg.clone());
+                    self.reported_mount_error = Some(msg);
+                }
+                self.report(pod, &observed, &containers, None).await;
+                return Duration::from_secs(5);
+            }
+        };
+        // The sandbox: the newest, if ready; else a new one.
+        let sandbox = match sandboxes.first() {
+            Some(s) if s.state == cri::PodSandboxState::SandboxReady as i32 => s.clone(),
+            current => {
+                if current.is_some() && policy(pod) == "Never" && !containers.is_empty() {
+                    // A dead sandbox of a pod that must not restart: report what ran.
+                    self.report(pod, &observed, &containers, None).await;
+                    return self.k.config.sync_frequency;
+                }
+                self.kill(&containers, 0, None).await;
+                for s in &sandboxes {
+                    let _ = self
+                        .rt()
+                        .stop_pod_sandbox(cri::StopPodSandboxRequest {
+                            pod_sandbox_id: s.id.clone(),
+                        })
+                        .await;
+                }
+                let attempt = current
+                    .and_then(|s| s.metadata.as_ref())
+                    .map_or(0, |m| m.attempt + 1);
+                let config = runtime::sandbox_config(&self.k, pod, attempt);
+                match self
+                    .rt()
+                    .run_pod_sandbox(cri::RunPodSandboxRequest {
+                        config: Some(config),
+                        runtime_handler: String::new(),
+                    })
+                    .await
+                    .call("RunPodSandbox")
+                {
+                    Ok(r) => cri::PodSandbox {
+                        id: r.pod_sandbox_id,
+                        state: cri::PodSandboxState::SandboxReady as i32,
+                        ..cri::PodSandbox::default()
+                    },
+                    Err(e) => {
+                        self.k.events.pod(
+                            pod,
+                            None,
+                            true,
+                            "FailedCreatePodSandBox",
+                            format!("Failed to create pod sandbox: {e}"),
+                        );
+                        self.report(pod, &observed, &containers, None).await;
+                        return Duration::from_secs(5);
+                    }
+                }
+            }
+        };
+        observed.sandbox_ready = true;
+        observed.pod_ips = self.sandbox_ips(&sandbox.id).await;
+        let host_network = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.host_network)
+            .unwrap_or(false);
+        let pod_dir = volumes::pod_dir(&self.k, &self.uid);
+        let etc_hosts = if host_network {
+            None
+        } else {
+            let path = pod_dir.join("etc-hosts");
+            let text = runtime::etc_hosts(pod, &observed.pod_ips);
+            if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
+                if let Err(e) = std::fs::write(&path, text) {
+                    tracing::warn!(error = %e, "writing the pod's hosts file");
+                }
+            }
+            Some(path)
+        };
+        let in_sandbox: Vec<cri::Container> = containers
+            .iter()
+            .filter(|c| c.pod_sandbox_id == sandbox.id)
+            .cloned()
+            .collect();
+        let spec = pod.spec.clone().unwrap_or_default();
+        let mut next = self.k.config.sync_frequency;
+        let ctx = StartContext {
+            sandbox_id: sandbox.id.clone(),
+            volumes: &vols,
+            etc_hosts,
+            pod_ips: observed.pod_ips.clone(),
+        };
+        // Init containers, in order; the next waits for the previous to succeed.
+        let mut init_done = true;
+        for c in spec.init_containers.iter().flatten() {
+            let latest = newest(&in_sandbox, &c.name);
+            match latest {
+                Some(l) if l.state == cri::ContainerState::ContainerExited as i32 => {
+                    let code = self.exit_code(&l.id).await;
+                    if code == 0 {
+                        continue;
+                    }
+                    init_done = false;
+                    if policy(pod) == "Never" {
+                        observed.forced_phase =
+                            Some(("Failed".into(), String::new(), String::new()));
+                        break;
+                    }
+                    if let Some(wait) = self.restart(pod, c, true, &ctx, &containers, l).await {
+                        next = next.min(wait);
+                    }
+                }
+                Some(_) => {
+                    init_done = false;
+                    next = next.min(Duration::from_secs(1));
+                }
+                None => {
+                    init_done = false;
+                    self.start(pod, c, true, &ctx, &containers).await;
+                    next = next.min(Duration::from_secs(1));
+                }
+            }
+            break;
+        }
+        if init_done {
+            for c in &spec.containers {
+                match newest(&in_sandbox, &c.name) {
+                    None => {
+                        if !self.start(pod, c, false, &ctx, &containers).await {
+                            next = next.min(self.wait_hint(&c.name));
+                        }
+                    }
+                    Some(l) if l.state == cri::ContainerState::ContainerRunning as i32 => {
+                        let want = runtime::container_hash(c);
+                        if l.annotations.get(runtime::CONTAINER_HASH) != Some(&want) {
+                            self.k.events.pod(
+                                pod,
+                                container_field(false, &c.name),
+                                false,
+                                "Killing",
+                                format!(
+                                    "Container {} definition changed, will be restarted",
+                                    c.name
+                                ),
+                            );
+                            let grace = spec.termination_grace_period_seconds.unwrap_or(30);
+                            self.kill(std::slice::from_ref(l), grace, None).await;
+                            next = Duration::ZERO;
+                        }
+                    }
+                    Some(l) if l.state == cri::ContainerState::ContainerExited as i32 => {
+                        let code = self.exit_code(&l.id).await;
+                        let restart = match policy(pod).as_str() {
+                            "Never" => false,
+                            "OnFailure" => code != 0,
+                            _ => true,
+                        };
+                        if restart {
+                            if let Some(wait) =
+                                self.restart(pod, c, false, &ctx, &containers, l).await
+                            {
+                                next = next.min(wait);
+                            }
+                        }
+                    }
+                    Some(_) => next = next.min(Duration::from_secs(1)),
+                }
+            }
+        }
+        self.gc_containers(&in_sandbox).await;
+        let status = self
+            .report(pod, &observed, &containers, Some(&sandbox.id))
+            .await;
+        if let Some(phase) = status {
+            if phase == "Succeeded" || phase == "Failed" {
+                // Terminal: nothing more runs; stop the sandbox (containers are done).
+                let (_, now) = self.runtime_state().await.unwrap_or_default();
+                self.kill(&now, 0, None).await;
+                let _ = self
+                    .rt()
+                    .stop_pod_sandbox(cri::StopPodSandboxRequest {
+                        pod_sandbox_id: sandbox.id.clone(),
+                    })
+                    .await;
+            }
+        }
+        next
+    }
+
+    /// How long until a container waiting on a back-off may be tried again.
+    fn wait_hint(&self, name: &str) -> Duration {
+        self.image_backoff
+            .get(name)
+            .map_or(Duration::from_secs(1), |b| {
+                b.delay
+                    .saturating_sub(b.since.elapsed())
+                    .max(Duration::from_millis(100))
+            })
+    }
+
+    async fn sandbox_ips(&self, id: &str) -> Vec<String> {
+        match self
+            .rt()
+            .pod_sandbox_status(cri::PodSandboxStatusRequest {
+                pod_sandbox_id: id.to_string(),
+                verbose: false,
+            })
+            .await
+            .call("PodSandboxStatus")
+        {
+            Ok(r) => r
+                .status
+                .and_then(|s| s.network)
+                .map(|n| {
+                    let mut ips = vec![n.ip];
+                    ips.extend(n.additional_ips.into_iter().map(|i| i.ip));
+                    ips.retain(|i| !i.is_empty());
+                    ips
+                })
+                .unwrap_or_default(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    async fn exit_code(&self, id: &str) -> i32 {
+        self.rt()
+            .container_status(cri::ContainerStatusRequest {
+                container_id: id.to_string(),
+                verbose: false,
+            })
+            .await
+            .call("ContainerStatus")
+            .ok()
+            .and_then(|r| r.status)
+            .map_or(-1, |s| s.exit_code)
+    }
+
+    /// Restarts an exited container unless it is backing off; `Some(wait)` when it
+    /// is.
+    async fn restart(
+        &mut self,
+        pod: &Pod,
+        c: &Container,
+        init: bool,
+        ctx: &StartContext<'_>,
+        all: &[cri::Container],
+        _last: &cri::Container,
+    ) -> Option<Duration> {
+        if let Some(b) = self.restart_backoff.get(&c.name).copied() {
+            let elapsed = b.since.elapsed();
+            if elapsed < b.delay {
+                let msg = format!(
+                    "back-off {} restarting failed container={} pod={}",
+                    human(b.delay),
+                    c.name,
+                    pod_desc(pod)
+                );
+                if self.waiting.get(&c.name).map(|w| w.0.as_str()) != Some("CrashLoopBackOff") {
+                    self.k.events.pod(
+                        pod,
+                        container_field(init, &c.name),
+                        true,
+                        "BackOff",
+                        "Back-off restarting failed container".to_string()
+                            + &format!(" {} in pod {}", c.name, pod_desc(pod)),
+                    );
+                }
+                self.waiting
+                    .insert(c.name.clone(), ("CrashLoopBackOff".into(), msg));
+                return Some(b.delay - elapsed);
+            }
+        }
+        let delay = match self.restart_backoff.get(&c.name) {
+            Some(b) if b.since.elapsed() < MAX_BACKOFF * 2 => (b.delay * 2).min(MAX_BACKOFF),
+            _ => INITIAL_BACKOFF,
+        };
+        self.start(pod, c, init, ctx, all).await;
+        self.restart_backoff.insert(
+            c.name.clone(),
+            Backoff {
+                delay,
+                since: Instant::now(),
+            },
+        );
+        None
+    }
+
+    /// Pulls (per policy), creates and starts a container; false when it could not.
+    async fn start(
+        &mut self,
+        pod: &Pod,
+        c: &Container,
+        init: bool,
+        ctx: &StartContext<'_>,
+        all: &[cri::Container],
+    ) -> bool {
+        let field = container_field(init, &c.name);
+        let image_ref = match self.ensure_image(pod, c, init).await {
+            Ok(r) => r,
+            Err(()) => return false,
+        };
+        let restart_count = all
+            .iter()
+            .filter(|x| x.metadata.as_ref().is_some_and(|m| m.name == c.name))
+            .filter_map(|x| {
+                x.annotations
+                    .get(runtime::RESTART_COUNT)
+                    .and_then(|v| v.parse::<u32>().ok())
+            })
+            .max()
+            .map_or(0, |n| n + 1);
+        let env = match runtime::env::container_env(&self.k, pod, c).await {
+            Ok(e) => e,
+            Err(msg) => {
+                self.k
+                    .events
+                    .pod(pod, field, true, "Failed", format!("Error: {msg}"));
+                self.waiting
+                    .insert(c.name.clone(), ("CreateContainerConfigError".into(), msg));
+                return false;
+            }
+        };
+        let log_dir = volumes::pod_dir(&self.k, &self.uid)
+            .join("containers")
+            .join(&c.name);
+        let termination_log = std::fs::create_dir_all(&log_dir).ok().map(|()| {
+            let p = log_dir.join(restart_count.to_string());
+            let _ = std::fs::write(&p, b"");
+            p
+        });
+        let _ = &ctx.pod_ips;
+        let inputs = ContainerInputs {
+            pod,
+            container: c,
+            restart_count,
+            image_ref,
+            env,
+            volumes: ctx.volumes,
+            etc_hosts: ctx.etc_hosts.clone(),
+            termination_log,
+        };
+        let config = match runtime::container_config(&inputs) {
+            Ok(cfg) => cfg,
+            Err(msg) => {
+                self.k
+                    .events
+                    .pod(pod, field, true, "Failed", format!("Error: {msg}"));
+                self.waiting
+                    .insert(c.name.clone(), ("CreateContainerConfigError".into(), msg));
+                return false;
+            }
+        };
+        let sandbox_config = runtime::sandbox_config(&self.k, pod, 0);
+        let created = self
+            .rt()
+            .create_container(cri::CreateContainerRequest {
+                pod_sandbox_id: ctx.sandbox_id.clone(),
+                config: Some(config),
+                sandbox_config: Some(sandbox_config),
+            })
+            .await
+            .call("CreateContainer");
+        let id = match created {
+            Ok(r) => r.container_id,
+            Err(e) => {
+                let msg = e.to_string();
+                self.k
+                    .events
+                    .pod(pod, field, true, "Failed", format!("Error: {msg}"));
+                self.waiting
+                    .insert(c.name.clone(), ("CreateContainerError".into(), msg));
+                return false;
+            }
+        };
+        self.k.events.pod(
+            pod,
+            field.clone(),
+            false,
+            "Created",
+            format!("Created container {}", c.name),
+        );
+        if let Err(e) = self
+            .rt()
+            .start_container(cri::StartContainerRequest { container_id: id })
+            .await
+            .call("StartContainer")
+        {
+            let msg = e.to_string();
+            self.k
+                .events
+                .pod(pod, field, true, "Failed", format!("Error: {msg}"));
+            self.waiting
+                .insert(c.name.clone(), ("RunContainerError".into(), msg));
+            return false;
+        }
+        self.k.events.pod(
+            pod,
+            field,
+            false,
+            "Started",
+            format!("Started container {}", c.name),
+        );
+        self.waiting.remove(&c.name);
+        true
+    }
+
+    /// The image per `imagePullPolicy`; ErrImagePull/ImagePullBackOff/ErrImageNeverPull
+    /// recorded as the container's waiting reason.
+    async fn ensure_image(&mut self, pod: &Pod, c: &Container, init: bool) -> Result<String, ()> {
+        let field = container_field(init, &c.name);
+        let image = c.image.clone().unwrap_or_default();
+        let spec = cri::ImageSpec {
+            image: image.clone(),
+            ..cri::ImageSpec::default()
+        };
+        let present = self
+            .k
+            .cri
+            .images
+            .clone()
+            .image_status(cri::ImageStatusRequest {
+                image: Some(spec.clone()),
+                verbose: false,
+            })
+            .await
+            .call("ImageStatus")
+            .ok()
+            .and_then(|r| r.image)
+            .map(|i| i.id);
+        let policy = c
+            .image_pull_policy
+            .clone()
+            .unwrap_or_else(|| "IfNotPresent".into());
+        match (policy.as_str(), present) {
+            ("Never", Some(id)) | ("IfNotPresent", Some(id)) => return Ok(id),
+            ("Never", None) => {
+                let msg =
+                    format!("Container image \"{image}\" is not present with pull policy of Never");
+                self.k
+                    .events
+                    .pod(pod, field, true, "ErrImageNeverPull", msg.clone());
+                self.waiting
+                    .insert(c.name.clone(), ("ErrImageNeverPull".into(), msg));
+                return Err(());
+            }
+            _ => {}
+        }
+        if let Some(b) = self.image_backoff.get(&c.name) {
+            if b.since.elapsed() < b.delay {
+                let msg = format!("Back-off pulling image \"{image}\"");
+                if self.waiting.get(&c.name).map(|w| w.0.as_str()) != Some("ImagePullBackOff") {
+                    self.k.events.pod(pod, field, false, "BackOff", msg.clone());
+                }
+                self.waiting
+                    .insert(c.name.clone(), ("ImagePullBackOff".into(), msg));
+                return Err(());
+            }
+        }
+        self.k.events.pod(
+            pod,
+            field.clone(),
+            false,
+            "Pulling",
+            format!("Pulling image \"{image}\""),
+        );
+        let started = Instant::now();
+        let sandbox_config = runtime::sandbox_config(&self.k, pod, 0);
+        let pulled = self
+            .k
+            .cri
+            .images
+            .clone()
+            .pull_image(cri::PullImageRequest {
+                image: Some(spec),
+                auth: None,
+                sandbox_config: Some(sandbox_config),
+            })
+            .await
+            .call("PullImage");
+        match pulled {
+            Ok(r) => {
+                self.image_backoff.remove(&c.name);
+                self.k.events.pod(
+                    pod,
+                    field,
+                    false,
+                    "Pulled",
+                    format!(
+                        "Successfully pulled image \"{image}\" in {:.3}s",
+                        started.elapsed().as_secs_f64()
+                    ),
+                );
+                Ok(r.image_ref)
+            }
+            Err(e) => {
+                let msg = format!("failed to pull and unpack image \"{image}\": {e}");
+                self.k.events.pod(
+                    pod,
+                    field.clone(),
+                    true,
+                    "Failed",
+                    format!("Failed to pull image \"{image}\": {e}"),
+                );
+                self.k
+                    .events
+                    .pod(pod, field, true, "Failed", "Error: ErrImagePull".into());
+                let delay = match self.image_backoff.get(&c.name) {
+                    Some(b) => (b.delay * 2).min(MAX_BACKOFF),
+                    None => INITIAL_BACKOFF,
+                };
+                self.image_backoff.insert(
+                    c.name.clone(),
+                    Backoff {
+                        delay,
+                        since: Instant::now(),
+                    },
+                );
+                self.waiting
+                    .insert(c.name.clone(), ("ErrImagePull".into(), msg));
+                Err(())
+            }
+        }
+    }
+
+    /// Removes exited containers beyond the newest two of each name (the newest is the
+    /// status, the one before is lastState).
+    async fn gc_containers(&self, in_sandbox: &[cri::Container]) {
+        let mut by_name: HashMap<String, Vec<&cri::Container>> = HashMap::new();
+        for c in in_sandbox {
+            let name = c
+                .metadata
+                .as_ref()
+                .map(|m| m.name.clone())
+                .unwrap_or_default();
+            by_name.entry(name).or_default().push(c);
+        }
+        for list in by_name.values_mut() {
+            list.sort_by_key(|c| std::cmp::Reverse(c.created_at));
+            for old in list.iter().skip(2) {
+                if old.state == cri::ContainerState::ContainerExited as i32 {
+                    let _ = self
+                        .rt()
+                        .remove_container(cri::RemoveContainerRequest {
+                            container_id: old.id.clone(),
+                        })
+                        .await;
+                }
+            }
+        }
+    }
+
+    /// Stops a deleted or finished pod; a deleted one's object is then removed.
+    async fn terminate(
+        &mut self,
+        pod: &Pod,
+        sandboxes: &[cri::PodSandbox],
+        containers: &[cri::Container],
+    ) -> Duration {
+        let deleting = pod.metadata.deletion_timestamp.is_some();
+        let grace = pod
+            .metadata
+            .deletion_grace_period_seconds
+            .or_else(|| {
+                pod.spec
+                    .as_ref()
+                    .and_then(|s| s.termination_grace_period_seconds)
+            })
+            .unwrap_or(30);
+        self.kill(containers, if deleting { grace } else { 0 }, Some(pod))
+            .await;
+        for s in sandboxes {
+            let _ = self
+                .rt()
+                .stop_pod_sandbox(cri::StopPodSandboxRequest {
+                    pod_sandbox_id: s.id.clone(),
+                })
+                .await;
+        }
+        let (_, after) = self.runtime_state().await.unwrap_or_default();
+        let observed = Observed::default();
+        if !deleting {
+            self.report(pod, &observed, &after, None).await;
+            return self.k.config.sync_frequency;
+        }
+        self.report(pod, &observed, &after, None).await;
+        self.remove_all(sandboxes, &after).await;
+        volumes::tear_down(&self.k, &self.uid);
+        let api: Api<Pod> = Api::namespaced(
+            self.k.client.clone(),
+            pod.metadata.namespace.as_deref().unwrap_or_default(),
+        );
+        let dp = DeleteParams {
+            grace_period_seconds: Some(0),
+            preconditions: Some(Preconditions {
+                uid: Some(self.uid.clone()),
+                resource_version: None,
+            }),
+            ..DeleteParams::default()
+        };
+        match api
+            .delete(pod.metadata.name.as_deref().unwrap_or_default(), &dp)
+            .await
+        {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
+            Err(e) => {
+                tracing::warn!(pod = %pod_desc(pod), error = %e, "deleting the pod");
+                return Duration::from_secs(2);
+            }
+        }
+        self.k.config.sync_frequency
+    }
+
+    /// Computes and (when it changed) patches the pod's status; returns the phase.
+    async fn report(
+        &mut self,
+        pod: &Pod,
+        observed: &Observed,
+        containers: &[cri::Container],
+        sandbox: Option<&str>,
+    ) -> Option<String> {
+        let mut o = observed.clone();
+        o.waiting = self.waiting.clone();
+        // Newest first per name (this sandbox's if given), with full CRI statuses.
+        let mut by_name: HashMap<String, Vec<&cri::Container>> = HashMap::new();
+        let _ = sandbox;
+        for c in containers {
+            let name = c
+                .metadata
+                .as_ref()
+                .map(|m| m.name.clone())
+                .unwrap_or_default();
+            by_name.entry(name).or_default().push(c);
+        }
+        for (name, mut list) in by_name {
+            list.sort_by_key(|c| std::cmp::Reverse(c.created_at));
+            let mut statuses = Vec::new();
+            for c in list.into_iter().take(2) {
+                if let Ok(r) = self
+                    .rt()
+                    .container_status(cri::ContainerStatusRequest {
+                        container_id: c.id.clone(),
+                        verbose: false,
+                    })
+                    .await
+                    .call("ContainerStatus")
+                {
+                    if let Some(mut s) = r.status {
+                        if s.message.is_empty() && s.exit_code != 0 {
+                            s.message = termination_message(&self.k, &self.uid, &name, &s);
+                        }
+                        statuses.push(s);
+                    }
+                }
+            }
+            o.containers.insert(name, statuses);
+        }
+        let host_ip = self.k.opts.node_ip.to_string();
+        let status = status::pod_status(pod, &o, &host_ip);
+        let phase = status.phase.clone();
+        let fp = status::fingerprint(&status);
+        if self.last_status.as_deref() == Some(fp.as_str()) {
+            return phase;
+        }
+        let api: Api<Pod> = Api::namespaced(
+            self.k.client.clone(),
+            pod.metadata.namespace.as_deref().unwrap_or_default(),
+        );
+        let patch = serde_json::json!({ "status": status });
+        match api
+            .patch_status(
+                pod.metadata.name.as_deref().unwrap_or_default(),
+                &PatchParams::default(),
+                &Patch::Strategic(&patch),
+            )
+            .await
+        {
+            Ok(_) => self.last_status = Some(fp),
+            Err(e) => tracing::warn!(pod = %pod_desc(pod), error = %e, "updating pod status"),
+        }
+        phase
+    }
+}
+
+/// What a container start needs of the pass.
+struct StartContext<'a> {
+    sandbox_id: String,
+    volumes: &'a std::collections::BTreeMap<String, volumes::Mounted>,
+    etc_hosts: Option<std::path::PathBuf>,
+    pod_ips: Vec<String>,
+}
+
+/// The newest container of a name among `list`.
+fn newest<'a>(list: &'a [cri::Container], name: &str) -> Option<&'a cri::Container> {
+    list.iter()
+        .filter(|c| c.metadata.as_ref().is_some_and(|m| m.name == name))
+        .max_by_key(|c| c.created_at)
+}
+
+/// The container's termination message file (what it wrote to
+/// /dev/termination-log), capped at 4 KiB as upstream.
+fn termination_message(k: &Kubelet, uid: &str, name: &str, s: &cri::ContainerStatus) -> String {
+    let restart = s
+        .annotations
+        .get(runtime::RESTART_COUNT)
+        .cloned()
+        .unwrap_or_else(|| "0".into());
+    let path = volumes::pod_dir(k, uid)
+        .join("containers")
+        .join(name)
+        .join(restart);
+    let mut text = std::fs::read_to_string(path).unwrap_or_default();
+    text.truncate(4096);
+    text
+}
+
+/// Go's rendering of a duration in back-off messages (`10s`, `5m0s`).
+fn human(d: Duration) -> String {
+    let s = d.as_secs();
+    if s >= 60 {
+        format!("{}m{}s", s / 60, s % 60)
+    } else {
+        format!("{s}s")
+    }
+}
