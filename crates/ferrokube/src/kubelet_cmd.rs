@@ -53,7 +53,7 @@ pub struct KubeletArgs {
 pub async fn run(args: KubeletArgs) -> anyhow::Result<()> {
     let config = match &args.config {
         Some(path) => KubeletConfig::load(path)?,
-        None => KubeletConfig::default(),
+        None => KubeletConfig::defaults()?,
     };
     let hostname = ferrokube_kubelet::host::hostname();
     let node_name = args

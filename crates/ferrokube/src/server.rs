@@ -123,21 +123,15 @@ fn admin_token(dir: &Path) -> anyhow::Result<String> {
     Ok(token)
 }
 
-/// Writes a file only its owner can read (credentials).
+/// Writes a file only its owner can read (credentials), atomically.
 fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    f.write_all(text.as_bytes())
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
+    ferrokube_pki::files::write_atomic(
+        path,
+        text.as_bytes(),
+        ferrokube_pki::files::Mode::Private,
+        true,
+    )
+    .with_context(|| format!("writing {}", path.display()))
 }
 
 fn uuid_hex() -> String {

@@ -33,6 +33,8 @@ pub enum BootstrapError {
         condition: String,
         message: String,
     },
+    #[error(transparent)]
+    Write(ferrokube_pki::Error),
     #[error("{what} {path}: {source}")]
     Io {
         what: &'static str,
@@ -176,18 +178,8 @@ pub async fn load_client_cert(
     Ok(())
 }
 
+/// Key material and credentials: written atomically, mode 0600.
 fn write_private(path: &Path, bytes: &[u8]) -> Result<(), BootstrapError> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(io("writing", &tmp))?;
-    f.write_all(bytes).map_err(io("writing", &tmp))?;
-    f.sync_all().map_err(io("writing", &tmp))?;
-    std::fs::rename(&tmp, path).map_err(io("writing", path))
+    ferrokube_pki::files::write_atomic(path, bytes, ferrokube_pki::files::Mode::Private, true)
+        .map_err(BootstrapError::Write)
 }

@@ -100,6 +100,8 @@ struct Raw {
     eviction_hard: Option<BTreeMap<String, String>>,
     cgroup_driver: Option<String>,
     cgroups_per_qos: Option<bool>,
+    // Type-checked for compatibility, not acted on.
+    #[allow(dead_code)]
     cgroup_root: Option<String>,
     static_pod_path: Option<String>,
     container_log_max_size: Option<String>,
@@ -111,15 +113,26 @@ struct Raw {
     #[serde(rename = "kubeAPIBurst")]
     kube_api_burst: Option<i32>,
     resolv_conf: Option<String>,
+    // Type-checked for compatibility, not acted on (the node's podCIDR comes from the
+    // API, as upstream's kubelet uses it in a cluster).
+    #[allow(dead_code)]
     #[serde(rename = "podCIDR")]
     pod_cidr: Option<String>,
     runtime_request_timeout: Option<String>,
+    // Type-checked for compatibility, not acted on.
+    #[allow(dead_code)]
     hairpin_mode: Option<String>,
     register_node: Option<bool>,
     register_with_taints: Option<Vec<k8s_openapi::api::core::v1::Taint>>,
     container_runtime_endpoint: Option<String>,
+    // Type-checked for compatibility, not acted on.
+    #[allow(dead_code)]
     image_gc_high_threshold_percent: Option<i32>,
+    // Type-checked for compatibility, not acted on.
+    #[allow(dead_code)]
     image_gc_low_threshold_percent: Option<i32>,
+    // Type-checked for compatibility, not acted on.
+    #[allow(dead_code)]
     enforce_node_allocatable: Option<Vec<String>>,
     system_reserved: Option<BTreeMap<String, String>>,
     kube_reserved: Option<BTreeMap<String, String>>,
@@ -173,7 +186,6 @@ const OTHER_UPSTREAM_FIELDS: &[&str] = &[
     "iptablesDropBit",
     "allowedUnsafeSysctls",
     "volumePluginDir",
-    "serializeImagePulls",
     "maxParallelImagePulls",
     "seccompDefault",
     "memorySwap",
@@ -182,11 +194,8 @@ const OTHER_UPSTREAM_FIELDS: &[&str] = &[
     "podsPerCore",
     "cpuCFSQuota",
     "cpuCFSQuotaPeriod",
-    "nodeLeaseDurationSeconds",
-    "syncFrequency",
     "reservedSystemCPUs",
     "runOnce",
-    "hairpinMode",
 ];
 
 /// The effective configuration, defaults applied and validated.
@@ -236,23 +245,6 @@ pub struct KubeletConfig {
     pub system_reserved: BTreeMap<String, String>,
     pub kube_reserved: BTreeMap<String, String>,
     pub provider_id: Option<String>,
-}
-
-impl Default for KubeletConfig {
-    fn default() -> Self {
-        // An empty file: upstream's defaults.
-        match build(Raw::default()) {
-            Ok(c) => c,
-            Err((_, m)) => unreachable_default(&m),
-        }
-    }
-}
-
-#[allow(clippy::panic)]
-fn unreachable_default(m: &str) -> KubeletConfig {
-    // The defaults are constants that validate; a failure is a programming error
-    // caught by the unit tests.
-    panic!("kubelet defaults do not validate: {m}")
 }
 
 /// Upstream's default `evictionHard` (Linux).
@@ -434,20 +426,18 @@ fn build(r: Raw) -> Result<KubeletConfig, (String, String)> {
         kube_reserved: r.kube_reserved.unwrap_or_default(),
         provider_id: r.provider_id,
     })
-    .inspect(|_| {
-        // Fields accepted for compatibility only.
-        let _ = (
-            r.pod_cidr,
-            r.hairpin_mode,
-            r.cgroup_root,
-            r.image_gc_high_threshold_percent,
-            r.image_gc_low_threshold_percent,
-            r.enforce_node_allocatable,
-        );
-    })
 }
 
 impl KubeletConfig {
+    /// The configuration without a `--config` file: upstream's defaults.
+    pub fn defaults() -> Result<KubeletConfig, ConfigError> {
+        build(Raw::default()).map_err(|(field, message)| ConfigError::Field {
+            path: PathBuf::from("(defaults)"),
+            field,
+            message,
+        })
+    }
+
     /// Reads and validates the `--config` file.
     pub fn load(path: &Path) -> Result<KubeletConfig, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -547,6 +537,10 @@ fn known(key: &str) -> bool {
         "containerLogMaxSize",
         "containerLogMaxFiles",
         "failSwapOn",
+        "serializeImagePulls",
+        "nodeLeaseDurationSeconds",
+        "syncFrequency",
+        "hairpinMode",
         "kubeAPIQPS",
         "kubeAPIBurst",
         "resolvConf",
@@ -677,7 +671,7 @@ enforceNodeAllocatable: ["pods"]
         assert_eq!(c.container_log_max_files, 5);
         assert_eq!(c.authorization_mode, "Webhook");
         assert_eq!(c.eviction_hard.len(), 4);
-        let _ = KubeletConfig::default();
+        assert_eq!(KubeletConfig::defaults().unwrap().max_pods, 110);
     }
 
     #[test]

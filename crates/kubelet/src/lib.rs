@@ -68,12 +68,16 @@ pub struct KubeletOptions {
 pub struct Kubelet {
     pub opts: KubeletOptions,
     pub config: KubeletConfig,
+    /// The machine's facts, read once at start (as upstream's cadvisor MachineInfo).
+    pub host: host::HostInfo,
     pub client: kube::Client,
     pub cri: Runtime,
     /// `containerd://1.6.20` as the runtime reports itself.
     pub runtime_version: String,
     /// Image names and sizes, refreshed by the relist.
     pub images: Mutex<Vec<(Vec<String>, i64)>>,
+    /// Bound service-account tokens of projected volumes.
+    pub tokens: volumes::TokenCache,
     pub events: events::Events,
     pub stop: watch::Receiver<bool>,
 }
@@ -120,10 +124,12 @@ impl Kubelet {
         Ok(Arc::new(Kubelet {
             opts,
             config,
+            host: host::HostInfo::read(),
             client,
             cri,
             runtime_version,
             images: Mutex::new(Vec::new()),
+            tokens: volumes::TokenCache::default(),
             events,
             stop,
         }))

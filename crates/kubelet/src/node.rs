@@ -240,9 +240,9 @@ fn carry_transitions(new: &mut [NodeCondition], old: Option<&Vec<NodeCondition>>
 impl Kubelet {
     /// The node's status as the setters compute it now.
     pub async fn node_status(&self, old: Option<&NodeStatus>) -> NodeStatus {
-        let info = HostInfo::read();
+        let info = &self.host;
         let now = Time(Timestamp::now());
-        let (capacity, allocatable) = resources(self, &info);
+        let (capacity, allocatable) = resources(self, info);
         let mut conds = conditions(self, &now).await;
         carry_transitions(&mut conds, old.and_then(|s| s.conditions.as_ref()));
         let mut images: Vec<ContainerImage> = self
@@ -281,15 +281,15 @@ impl Kubelet {
                     "aarch64" => "arm64".into(),
                     other => other.into(),
                 },
-                boot_id: info.boot_id,
+                boot_id: info.boot_id.clone(),
                 container_runtime_version: self.runtime_version.clone(),
-                kernel_version: info.kernel_version,
+                kernel_version: info.kernel_version.clone(),
                 kube_proxy_version: String::new(),
                 kubelet_version: KUBELET_VERSION.into(),
-                machine_id: info.machine_id,
+                machine_id: info.machine_id.clone(),
                 operating_system: "linux".into(),
-                os_image: info.os_image,
-                system_uuid: info.system_uuid,
+                os_image: info.os_image.clone(),
+                system_uuid: info.system_uuid.clone(),
                 swap: None,
             }),
             images: Some(images),

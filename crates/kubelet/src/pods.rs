@@ -37,6 +37,7 @@ pub async fn run(k: Arc<Kubelet>) {
     let mut relist = tokio::time::interval(Duration::from_secs(1));
     relist.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut fingerprints: HashMap<String, String> = HashMap::new();
+    let mut relists: u64 = 0;
     let mut synced = false;
     let mut init_pods: Vec<Pod> = Vec::new();
     let mut stop = k.stop.clone();
@@ -62,9 +63,10 @@ pub async fn run(k: Arc<Kubelet>) {
             ev = stream.next() => {
                 let Some(ev) = ev else { return };
                 match ev {
-                    Ok(watcher::Event::Apply(pod)) | Ok(watcher::Event::InitApply(pod)) if synced => spawn(&mut workers, pod),
-                    Ok(watcher::Event::InitApply(pod)) => init_pods.push(pod),
                     Ok(watcher::Event::Apply(pod)) => spawn(&mut workers, pod),
+                    // A (re)list is collected whole: at InitDone, workers whose pod it
+                    // does not hold are told their pod is gone.
+                    Ok(watcher::Event::InitApply(pod)) => init_pods.push(pod),
                     Ok(watcher::Event::Delete(pod)) => {
                         let uid = pod.metadata.uid.clone().unwrap_or_default();
                         if let Some(h) = workers.get(&uid) {
@@ -103,6 +105,11 @@ pub async fn run(k: Arc<Kubelet>) {
             _ = relist.tick() => {
                 if synced {
                     relist_runtime(&k, &workers, &mut fingerprints).await;
+                    // The node's image list (for its status) every ten relists.
+                    if relists.is_multiple_of(10) {
+                        refresh_images(&k).await;
+                    }
+                    relists += 1;
                 }
             }
             // The guard `wait_for` returns must not live across the relist's await.
@@ -173,42 +180,48 @@ async fn relist_runtime(
             continue;
         }
         tracing::info!(pod_uid = %uid, sandbox = %s.id, "removing the sandbox of a pod that is gone");
-        for c in containers.iter().filter(|c| c.pod_sandbox_id == s.id) {
-            let _ = rt
-                .stop_container(cri::StopContainerRequest {
-                    container_id: c.id.clone(),
-                    timeout: 0,
-                })
-                .await;
-            let _ = rt
-                .remove_container(cri::RemoveContainerRequest {
-                    container_id: c.id.clone(),
-                })
-                .await;
-        }
-        let _ = rt
-            .stop_pod_sandbox(cri::StopPodSandboxRequest {
-                pod_sandbox_id: s.id.clone(),
-            })
-            .await;
-        let _ = rt
-            .remove_pod_sandbox(cri::RemovePodSandboxRequest {
-                pod_sandbox_id: s.id.clone(),
-            })
-            .await;
+        let own: Vec<cri::Container> = containers
+            .iter()
+            .filter(|c| c.pod_sandbox_id == s.id)
+            .cloned()
+            .collect();
+        remove_from_runtime(&mut rt, std::slice::from_ref(s), &own).await;
         crate::volumes::tear_down(k, uid);
     }
     *fingerprints = now;
-    // The node's image list (for its status) every ten relists.
-    if IMAGES_TICK
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-        .is_multiple_of(10)
-    {
-        refresh_images(k).await;
-    }
 }
 
-static IMAGES_TICK: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+/// Stops (at once) and removes containers, then stops and removes sandboxes; errors
+/// are ignored as upstream's garbage collection does (the next pass retries).
+pub(crate) async fn remove_from_runtime(
+    rt: &mut ferrokube_cri::RuntimeServiceClient<ferrokube_cri::Channel>,
+    sandboxes: &[cri::PodSandbox],
+    containers: &[cri::Container],
+) {
+    for c in containers {
+        let container_id = c.id.clone();
+        let _ = rt
+            .stop_container(cri::StopContainerRequest {
+                container_id: container_id.clone(),
+                timeout: 0,
+            })
+            .await;
+        let _ = rt
+            .remove_container(cri::RemoveContainerRequest { container_id })
+            .await;
+    }
+    for s in sandboxes {
+        let pod_sandbox_id = s.id.clone();
+        let _ = rt
+            .stop_pod_sandbox(cri::StopPodSandboxRequest {
+                pod_sandbox_id: pod_sandbox_id.clone(),
+            })
+            .await;
+        let _ = rt
+            .remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id })
+            .await;
+    }
+}
 
 async fn refresh_images(k: &Kubelet) {
     if let Ok(r) = k

@@ -34,11 +34,8 @@ pub struct Observed {
     /// Why a container is not running (`ContainerCreating`, `CrashLoopBackOff`,
     /// `ErrImagePull`, …) and the message.
     pub waiting: HashMap<String, (String, String)>,
-    /// Containers whose readiness probe currently fails.
-    pub unready: std::collections::HashSet<String>,
-    /// The phase is forced (a failed init container under restartPolicy Never,
-    /// activeDeadlineSeconds).
-    pub forced_phase: Option<(String, String, String)>,
+    /// An init container failed under restartPolicy Never: the pod is Failed.
+    pub init_failed: bool,
 }
 
 fn time_ns(ns: i64) -> Option<Time> {
@@ -150,7 +147,8 @@ fn container_status(c: &Container, o: &Observed, init: bool) -> ContainerStatus 
             st.restart_count = restart_count(latest);
             let running = is_running(latest);
             st.started = Some(running);
-            st.ready = running && !o.unready.contains(&c.name);
+            // No probes yet: a running container is ready.
+            st.ready = running;
             match (is_exited(latest), waiting) {
                 // Exited and waiting to restart: Waiting with the last run as lastState.
                 (true, Some((reason, message))) => {
@@ -280,9 +278,10 @@ pub fn pod_status(pod: &Pod, o: &Observed, host_ip: &str) -> PodStatus {
         .iter()
         .map(|c| container_status(c, o, false))
         .collect();
-    let (phase, reason, message) = match &o.forced_phase {
-        Some((p, r, m)) => (p.clone(), Some(r.clone()), Some(m.clone())),
-        None => (phase(pod, &init, &regular).to_string(), None, None),
+    let phase = if o.init_failed {
+        "Failed".to_string()
+    } else {
+        phase(pod, &init, &regular).to_string()
     };
     let terminal = phase == "Succeeded" || phase == "Failed";
     let pending_init: Vec<String> = init
@@ -375,8 +374,6 @@ pub fn pod_status(pod: &Pod, o: &Observed, host_ip: &str) -> PodStatus {
     };
     PodStatus {
         phase: Some(phase),
-        reason,
-        message,
         conditions: Some(conditions),
         host_ip: Some(host_ip.to_string()),
         host_ips: Some(vec![HostIP {

@@ -150,17 +150,27 @@ fn host_path(volume: &str, path: &str, kind: &str) -> Result<(), VolumeError> {
 
 type Files = BTreeMap<String, (Vec<u8>, Option<u32>)>;
 
-fn add_items(
+/// Adds the keys of a configMap or secret (`kind`), all or the listed `items`, as
+/// files; a missing object or key is an error unless the source is optional.
+fn add_object(
     volume: &str,
     files: &mut Files,
-    data: &BTreeMap<String, Vec<u8>>,
+    kind: &str,
+    object: &str,
+    data: Option<BTreeMap<String, Vec<u8>>>,
     items: Option<&Vec<KeyToPath>>,
     optional: bool,
 ) -> Result<(), VolumeError> {
+    let Some(data) = data else {
+        if optional {
+            return Ok(());
+        }
+        return Err(fail(volume, format!("{kind} \"{object}\" not found")));
+    };
     match items {
         None => {
             for (k, v) in data {
-                files.insert(k.clone(), (v.clone(), None));
+                files.insert(k, (v, None));
             }
         }
         Some(items) => {
@@ -173,6 +183,12 @@ fn add_items(
                         );
                     }
                     None if optional => {}
+                    None if kind == "secret" => {
+                        return Err(fail(
+                            volume,
+                            format!("references non-existent secret key: {}", item.key),
+                        ))
+                    }
                     None => {
                         return Err(fail(
                             volume,
@@ -242,22 +258,30 @@ async fn payload(
     let mut files = Files::new();
     let mode = |m: Option<i32>| m.and_then(|m| u32::try_from(m).ok()).unwrap_or(0o644);
     if let Some(cm) = &v.config_map {
-        let optional = cm.optional.unwrap_or(false);
-        match config_map_data(k, ns, &cm.name).await.map_err(api)? {
-            Some(data) => add_items(name, &mut files, &data, cm.items.as_ref(), optional)?,
-            None if optional => {}
-            None => return Err(fail(name, format!("configmap \"{}\" not found", cm.name))),
-        }
+        let data = config_map_data(k, ns, &cm.name).await.map_err(api)?;
+        add_object(
+            name,
+            &mut files,
+            "configmap",
+            &cm.name,
+            data,
+            cm.items.as_ref(),
+            cm.optional.unwrap_or(false),
+        )?;
         return Ok((files, mode(cm.default_mode)));
     }
     if let Some(s) = &v.secret {
         let sname = s.secret_name.clone().unwrap_or_default();
-        let optional = s.optional.unwrap_or(false);
-        match secret_data(k, ns, &sname).await.map_err(api)? {
-            Some(data) => add_items(name, &mut files, &data, s.items.as_ref(), optional)?,
-            None if optional => {}
-            None => return Err(fail(name, format!("secret \"{sname}\" not found"))),
-        }
+        let data = secret_data(k, ns, &sname).await.map_err(api)?;
+        add_object(
+            name,
+            &mut files,
+            "secret",
+            &sname,
+            data,
+            s.items.as_ref(),
+            s.optional.unwrap_or(false),
+        )?;
         return Ok((files, mode(s.default_mode)));
     }
     if let Some(d) = &v.downward_api {
@@ -271,20 +295,28 @@ async fn payload(
     };
     for src in p.sources.as_deref().unwrap_or_default() {
         if let Some(cm) = &src.config_map {
-            let optional = cm.optional.unwrap_or(false);
-            match config_map_data(k, ns, &cm.name).await.map_err(api)? {
-                Some(data) => add_items(name, &mut files, &data, cm.items.as_ref(), optional)?,
-                None if optional => {}
-                None => return Err(fail(name, format!("configmap \"{}\" not found", cm.name))),
-            }
+            let data = config_map_data(k, ns, &cm.name).await.map_err(api)?;
+            add_object(
+                name,
+                &mut files,
+                "configmap",
+                &cm.name,
+                data,
+                cm.items.as_ref(),
+                cm.optional.unwrap_or(false),
+            )?;
         }
         if let Some(s) = &src.secret {
-            let optional = s.optional.unwrap_or(false);
-            match secret_data(k, ns, &s.name).await.map_err(api)? {
-                Some(data) => add_items(name, &mut files, &data, s.items.as_ref(), optional)?,
-                None if optional => {}
-                None => return Err(fail(name, format!("secret \"{}\" not found", s.name))),
-            }
+            let data = secret_data(k, ns, &s.name).await.map_err(api)?;
+            add_object(
+                name,
+                &mut files,
+                "secret",
+                &s.name,
+                data,
+                s.items.as_ref(),
+                s.optional.unwrap_or(false),
+            )?;
         }
         if let Some(d) = &src.downward_api {
             for item in d.items.as_deref().unwrap_or_default() {
@@ -356,7 +388,7 @@ async fn service_account_token(
         expiration.unwrap_or(3600)
     );
     let now = std::time::Instant::now();
-    if let Some((token, refresh_at)) = TOKENS.lock().get(&key) {
+    if let Some((token, refresh_at)) = k.tokens.0.lock().get(&key) {
         if now < *refresh_at {
             return Ok(token.clone());
         }
@@ -382,20 +414,24 @@ async fn service_account_token(
     let token = resp.status.map(|s| s.token).unwrap_or_default();
     let lifetime =
         std::time::Duration::from_secs(u64::try_from(expiration.unwrap_or(3600)).unwrap_or(3600));
-    TOKENS
+    k.tokens
+        .0
         .lock()
         .insert(key, (token.clone(), now + lifetime.mul_f64(0.8)));
     Ok(token)
 }
 
-static TOKENS: parking_lot::Mutex<BTreeMap<String, (String, std::time::Instant)>> =
-    parking_lot::Mutex::new(BTreeMap::new());
+/// The bound service-account tokens the kubelet holds, by
+/// `<pod uid>/<account>/<audience>/<expiration>`, with when to refresh each.
+#[derive(Debug, Default)]
+pub struct TokenCache(parking_lot::Mutex<BTreeMap<String, (String, std::time::Instant)>>);
 
-/// Forgets the tokens cached for a pod.
-pub fn forget_tokens(uid: &str) {
-    TOKENS
-        .lock()
-        .retain(|k, _| !k.starts_with(&format!("{uid}/")));
+impl TokenCache {
+    /// Forgets the tokens cached for a pod.
+    pub fn forget(&self, uid: &str) {
+        let prefix = format!("{uid}/");
+        self.0.lock().retain(|k, _| !k.starts_with(&prefix));
+    }
 }
 
 /// Writes `files` under `dir` as upstream's AtomicWriter: unchanged payloads are left
@@ -500,7 +536,7 @@ fn same_payload(current: &Path, files: &Files, default_mode: u32) -> bool {
 
 /// Removes a pod's volume directories (after its containers are gone).
 pub fn tear_down(k: &Kubelet, uid: &str) {
-    forget_tokens(uid);
+    k.tokens.forget(uid);
     let dir = pod_dir(k, uid);
     if let Err(e) = std::fs::remove_dir_all(&dir) {
         if e.kind() != std::io::ErrorKind::NotFound {

@@ -149,33 +149,9 @@ impl PodWorker {
     /// remove everything of it.
     async fn gone(&mut self) {
         if let Ok((sandboxes, containers)) = self.runtime_state().await {
-            self.kill(&containers, 0, None).await;
-            self.remove_all(&sandboxes, &containers).await;
+            super::remove_from_runtime(&mut self.rt(), &sandboxes, &containers).await;
         }
         volumes::tear_down(&self.k, &self.uid);
-    }
-
-    async fn remove_all(&self, sandboxes: &[cri::PodSandbox], containers: &[cri::Container]) {
-        let mut rt = self.rt();
-        for c in containers {
-            let _ = rt
-                .remove_container(cri::RemoveContainerRequest {
-                    container_id: c.id.clone(),
-                })
-                .await;
-        }
-        for s in sandboxes {
-            let _ = rt
-                .stop_pod_sandbox(cri::StopPodSandboxRequest {
-                    pod_sandbox_id: s.id.clone(),
-                })
-                .await;
-            let _ = rt
-                .remove_pod_sandbox(cri::RemovePodSandboxRequest {
-                    pod_sandbox_id: s.id.clone(),
-                })
-                .await;
-        }
     }
 
     /// Stops running containers (concurrently) with `grace` seconds each; events when
@@ -289,17 +265,20 @@ impl PodWorker {
                         .pod(pod, None, true, "FailedMount", msg.clone());
                     self.reported_mount_error = Some(msg);
                 }
-                self.report(pod, &observed, &containers, None).await;
+                self.report(pod, &observed, &containers).await;
                 return Duration::from_secs(5);
             }
         };
         // The sandbox: the newest, if ready; else a new one.
-        let sandbox = match sandboxes.first() {
-            Some(s) if s.state == cri::PodSandboxState::SandboxReady as i32 => s.clone(),
+        let (sandbox_id, sandbox_config) = match sandboxes.first() {
+            Some(s) if s.state == cri::PodSandboxState::SandboxReady as i32 => {
+                let attempt = s.metadata.as_ref().map_or(0, |m| m.attempt);
+                (s.id.clone(), runtime::sandbox_config(&self.k, pod, attempt))
+            }
             current => {
                 if current.is_some() && policy(pod) == "Never" && !containers.is_empty() {
                     // A dead sandbox of a pod that must not restart: report what ran.
-                    self.report(pod, &observed, &containers, None).await;
+                    self.report(pod, &observed, &containers).await;
                     return self.k.config.sync_frequency;
                 }
                 self.kill(&containers, 0, None).await;
@@ -318,17 +297,13 @@ impl PodWorker {
                 match self
                     .rt()
                     .run_pod_sandbox(cri::RunPodSandboxRequest {
-                        config: Some(config),
+                        config: Some(config.clone()),
                         runtime_handler: String::new(),
                     })
                     .await
                     .call("RunPodSandbox")
                 {
-                    Ok(r) => cri::PodSandbox {
-                        id: r.pod_sandbox_id,
-                        state: cri::PodSandboxState::SandboxReady as i32,
-                        ..cri::PodSandbox::default()
-                    },
+                    Ok(r) => (r.pod_sandbox_id, config),
                     Err(e) => {
                         self.k.events.pod(
                             pod,
@@ -337,14 +312,14 @@ impl PodWorker {
                             "FailedCreatePodSandBox",
                             format!("Failed to create pod sandbox: {e}"),
                         );
-                        self.report(pod, &observed, &containers, None).await;
+                        self.report(pod, &observed, &containers).await;
                         return Duration::from_secs(5);
                     }
                 }
             }
         };
         observed.sandbox_ready = true;
-        observed.pod_ips = self.sandbox_ips(&sandbox.id).await;
+        observed.pod_ips = self.sandbox_ips(&sandbox_id).await;
         let host_network = pod
             .spec
             .as_ref()
@@ -365,16 +340,16 @@ impl PodWorker {
         };
         let in_sandbox: Vec<cri::Container> = containers
             .iter()
-            .filter(|c| c.pod_sandbox_id == sandbox.id)
+            .filter(|c| c.pod_sandbox_id == sandbox_id)
             .cloned()
             .collect();
         let spec = pod.spec.clone().unwrap_or_default();
         let mut next = self.k.config.sync_frequency;
         let ctx = StartContext {
-            sandbox_id: sandbox.id.clone(),
+            sandbox_id: sandbox_id.clone(),
+            sandbox_config,
             volumes: &vols,
             etc_hosts,
-            pod_ips: observed.pod_ips.clone(),
         };
         // Init containers, in order; the next waits for the previous to succeed.
         let mut init_done = true;
@@ -388,11 +363,10 @@ impl PodWorker {
                     }
                     init_done = false;
                     if policy(pod) == "Never" {
-                        observed.forced_phase =
-                            Some(("Failed".into(), String::new(), String::new()));
+                        observed.init_failed = true;
                         break;
                     }
-                    if let Some(wait) = self.restart(pod, c, true, &ctx, &containers, l).await {
+                    if let Some(wait) = self.restart(pod, c, true, &ctx, &containers).await {
                         next = next.min(wait);
                     }
                 }
@@ -442,8 +416,7 @@ impl PodWorker {
                             _ => true,
                         };
                         if restart {
-                            if let Some(wait) =
-                                self.restart(pod, c, false, &ctx, &containers, l).await
+                            if let Some(wait) = self.restart(pod, c, false, &ctx, &containers).await
                             {
                                 next = next.min(wait);
                             }
@@ -454,9 +427,7 @@ impl PodWorker {
             }
         }
         self.gc_containers(&in_sandbox).await;
-        let status = self
-            .report(pod, &observed, &containers, Some(&sandbox.id))
-            .await;
+        let status = self.report(pod, &observed, &containers).await;
         if let Some(phase) = status {
             if phase == "Succeeded" || phase == "Failed" {
                 // Terminal: nothing more runs; stop the sandbox (containers are done).
@@ -465,7 +436,7 @@ impl PodWorker {
                 let _ = self
                     .rt()
                     .stop_pod_sandbox(cri::StopPodSandboxRequest {
-                        pod_sandbox_id: sandbox.id.clone(),
+                        pod_sandbox_id: sandbox_id.clone(),
                     })
                     .await;
             }
@@ -530,7 +501,6 @@ impl PodWorker {
         init: bool,
         ctx: &StartContext<'_>,
         all: &[cri::Container],
-        _last: &cri::Container,
     ) -> Option<Duration> {
         if let Some(b) = self.restart_backoff.get(&c.name).copied() {
             let elapsed = b.since.elapsed();
@@ -581,7 +551,7 @@ impl PodWorker {
         all: &[cri::Container],
     ) -> bool {
         let field = container_field(init, &c.name);
-        let image_ref = match self.ensure_image(pod, c, init).await {
+        let image_ref = match self.ensure_image(pod, c, init, &ctx.sandbox_config).await {
             Ok(r) => r,
             Err(()) => return false,
         };
@@ -597,14 +567,7 @@ impl PodWorker {
             .map_or(0, |n| n + 1);
         let env = match runtime::env::container_env(&self.k, pod, c).await {
             Ok(e) => e,
-            Err(msg) => {
-                self.k
-                    .events
-                    .pod(pod, field, true, "Failed", format!("Error: {msg}"));
-                self.waiting
-                    .insert(c.name.clone(), ("CreateContainerConfigError".into(), msg));
-                return false;
-            }
+            Err(msg) => return self.failed(pod, field, &c.name, "CreateContainerConfigError", msg),
         };
         let log_dir = volumes::pod_dir(&self.k, &self.uid)
             .join("containers")
@@ -614,7 +577,6 @@ impl PodWorker {
             let _ = std::fs::write(&p, b"");
             p
         });
-        let _ = &ctx.pod_ips;
         let inputs = ContainerInputs {
             pod,
             container: c,
@@ -627,35 +589,21 @@ impl PodWorker {
         };
         let config = match runtime::container_config(&inputs) {
             Ok(cfg) => cfg,
-            Err(msg) => {
-                self.k
-                    .events
-                    .pod(pod, field, true, "Failed", format!("Error: {msg}"));
-                self.waiting
-                    .insert(c.name.clone(), ("CreateContainerConfigError".into(), msg));
-                return false;
-            }
+            Err(msg) => return self.failed(pod, field, &c.name, "CreateContainerConfigError", msg),
         };
-        let sandbox_config = runtime::sandbox_config(&self.k, pod, 0);
         let created = self
             .rt()
             .create_container(cri::CreateContainerRequest {
                 pod_sandbox_id: ctx.sandbox_id.clone(),
                 config: Some(config),
-                sandbox_config: Some(sandbox_config),
+                sandbox_config: Some(ctx.sandbox_config.clone()),
             })
             .await
             .call("CreateContainer");
         let id = match created {
             Ok(r) => r.container_id,
             Err(e) => {
-                let msg = e.to_string();
-                self.k
-                    .events
-                    .pod(pod, field, true, "Failed", format!("Error: {msg}"));
-                self.waiting
-                    .insert(c.name.clone(), ("CreateContainerError".into(), msg));
-                return false;
+                return self.failed(pod, field, &c.name, "CreateContainerError", e.to_string())
             }
         };
         self.k.events.pod(
@@ -671,13 +619,7 @@ impl PodWorker {
             .await
             .call("StartContainer")
         {
-            let msg = e.to_string();
-            self.k
-                .events
-                .pod(pod, field, true, "Failed", format!("Error: {msg}"));
-            self.waiting
-                .insert(c.name.clone(), ("RunContainerError".into(), msg));
-            return false;
+            return self.failed(pod, field, &c.name, "RunContainerError", e.to_string());
         }
         self.k.events.pod(
             pod,
@@ -690,9 +632,32 @@ impl PodWorker {
         true
     }
 
+    /// A container that could not be started: a Failed event and the waiting reason;
+    /// always false (for `start`'s result).
+    fn failed(
+        &mut self,
+        pod: &Pod,
+        field: Option<String>,
+        name: &str,
+        reason: &str,
+        msg: String,
+    ) -> bool {
+        self.k
+            .events
+            .pod(pod, field, true, "Failed", format!("Error: {msg}"));
+        self.waiting.insert(name.to_string(), (reason.into(), msg));
+        false
+    }
+
     /// The image per `imagePullPolicy`; ErrImagePull/ImagePullBackOff/ErrImageNeverPull
     /// recorded as the container's waiting reason.
-    async fn ensure_image(&mut self, pod: &Pod, c: &Container, init: bool) -> Result<String, ()> {
+    async fn ensure_image(
+        &mut self,
+        pod: &Pod,
+        c: &Container,
+        init: bool,
+        sandbox_config: &cri::PodSandboxConfig,
+    ) -> Result<String, ()> {
         let field = container_field(init, &c.name);
         let image = c.image.clone().unwrap_or_default();
         let spec = cri::ImageSpec {
@@ -750,7 +715,6 @@ impl PodWorker {
             format!("Pulling image \"{image}\""),
         );
         let started = Instant::now();
-        let sandbox_config = runtime::sandbox_config(&self.k, pod, 0);
         let pulled = self
             .k
             .cri
@@ -759,7 +723,7 @@ impl PodWorker {
             .pull_image(cri::PullImageRequest {
                 image: Some(spec),
                 auth: None,
-                sandbox_config: Some(sandbox_config),
+                sandbox_config: Some(sandbox_config.clone()),
             })
             .await
             .call("PullImage");
@@ -811,17 +775,7 @@ impl PodWorker {
     /// Removes exited containers beyond the newest two of each name (the newest is the
     /// status, the one before is lastState).
     async fn gc_containers(&self, in_sandbox: &[cri::Container]) {
-        let mut by_name: HashMap<String, Vec<&cri::Container>> = HashMap::new();
-        for c in in_sandbox {
-            let name = c
-                .metadata
-                .as_ref()
-                .map(|m| m.name.clone())
-                .unwrap_or_default();
-            by_name.entry(name).or_default().push(c);
-        }
-        for list in by_name.values_mut() {
-            list.sort_by_key(|c| std::cmp::Reverse(c.created_at));
+        for list in by_name(in_sandbox).values() {
             for old in list.iter().skip(2) {
                 if old.state == cri::ContainerState::ContainerExited as i32 {
                     let _ = self
@@ -863,13 +817,11 @@ impl PodWorker {
                 .await;
         }
         let (_, after) = self.runtime_state().await.unwrap_or_default();
-        let observed = Observed::default();
+        self.report(pod, &Observed::default(), &after).await;
         if !deleting {
-            self.report(pod, &observed, &after, None).await;
             return self.k.config.sync_frequency;
         }
-        self.report(pod, &observed, &after, None).await;
-        self.remove_all(sandboxes, &after).await;
+        super::remove_from_runtime(&mut self.rt(), sandboxes, &after).await;
         volumes::tear_down(&self.k, &self.uid);
         let api: Api<Pod> = Api::namespaced(
             self.k.client.clone(),
@@ -903,23 +855,11 @@ impl PodWorker {
         pod: &Pod,
         observed: &Observed,
         containers: &[cri::Container],
-        sandbox: Option<&str>,
     ) -> Option<String> {
         let mut o = observed.clone();
         o.waiting = self.waiting.clone();
-        // Newest first per name (this sandbox's if given), with full CRI statuses.
-        let mut by_name: HashMap<String, Vec<&cri::Container>> = HashMap::new();
-        let _ = sandbox;
-        for c in containers {
-            let name = c
-                .metadata
-                .as_ref()
-                .map(|m| m.name.clone())
-                .unwrap_or_default();
-            by_name.entry(name).or_default().push(c);
-        }
-        for (name, mut list) in by_name {
-            list.sort_by_key(|c| std::cmp::Reverse(c.created_at));
+        // The two newest of each name (status and lastState), with full CRI statuses.
+        for (name, list) in by_name(containers) {
             let mut statuses = Vec::new();
             for c in list.into_iter().take(2) {
                 if let Ok(r) = self
@@ -971,9 +911,27 @@ impl PodWorker {
 /// What a container start needs of the pass.
 struct StartContext<'a> {
     sandbox_id: String,
+    /// The config the sandbox was created with (CreateContainer and PullImage take it).
+    sandbox_config: cri::PodSandboxConfig,
     volumes: &'a std::collections::BTreeMap<String, volumes::Mounted>,
     etc_hosts: Option<std::path::PathBuf>,
-    pod_ips: Vec<String>,
+}
+
+/// Containers grouped by container name, newest first.
+fn by_name(list: &[cri::Container]) -> HashMap<String, Vec<&cri::Container>> {
+    let mut out: HashMap<String, Vec<&cri::Container>> = HashMap::new();
+    for c in list {
+        let name = c
+            .metadata
+            .as_ref()
+            .map(|m| m.name.clone())
+            .unwrap_or_default();
+        out.entry(name).or_default().push(c);
+    }
+    for group in out.values_mut() {
+        group.sort_by_key(|c| std::cmp::Reverse(c.created_at));
+    }
+    out
 }
 
 /// The newest container of a name among `list`.

@@ -52,27 +52,27 @@ pub fn field_value(pod: &Pod, path: &str) -> Option<String> {
             .and_then(|s| s.service_account_name.clone())
             .unwrap_or_default(),
         "status.hostIP" => status.and_then(|s| s.host_ip.clone()).unwrap_or_default(),
-        "status.hostIPs" => status
-            .and_then(|s| s.host_ips.as_ref())
-            .map(|ips| {
-                ips.iter()
-                    .map(|i| i.ip.clone())
-                    .collect::<Vec<_>>()
-                    .join(",")
-            })
-            .unwrap_or_default(),
+        "status.hostIPs" => comma_list(
+            status
+                .and_then(|s| s.host_ips.as_deref())
+                .unwrap_or_default()
+                .iter()
+                .map(|i| i.ip.as_str()),
+        ),
         "status.podIP" => status.and_then(|s| s.pod_ip.clone()).unwrap_or_default(),
-        "status.podIPs" => status
-            .and_then(|s| s.pod_ips.as_ref())
-            .map(|ips| {
-                ips.iter()
-                    .map(|i| i.ip.clone())
-                    .collect::<Vec<_>>()
-                    .join(",")
-            })
-            .unwrap_or_default(),
+        "status.podIPs" => comma_list(
+            status
+                .and_then(|s| s.pod_ips.as_deref())
+                .unwrap_or_default()
+                .iter()
+                .map(|i| i.ip.as_str()),
+        ),
         _ => return None,
     })
+}
+
+fn comma_list<'a>(ips: impl Iterator<Item = &'a str>) -> String {
+    ips.collect::<Vec<_>>().join(",")
 }
 
 /// `resourceFieldRef`: a container's request or limit divided by `divisor` (rounded
