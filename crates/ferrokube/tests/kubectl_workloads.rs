@@ -195,6 +195,22 @@ fn pods_are_bound_and_evicted_as_upstream() {
             "jsonpath={.metadata.deletionTimestamp}"
         ])
         .is_empty());
+    // A status update while the grace period runs does not remove it (upstream's
+    // ShouldDeleteDuringUpdate); the kubelet's grace-0 delete does.
+    s.ok(&[
+        "patch",
+        "pod",
+        "p1",
+        "--subresource=status",
+        "-p",
+        r#"{"status":{"conditions":[{"type":"DisruptionTarget","status":"True"}]}}"#,
+    ]);
+    assert_eq!(
+        s.ok(&["get", "pod", "p1", "-o", "jsonpath={.metadata.name}"]),
+        "p1"
+    );
+    s.ok(&["delete", "pod", "p1", "--grace-period=0", "--force"]);
+    assert!(!s.kubectl(&["get", "pod", "p1"]).status.success());
     assert_eq!(
         s.ok(&[
             "get",

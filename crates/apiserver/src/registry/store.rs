@@ -257,10 +257,16 @@ fn validate_kind(target: &Target<'_>, obj: &Value, old: Option<&Value>) -> ApiRe
     Err(Status::invalid(target.kind_subject(name), causes).into())
 }
 
-/// Whether an object is gone once its finalizers are: deletionTimestamp set, no
-/// finalizers left (for namespaces also no `spec.finalizers`).
+/// Whether an update removes the object (upstream's `ShouldDeleteDuringUpdate`):
+/// deletionTimestamp set, no finalizers left (for namespaces also no
+/// `spec.finalizers`), and no grace period still running — a pod being deleted
+/// gracefully stays until its kubelet deletes it with grace 0.
 pub fn ready_to_delete(info: &ResourceInfo, obj: &Value) -> bool {
-    let deleting = meta::str_field(obj, "deletionTimestamp").is_some();
+    let grace_running = obj
+        .pointer("/metadata/deletionGracePeriodSeconds")
+        .and_then(Value::as_i64)
+        .is_some_and(|g| g > 0);
+    let deleting = meta::str_field(obj, "deletionTimestamp").is_some() && !grace_running;
     let spec_finalizers = info.resource == "namespaces"
         && info.group.is_empty()
         && obj
