@@ -34,6 +34,8 @@ pub struct NetworkOptions {
     pub data_dir: PathBuf,
     /// How often everything is reapplied even without Node changes.
     pub resync_period: Duration,
+    /// The pods' Linux bridge ([`crate::conflist::BRIDGE_NAME`], `cni0`, by default).
+    pub bridge: String,
 }
 
 impl NetworkOptions {
@@ -46,6 +48,7 @@ impl NetworkOptions {
             conf_dir: PathBuf::from("/etc/cni/net.d"),
             data_dir: PathBuf::from("/var/lib/ferrokube/cni"),
             resync_period: Duration::from_secs(30),
+            bridge: crate::conflist::BRIDGE_NAME.to_string(),
         }
     }
 
@@ -109,7 +112,7 @@ pub async fn sync(opts: &NetworkOptions, nodes: &[NodeNetwork]) -> Result<SyncOu
                 "this node's podCIDR is outside --cluster-cidr: its pods' traffic will be masqueraded");
         }
     }
-    let text = conflist::render(&me.name, &me.pod_cidrs, &opts.data_dir)?;
+    let text = conflist::render(&me.name, &me.pod_cidrs, &opts.data_dir, &opts.bridge)?;
     let conflist_written = conflist::write(&opts.conf_dir, &opts.data_dir, &text).await?;
     if conflist_written {
         tracing::info!(dir = %opts.conf_dir.display(), file = conflist::CONFLIST_FILE, "wrote the CNI network configuration");

@@ -28,19 +28,19 @@ pub const CNI_VERSION: &str = "1.0.0";
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-struct ConfList {
+struct ConfList<'a> {
     cni_version: &'static str,
     name: &'static str,
-    plugins: (BridgePlugin, PortmapPlugin),
+    plugins: (BridgePlugin<'a>, PortmapPlugin),
 }
 
 /// The `bridge` plugin's configuration (plugins/main/bridge in containernetworking).
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-struct BridgePlugin {
+struct BridgePlugin<'a> {
     #[serde(rename = "type")]
     kind: &'static str,
-    bridge: &'static str,
+    bridge: &'a str,
     is_gateway: bool,
     ip_masq: bool,
     hairpin_mode: bool,
@@ -89,8 +89,14 @@ pub fn ipam_data_dir(data_dir: &Path) -> PathBuf {
 }
 
 /// Renders the conflist for a node's podCIDRs (`spec.podCIDRs`, IPv4 required; a second,
-/// IPv6 one makes the pods dual-stack). `node` only names the node in errors.
-pub fn render(node: &str, pod_cidrs: &[Cidr], data_dir: &Path) -> Result<String, Error> {
+/// IPv6 one makes the pods dual-stack) on the Linux bridge `bridge` ([`BRIDGE_NAME`]
+/// unless several pod networks share a host). `node` only names the node in errors.
+pub fn render(
+    node: &str,
+    pod_cidrs: &[Cidr],
+    data_dir: &Path,
+    bridge: &str,
+) -> Result<String, Error> {
     let v4 = pod_cidrs.iter().find(|c| c.is_ipv4());
     let v6 = pod_cidrs.iter().find(|c| !c.is_ipv4());
     let Some(v4) = v4 else {
@@ -120,7 +126,7 @@ pub fn render(node: &str, pod_cidrs: &[Cidr], data_dir: &Path) -> Result<String,
         plugins: (
             BridgePlugin {
                 kind: "bridge",
-                bridge: BRIDGE_NAME,
+                bridge,
                 is_gateway: true,
                 ip_masq: false,
                 hairpin_mode: true,
@@ -205,6 +211,7 @@ mod tests {
             "n1",
             &cidrs(&["10.244.1.0/24"]),
             Path::new("/var/lib/ferrokube/cni"),
+            BRIDGE_NAME,
         )
         .unwrap();
         let got: serde_json::Value = serde_json::from_str(&text).unwrap();
@@ -246,6 +253,7 @@ mod tests {
             "n1",
             &cidrs(&["fd00:10:244:1::/64", "10.244.1.0/24"]),
             Path::new("/d"),
+            BRIDGE_NAME,
         )
         .unwrap();
         let got: serde_json::Value = serde_json::from_str(&text).unwrap();
@@ -262,9 +270,9 @@ mod tests {
 
     #[test]
     fn ipv4_is_required() {
-        let err = render("n1", &cidrs(&["fd00::/64"]), Path::new("/d")).unwrap_err();
+        let err = render("n1", &cidrs(&["fd00::/64"]), Path::new("/d"), BRIDGE_NAME).unwrap_err();
         assert!(matches!(err, Error::NoIpv4PodCidr { .. }), "{err}");
-        let err = render("n1", &[], Path::new("/d")).unwrap_err();
+        let err = render("n1", &[], Path::new("/d"), BRIDGE_NAME).unwrap_err();
         assert!(matches!(err, Error::NoPodCidr { .. }), "{err}");
     }
 
@@ -273,13 +281,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let conf_dir = dir.path().join("net.d");
         let data_dir = dir.path().join("data");
-        let a = render("n1", &cidrs(&["10.244.1.0/24"]), &data_dir).unwrap();
+        let a = render("n1", &cidrs(&["10.244.1.0/24"]), &data_dir, BRIDGE_NAME).unwrap();
         assert!(write(&conf_dir, &data_dir, &a).await.unwrap());
         let path = conf_dir.join(CONFLIST_FILE);
         let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
         assert!(!write(&conf_dir, &data_dir, &a).await.unwrap());
         assert_eq!(std::fs::metadata(&path).unwrap().modified().unwrap(), mtime);
-        let b = render("n1", &cidrs(&["10.244.2.0/24"]), &data_dir).unwrap();
+        let b = render("n1", &cidrs(&["10.244.2.0/24"]), &data_dir, BRIDGE_NAME).unwrap();
         assert!(write(&conf_dir, &data_dir, &b).await.unwrap());
         assert_eq!(std::fs::read_to_string(&path).unwrap(), b);
         assert!(data_dir.join("networks").is_dir());

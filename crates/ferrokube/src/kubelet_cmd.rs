@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::Args;
 use ferrokube_kubelet::{Kubelet, KubeletConfig, KubeletOptions};
 
-const VERSION: &str = concat!("v1.33.0-ferrokube.", env!("CARGO_PKG_VERSION"));
+pub(crate) const VERSION: &str = concat!("v1.33.0-ferrokube.", env!("CARGO_PKG_VERSION"));
 
 #[derive(Args, Debug, Clone)]
 pub struct KubeletArgs {
@@ -51,6 +51,22 @@ pub struct KubeletArgs {
 }
 
 pub async fn run(args: KubeletArgs) -> anyhow::Result<()> {
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let running = start(&args, stop).await?;
+    crate::server::wait_for_signal().await?;
+    tracing::info!("kubelet: shutting down");
+    let _ = stop_tx.send(true);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), running).await;
+    Ok(())
+}
+
+/// Loads the configuration, bootstraps credentials if needed, connects to the runtime
+/// and starts the kubelet as a task that ends when `stop` turns true. Shared by
+/// `ferrokube kubelet`, `server` and `agent`.
+pub async fn start(
+    args: &KubeletArgs,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let config = match &args.config {
         Some(path) => KubeletConfig::load(path)?,
         None => KubeletConfig::defaults()?,
@@ -100,12 +116,10 @@ pub async fn run(args: KubeletArgs) -> anyhow::Result<()> {
         root_dir: args.root_dir.clone(),
         pod_logs_dir: args.pod_logs_dir.clone(),
     };
-    let (stop_tx, stop) = tokio::sync::watch::channel(false);
     let kubelet = Kubelet::new(opts, config, client, &endpoint, stop).await?;
-    let running = tokio::spawn(kubelet.run());
-    crate::server::wait_for_signal().await?;
-    tracing::info!("kubelet: shutting down");
-    let _ = stop_tx.send(true);
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), running).await;
-    Ok(())
+    Ok(tokio::spawn(async move {
+        if let Err(e) = kubelet.run().await {
+            tracing::error!(error = %e, "kubelet stopped");
+        }
+    }))
 }

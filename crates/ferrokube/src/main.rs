@@ -13,6 +13,7 @@ mod images_cmd;
 mod kubelet_cmd;
 mod leader;
 mod network_cmd;
+mod node_agent;
 mod pki_cmd;
 mod scheduler_cmd;
 mod server;

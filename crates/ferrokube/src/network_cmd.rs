@@ -29,6 +29,9 @@ pub struct NodeFlags {
     /// Our state directory (host-local IPAM leases under networks/).
     #[arg(long, value_name = "DIR", default_value = "/var/lib/ferrokube/cni")]
     pub data_dir: PathBuf,
+    /// The pods' Linux bridge.
+    #[arg(long, value_name = "NAME", default_value = ferrokube_cni::conflist::BRIDGE_NAME)]
+    pub bridge: String,
 }
 
 /// `--cluster-cidr`'s value (one flag, comma-separated: clap must not see a `Vec`).
@@ -52,6 +55,7 @@ impl NodeFlags {
         let mut opts = NetworkOptions::new(node_name, cluster_cidr);
         opts.conf_dir = self.cni_conf_dir.clone();
         opts.data_dir = self.data_dir.clone();
+        opts.bridge = self.bridge.clone();
         Ok(opts)
     }
 }

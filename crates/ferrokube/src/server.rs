@@ -41,10 +41,33 @@ pub struct ServerArgs {
     /// Do not run the controller-manager in this process.
     #[arg(long)]
     disable_controller_manager: bool,
+    /// Do not run this machine as a node (no containerd, pod network or kubelet).
+    #[arg(long)]
+    disable_agent: bool,
+    /// Use this CRI endpoint (`unix:///run/containerd/containerd.sock`) instead of
+    /// starting containerd under `<data-dir>/agent/containerd`.
+    #[arg(long, value_name = "URL")]
+    container_runtime_endpoint: Option<String>,
+    /// The CNI conf dir of the runtime given with --container-runtime-endpoint.
+    #[arg(long, value_name = "DIR", requires = "container_runtime_endpoint")]
+    cni_conf_dir: Option<PathBuf>,
+    /// This node's name (default: the host name, lower-cased).
+    #[arg(long, value_name = "NAME")]
+    node_name: Option<String>,
+    /// This node's InternalIP (default: found from the host name or default route).
+    #[arg(long, value_name = "IP")]
+    node_ip: Option<IpAddr>,
+    /// The pods' Linux bridge (change it to run several nodes on one host).
+    #[arg(long, value_name = "NAME", default_value = ferrokube_cni::conflist::BRIDGE_NAME)]
+    cni_bridge: String,
+    /// The kubelet's KubeletConfiguration file (default: upstream's defaults with
+    /// failSwapOn false).
+    #[arg(long, value_name = "FILE")]
+    kubelet_config: Option<PathBuf>,
 }
 
 /// Parses a component's flags as if given on its command line.
-fn component_args<T: clap::Args>(name: &str, argv: &[String]) -> anyhow::Result<T> {
+pub(crate) fn component_args<T: clap::Args>(name: &str, argv: &[String]) -> anyhow::Result<T> {
     #[derive(clap::Parser)]
     struct Wrap<A: clap::Args> {
         #[command(flatten)]
@@ -148,12 +171,8 @@ fn write_kubeconfig(path: &Path, server: &str, ca_pem: &[u8], token: &str) -> an
 }
 
 /// Generates (or keeps) the PKI under `dir` for this single-node cluster.
-async fn cluster_pki(args: &ServerArgs, dir: &Path) -> anyhow::Result<PathBuf> {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_ascii_lowercase())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".into());
+async fn cluster_pki(args: &ServerArgs, dir: &Path, host: &str) -> anyhow::Result<PathBuf> {
+    let host = host.to_string();
     let ip = if args.bind_address.is_unspecified() {
         std::net::IpAddr::from([127, 0, 0, 1])
     } else {
@@ -190,7 +209,12 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     // across restarts): CA, API server certificate, component certificates and
     // kubeconfigs, this node's kubelet credentials, the service-account signing pair.
     let pki_dir = args.data_dir.join("pki");
-    let pki = cluster_pki(&args, &pki_dir).await?;
+    let node_name = args
+        .node_name
+        .clone()
+        .map(|n| n.trim().to_ascii_lowercase())
+        .unwrap_or_else(ferrokube_kubelet::host::hostname);
+    let pki = cluster_pki(&args, &pki_dir, &node_name).await?;
     let (sa_key, sa_pub) = (pki_dir.join("sa.key"), pki_dir.join("sa.pub"));
     write_private(
         &tokens,
@@ -246,6 +270,37 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         "ferrokube server: API server on https://{addr} ({} storage)",
         backend.store().backend()
     );
+    let agent = if args.disable_agent {
+        None
+    } else {
+        let opts = crate::node_agent::NodeAgentOptions {
+            dir: args.data_dir.join("agent"),
+            runtime_endpoint: args.container_runtime_endpoint.clone(),
+            cni_conf_dir: args.cni_conf_dir.clone(),
+            node_name: node_name.clone(),
+            node_ip: args.node_ip,
+            cluster_cidr: args.cluster_cidr.clone(),
+            bridge: args.cni_bridge.clone(),
+            kubeconfig: pki.join(format!("kubelet-{node_name}.kubeconfig")),
+            bootstrap_kubeconfig: None,
+            kubelet_config: args.kubelet_config.clone(),
+        };
+        // The control plane stays up without a node (no runtime here, not root, …).
+        match crate::node_agent::NodeAgent::start(opts).await {
+            Ok(a) => {
+                println!(
+                    "ferrokube server: node {node_name} (containerd at {})",
+                    a.socket.display()
+                );
+                Some(a)
+            }
+            Err(e) => {
+                println!("ferrokube server: this machine is not a node: {e:#}");
+                tracing::error!(error = %format!("{e:#}"), "node agent not started");
+                None
+            }
+        }
+    };
     println!(
         "ferrokube server: export KUBECONFIG={}",
         kubeconfig.display()
@@ -253,6 +308,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     println!("ferrokube server: then try: kubectl get namespaces");
     wait_for_signal().await?;
     tracing::info!("ferrokube server: shutting down");
+    if let Some(a) = agent {
+        a.stop().await;
+    }
     let _ = stop.send(true);
     let _ = serving.await;
     backend.shutdown().await;

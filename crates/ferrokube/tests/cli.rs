@@ -225,6 +225,7 @@ fn server_runs_until_sigterm_and_locks_its_data_dir() {
             dir.path().to_str().unwrap(),
             "--secure-port",
             &free_port(),
+            "--disable-agent",
         ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

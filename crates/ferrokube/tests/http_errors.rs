@@ -40,6 +40,7 @@ fn start() -> Server {
             &port.to_string(),
             "--disable-scheduler",
             "--disable-controller-manager",
+            "--disable-agent",
         ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

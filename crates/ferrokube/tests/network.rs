@@ -427,7 +427,12 @@ fn daemon_follows_nodes_from_the_api_server() {
             "--secure-port",
             "6443",
         ])
-        .args(["--cluster-cidr", CLUSTER_CIDR, "--disable-scheduler"])
+        .args([
+            "--cluster-cidr",
+            CLUSTER_CIDR,
+            "--disable-scheduler",
+            "--disable-agent",
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

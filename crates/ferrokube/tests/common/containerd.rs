@@ -74,16 +74,8 @@ impl TestContainerd {
     /// Builds the busybox test image (`ferrokube.local/busybox:test`) from this machine's
     /// busybox-static and imports it.
     pub fn import_busybox(&self) {
-        let rootfs = self.dir.path().join("busybox-rootfs");
-        testimage::busybox_rootfs(&rootfs).unwrap_or_else(|e| panic!("{e}: {INSTALL_HINT}"));
-        let entries = oci::entries_from_dir(&rootfs).unwrap();
-        let archive = oci::build_archive(
-            testimage::BUSYBOX_IMAGE,
-            &entries,
-            &testimage::busybox_image_config(),
-        )
-        .unwrap();
-        import::import_bytes(&self.socket, &archive.bytes).unwrap();
+        let archive = busybox_archive(&self.dir.path().join("busybox-rootfs"));
+        import::import_bytes(&self.socket, &archive).unwrap();
     }
 
     /// `ctr --address SOCK -n k8s.io ARGS…`, killed after `timeout`.
@@ -110,7 +102,21 @@ impl Drop for TestContainerd {
     }
 }
 
-fn in_path(program: &str) -> bool {
+/// The busybox test image (`ferrokube.local/busybox:test`) as an archive, its root
+/// filesystem made in `rootfs` from this machine's busybox-static.
+pub fn busybox_archive(rootfs: &Path) -> Vec<u8> {
+    testimage::busybox_rootfs(rootfs).unwrap_or_else(|e| panic!("{e}: {INSTALL_HINT}"));
+    let entries = oci::entries_from_dir(rootfs).unwrap();
+    oci::build_archive(
+        testimage::BUSYBOX_IMAGE,
+        &entries,
+        &testimage::busybox_image_config(),
+    )
+    .unwrap()
+    .bytes
+}
+
+pub fn in_path(program: &str) -> bool {
     std::env::var_os("PATH")
         .map(|paths| std::env::split_paths(&paths).any(|d| d.join(program).is_file()))
         .unwrap_or(false)
@@ -118,7 +124,7 @@ fn in_path(program: &str) -> bool {
 
 /// Lazily unmounts whatever is still mounted under `dir` (snapshots of sandboxes a test
 /// left running), deepest first, so the temporary directory can go.
-fn unmount_under(dir: &Path) {
+pub fn unmount_under(dir: &Path) {
     let Ok(mountinfo) = std::fs::read_to_string("/proc/self/mountinfo") else {
         return;
     };

@@ -15,6 +15,9 @@ pub struct Server {
     pub child: Child,
     pub kubeconfig: PathBuf,
     pub cache: PathBuf,
+    /// The flags after `--data-dir` and `--secure-port`.
+    args: Vec<String>,
+    port: u16,
     _dir: tempfile::TempDir,
 }
 
@@ -33,21 +36,50 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// A `ferrokube server` with only the API server (tests start the components they
+/// exercise themselves).
 pub fn start() -> Server {
+    start_with(&[
+        "--disable-scheduler",
+        "--disable-controller-manager",
+        "--disable-agent",
+    ])
+}
+
+/// A `ferrokube server` on a free port and its own data directory, with these flags;
+/// its log goes to `<data-dir>/server.log`.
+pub fn start_with(args: &[&str]) -> Server {
     let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let (child, kubeconfig) = spawn_server(dir.path(), port, &args);
+    Server {
+        child,
+        kubeconfig,
+        cache: dir.path().join("kubectl-cache"),
+        args,
+        port,
+        _dir: dir,
+    }
+}
+
+fn spawn_server(dir: &std::path::Path, port: u16, args: &[String]) -> (Child, PathBuf) {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("server.log"))
+        .unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_ferrokube"))
         .args([
             "server",
             "--data-dir",
-            dir.path().to_str().unwrap(),
+            dir.to_str().unwrap(),
             "--secure-port",
-            &free_port().to_string(),
-            // Tests start the components they exercise themselves.
-            "--disable-scheduler",
-            "--disable-controller-manager",
+            &port.to_string(),
         ])
+        .args(args)
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(log)
         .spawn()
         .unwrap();
     let mut out = BufReader::new(child.stdout.take().unwrap());
@@ -70,16 +102,38 @@ pub fn start() -> Server {
         let mut sink = Vec::new();
         let _ = out.read_to_end(&mut sink);
     });
-    let cache = dir.path().join("kubectl-cache");
-    Server {
-        child,
-        kubeconfig: kubeconfig.unwrap(),
-        cache,
-        _dir: dir,
-    }
+    (child, kubeconfig.unwrap())
 }
 
 impl Server {
+    /// The server's `--data-dir` (its generated PKI is under `pki/`).
+    pub fn data_dir(&self) -> &std::path::Path {
+        self._dir.path()
+    }
+
+    /// The server's log (stderr) so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data_dir().join("server.log")).unwrap_or_default()
+    }
+
+    /// Stops the server with SIGTERM (waiting up to 30 s) and starts it again with the
+    /// same data directory, port and flags.
+    pub fn restart(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.child.try_wait().unwrap().is_none() {
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let (child, kubeconfig) = spawn_server(self._dir.path(), self.port, &self.args);
+        self.child = child;
+        self.kubeconfig = kubeconfig;
+    }
+
     fn kubeconfig_value(&self, key: &str) -> String {
         let text = std::fs::read_to_string(&self.kubeconfig).unwrap();
         text.lines()
@@ -180,11 +234,6 @@ impl ControllerManager {
 }
 
 impl Server {
-    /// The server's data directory (its generated PKI is under `pki/`).
-    pub fn data_dir(&self) -> PathBuf {
-        self.kubeconfig.parent().unwrap().to_path_buf()
-    }
-
     /// The generated PKI directory: `ca.pem`, `ca-key.pem`, `sa.key`, component
     /// kubeconfigs.
     pub fn pki_dir(&self) -> PathBuf {

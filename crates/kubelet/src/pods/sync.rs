@@ -332,7 +332,11 @@ impl PodWorker {
             let path = pod_dir.join("etc-hosts");
             let text = runtime::etc_hosts(pod, &observed.pod_ips);
             if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
-                if let Err(e) = std::fs::write(&path, text) {
+                // A pod without volumes has no directory yet; the bind mount of a
+                // missing source would make one where the file belongs.
+                let written =
+                    std::fs::create_dir_all(&pod_dir).and_then(|()| std::fs::write(&path, &text));
+                if let Err(e) = written {
                     tracing::warn!(error = %e, "writing the pod's hosts file");
                 }
             }

@@ -1,0 +1,228 @@
+//! The node half of `ferrokube server` and `ferrokube agent`: containerd (started under
+//! the data directory unless a runtime endpoint is given), the images dropped in
+//! `<data-dir>/images/`, the pod network daemon and the kubelet, as tasks of this
+//! process. Everything this machine's node needs lives under one directory:
+//!
+//! ```text
+//! <dir>/containerd/   containerd's config, root, state and socket (when we run it)
+//! <dir>/cni/          the CNI conflist (net.d/) and IPAM leases
+//! <dir>/images/       *.tar archives imported at start (k3s's airgap images)
+//! <dir>/kubelet/      the kubelet's root dir (pods/<uid>/volumes)
+//! <dir>/pod-logs/     container logs (upstream's /var/log/pods)
+//! ```
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use ferrokube_containerd::daemon::{Containerd, DaemonConfig};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// What the node runs with.
+#[derive(Debug, Clone)]
+pub struct NodeAgentOptions {
+    /// The node's state directory (layout above).
+    pub dir: PathBuf,
+    /// An existing CRI endpoint; `None` runs containerd under `<dir>/containerd`.
+    pub runtime_endpoint: Option<String>,
+    /// CNI conf dir of that existing runtime (ours uses `<dir>/cni/net.d`).
+    pub cni_conf_dir: Option<PathBuf>,
+    pub node_name: String,
+    pub node_ip: Option<IpAddr>,
+    /// The cluster's pod range (`--cluster-cidr`), for masquerade and routes.
+    pub cluster_cidr: String,
+    /// The pods' Linux bridge (`cni0`).
+    pub bridge: String,
+    /// The node's credentials (written by TLS bootstrap when it does not exist).
+    pub kubeconfig: PathBuf,
+    /// A bootstrap kubeconfig (`agent`).
+    pub bootstrap_kubeconfig: Option<PathBuf>,
+    /// A KubeletConfiguration file; without one, upstream's defaults with
+    /// `failSwapOn: false` (as k3s).
+    pub kubelet_config: Option<PathBuf>,
+}
+
+/// The running node: stop it with [`NodeAgent::stop`].
+pub struct NodeAgent {
+    containerd: Option<Containerd>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    /// The CRI socket the kubelet talks to.
+    pub socket: PathBuf,
+}
+
+impl NodeAgentOptions {
+    fn containerd_dir(&self) -> PathBuf {
+        self.dir.join("containerd")
+    }
+
+    fn conf_dir(&self) -> PathBuf {
+        self.cni_conf_dir
+            .clone()
+            .unwrap_or_else(|| self.dir.join("cni").join("net.d"))
+    }
+}
+
+/// Starts (or, when it already answers, reuses) our containerd under `<dir>/containerd`.
+fn start_containerd(opts: &NodeAgentOptions) -> anyhow::Result<(Option<Containerd>, PathBuf)> {
+    let dir = opts.containerd_dir();
+    let socket = dir.join("containerd.sock");
+    if ferrokube_containerd::daemon::running(&socket) {
+        tracing::info!(socket = %socket.display(), "containerd already running; using it");
+        return Ok((None, socket));
+    }
+    let config = DaemonConfig::new(&dir, &socket, opts.conf_dir());
+    let daemon = Containerd::start(config).with_context(|| {
+        format!(
+            "starting containerd under {} (install containerd and runc, or pass \
+             --container-runtime-endpoint)",
+            dir.display()
+        )
+    })?;
+    Ok((Some(daemon), socket))
+}
+
+/// Imports the pause image and every `*.tar` in `<dir>/images/` not imported since it
+/// last changed (a `<name>.tar.imported` marker records that).
+fn import_images(socket: &Path, dir: &Path) -> anyhow::Result<()> {
+    ferrokube_containerd::import::ensure_pause_image(socket)
+        .context("importing the pause image")?;
+    let images = dir.join("images");
+    let Ok(entries) = std::fs::read_dir(&images) else {
+        return Ok(());
+    };
+    let mut archives: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "tar"))
+        .collect();
+    archives.sort();
+    for archive in archives {
+        let marker = archive.with_extension("tar.imported");
+        let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+        if let (Some(done), Some(changed)) = (modified(&marker), modified(&archive)) {
+            if done >= changed {
+                continue;
+            }
+        }
+        match ferrokube_containerd::import::import_file(socket, &archive) {
+            Ok(names) => {
+                tracing::info!(archive = %archive.display(), images = ?names, "imported");
+                let _ = std::fs::write(&marker, names.join("\n"));
+            }
+            Err(e) => {
+                tracing::warn!(archive = %archive.display(), error = %e, "image import failed")
+            }
+        }
+    }
+    Ok(())
+}
+
+impl NodeAgent {
+    /// Brings the node up: runtime, images, pod network and kubelet.
+    pub async fn start(opts: NodeAgentOptions) -> anyhow::Result<NodeAgent> {
+        std::fs::create_dir_all(&opts.dir)
+            .with_context(|| format!("creating {}", opts.dir.display()))?;
+        let (containerd, socket) = match &opts.runtime_endpoint {
+            Some(endpoint) => (
+                None,
+                PathBuf::from(endpoint.strip_prefix("unix://").unwrap_or(endpoint)),
+            ),
+            None => {
+                let o = opts.clone();
+                tokio::task::spawn_blocking(move || start_containerd(&o))
+                    .await
+                    .context("starting containerd")??
+            }
+        };
+        let (s, d) = (socket.clone(), opts.dir.clone());
+        tokio::task::spawn_blocking(move || import_images(&s, &d))
+            .await
+            .context("importing images")??;
+        let (stop, stopped) = watch::channel(false);
+        let mut agent = NodeAgent {
+            containerd,
+            stop,
+            tasks: Vec::new(),
+            socket: socket.clone(),
+        };
+        let mut argv = vec![
+            format!("--kubeconfig={}", opts.kubeconfig.display()),
+            format!("--container-runtime-endpoint=unix://{}", socket.display()),
+            format!("--root-dir={}", opts.dir.join("kubelet").display()),
+            format!(
+                "--cert-dir={}",
+                opts.dir.join("kubelet").join("pki").display()
+            ),
+            format!("--pod-logs-dir={}", opts.dir.join("pod-logs").display()),
+            format!("--hostname-override={}", opts.node_name),
+        ];
+        if let Some(ip) = opts.node_ip {
+            argv.push(format!("--node-ip={ip}"));
+        }
+        if let Some(b) = &opts.bootstrap_kubeconfig {
+            argv.push(format!("--bootstrap-kubeconfig={}", b.display()));
+        }
+        let config = match &opts.kubelet_config {
+            Some(c) => c.clone(),
+            None => {
+                let path = opts.dir.join("kubelet-config.yaml");
+                std::fs::write(
+                    &path,
+                    "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n\
+                     # written by ferrokube at every start; pass --kubelet-config to use your own\n\
+                     failSwapOn: false\ncgroupDriver: cgroupfs\nclusterDomain: cluster.local\n",
+                )
+                .with_context(|| format!("writing {}", path.display()))?;
+                path
+            }
+        };
+        argv.push(format!("--config={}", config.display()));
+        let args: crate::kubelet_cmd::KubeletArgs =
+            crate::server::component_args("kubelet", &argv)?;
+        let kubelet = match crate::kubelet_cmd::start(&args, stopped.clone()).await {
+            Ok(k) => k,
+            Err(e) => {
+                agent.stop().await;
+                return Err(e);
+            }
+        };
+        agent.tasks.push(kubelet);
+        // The pod network runs with the node's own credentials (a node may watch Nodes).
+        let network_client = ferrokube_client::ClientConfig::new(
+            &opts.kubeconfig,
+            "ferrokube-network",
+            crate::kubelet_cmd::VERSION,
+        )
+        .build()
+        .await
+        .context("building the pod network's API client")?;
+        let cidrs = ferrokube_cni::parse_cidr_list(&opts.cluster_cidr)
+            .with_context(|| format!("--cluster-cidr {}", opts.cluster_cidr))?;
+        let mut net = ferrokube_cni::NetworkOptions::new(opts.node_name.clone(), cidrs);
+        net.conf_dir = opts.conf_dir();
+        net.data_dir = opts.dir.join("cni");
+        net.bridge = opts.bridge.clone();
+        let stopped_net = stopped.clone();
+        agent.tasks.push(tokio::spawn(async move {
+            if let Err(e) = ferrokube_cni::run(network_client, net, stopped_net).await {
+                tracing::error!(error = %e, "pod network stopped");
+            }
+        }));
+        Ok(agent)
+    }
+
+    /// Stops the kubelet and the network daemon, then our containerd. Containers keep
+    /// running (their shims outlive containerd) and are adopted at the next start.
+    pub async fn stop(mut self) {
+        let _ = self.stop.send(true);
+        for t in self.tasks.drain(..) {
+            let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+        }
+        if let Some(mut c) = self.containerd.take() {
+            let _ = tokio::task::spawn_blocking(move || c.stop()).await;
+        }
+    }
+}

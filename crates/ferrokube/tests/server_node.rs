@@ -1,0 +1,223 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! `ferrokube server` as a user runs it: one command brings up the control plane and
+//! this machine as a node — containerd started under the data directory, the images in
+//! `<data-dir>/agent/images/` imported, the pod network and the kubelet — and a
+//! Deployment becomes real containers with pod IPs that serve HTTP. A restart of the
+//! server adopts the running containers instead of recreating them.
+//!
+//! The pod network uses its own bridge and a cluster CIDR in 198.18.0.0/15 so it never
+//! collides with a real cluster on the machine.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::containerd::{busybox_archive, in_path, unmount_under, INSTALL_HINT};
+use common::Server;
+
+const CLUSTER_CIDR: &str = "198.19.128.0/17";
+
+/// The server with its node; on drop, every container it ran is removed and its
+/// containerd stopped, so nothing outlives the test.
+struct NodeServer {
+    s: Server,
+    bridge: String,
+}
+
+impl NodeServer {
+    fn socket(&self) -> PathBuf {
+        self.s.data_dir().join("agent/containerd/containerd.sock")
+    }
+}
+
+impl Drop for NodeServer {
+    fn drop(&mut self) {
+        let socket = self.socket();
+        if let Err(e) = ferrokube_containerd::daemon::remove_all_tasks(&socket) {
+            eprintln!("removing the containers: {e}");
+        }
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.s.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.s.child.try_wait().unwrap().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // A server killed hard leaves its containerd behind.
+        let config = self.s.data_dir().join("agent/containerd/config.toml");
+        let _ = std::process::Command::new("pkill")
+            .args(["-f", &config.display().to_string()])
+            .status();
+        unmount_under(self.s.data_dir());
+        let _ = std::process::Command::new("ip")
+            .args(["link", "del", &self.bridge])
+            .status();
+    }
+}
+
+fn start_node_server() -> NodeServer {
+    for program in ["containerd", "ctr", "runc", "containerd-shim-runc-v2"] {
+        assert!(in_path(program), "{program} is missing: {INSTALL_HINT}");
+    }
+    let bridge = format!("fks{}", std::process::id() % 100_000);
+    let s = common::start_with(&[
+        "--cluster-cidr",
+        CLUSTER_CIDR,
+        "--cni-bridge",
+        &bridge,
+        "--node-name",
+        "fk-node",
+        "--node-ip",
+        "127.0.0.1",
+    ]);
+    NodeServer { s, bridge }
+}
+
+fn wait(s: &Server, what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        if Instant::now() > deadline {
+            let pods = s.kubectl(&["get", "pods", "-A", "-o", "wide"]);
+            let log = s.log();
+            let tail: Vec<&str> = log.lines().rev().take(60).collect();
+            panic!(
+                "timed out waiting for {what}\n--- pods:\n{}\n--- server log (end, newest first):\n{}",
+                String::from_utf8_lossy(&pods.stdout),
+                tail.join("\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn get(s: &Server, what: &[&str], path: &str) -> String {
+    let p = format!("jsonpath={path}");
+    let mut args = vec!["get"];
+    args.extend_from_slice(what);
+    args.extend(["-o", &p]);
+    let o = s.kubectl(&args);
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// The running pods of `app=web`: name → (containerID, restartCount, podIP).
+fn web_pods(s: &Server) -> Vec<(String, String, String, String)> {
+    get(
+        s,
+        &["pods", "-l", "app=web"],
+        r#"{range .items[?(@.status.phase=="Running")]}{.metadata.name} {.status.containerStatuses[0].containerID} {.status.containerStatuses[0].restartCount} {.status.podIP}{"\n"}{end}"#,
+    )
+    .lines()
+    .filter_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        (f.len() == 4).then(|| (f[0].into(), f[1].into(), f[2].into(), f[3].into()))
+    })
+    .collect()
+}
+
+fn http_get(ip: &str, port: u16) -> String {
+    let addr = format!("{ip}:{port}").parse().unwrap();
+    let mut conn = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(3)).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    write!(conn, "GET / HTTP/1.0\r\nHost: {ip}\r\n\r\n").unwrap();
+    let mut body = String::new();
+    let _ = conn.read_to_string(&mut body);
+    body
+}
+
+fn write_images(dir: &Path) {
+    let images = dir.join("agent/images");
+    std::fs::create_dir_all(&images).unwrap();
+    let archive = busybox_archive(&dir.join("busybox-rootfs"));
+    std::fs::write(images.join("busybox.tar"), archive).unwrap();
+}
+
+const DEPLOYMENT: &str = "apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 3
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      terminationGracePeriodSeconds: 2
+      containers:
+      - name: httpd
+        image: ferrokube.local/busybox:test
+        imagePullPolicy: Never
+        command: [httpd, -f, -p, '8080', -h, /www]
+";
+
+#[test]
+fn server_runs_a_deployment_on_its_own_node_and_adopts_it_after_a_restart() {
+    let mut node = start_node_server();
+    // The images dir is read when the node starts: write it, then restart once so the
+    // archive is imported (this also exercises a restart with no pods).
+    write_images(node.s.data_dir());
+    node.s.restart();
+    let s = &node.s;
+    wait(s, "node Ready", 30, || {
+        get(
+            s,
+            &["node", "fk-node"],
+            r#"{.status.conditions[?(@.type=="Ready")].status}"#,
+        ) == "True"
+    });
+    let cidr = get(s, &["node", "fk-node"], "{.spec.podCIDR}");
+    assert!(cidr.starts_with("198.19."), "podCIDR {cidr}");
+
+    let created = Instant::now();
+    let out = s.kubectl_stdin(&["create", "-f", "-"], Some(DEPLOYMENT));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait(s, "3 pods Running", 20, || web_pods(s).len() == 3);
+    eprintln!("3 pods Running in {:?}", created.elapsed());
+    let pods = web_pods(s);
+    let prefix = cidr.rsplit_once('.').unwrap().0;
+    for (name, _, _, ip) in &pods {
+        assert!(ip.starts_with(prefix), "{name}'s IP {ip} outside {cidr}");
+    }
+    // The host reaches a pod over the bridge; busybox httpd answers.
+    assert!(
+        http_get(&pods[0].3, 8080).contains("ferrokube busybox test image"),
+        "no page from {}",
+        pods[0].3
+    );
+
+    // A restart of the server keeps the containers: same IDs, no restarts.
+    let before: Vec<_> = pods.clone();
+    node.s.restart();
+    let s = &node.s;
+    wait(s, "pods reported after the restart", 20, || {
+        web_pods(s).len() == 3
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    let mut after = web_pods(s);
+    after.sort();
+    let mut before = before;
+    before.sort();
+    assert_eq!(before, after, "containers were recreated by the restart");
+
+    // Scale to 0: the containers go.
+    let out = s.kubectl(&["scale", "deployment", "web", "--replicas=0"]);
+    assert!(out.status.success());
+    wait(s, "pods gone", 30, || {
+        get(s, &["pods", "-l", "app=web"], "{.items[*].metadata.name}").is_empty()
+    });
+    let listing = ferrokube_containerd::import::ctr(&node.socket(), &["tasks", "ls", "-q"], None)
+        .unwrap_or_default();
+    // Only sandboxes of nothing are left at most; no httpd container runs.
+    let ps = std::process::Command::new("pgrep")
+        .args(["-f", "httpd -f -p 8080 -h /www"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&ps.stdout).trim().is_empty(),
+        "httpd still runs; tasks: {listing}"
+    );
+}
