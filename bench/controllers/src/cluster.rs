@@ -83,6 +83,7 @@ impl Cluster {
                 &port.to_string(),
                 "--disable-scheduler",
                 "--disable-controller-manager",
+                "--disable-agent",
             ])
             .env("FERROKUBE_LOG", "warn")
             .stdout(Stdio::null())
