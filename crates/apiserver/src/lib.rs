@@ -32,6 +32,7 @@ mod yaml;
 
 pub use audit::AuditConfig;
 pub use auth::SecurityConfig;
+pub use handlers::kubelet_proxy::KubeletClientConfig;
 pub use server::{ApiServer, ApiServerConfig, ServeError};
 
 /// 32 random hex characters (a v4 UUID without dashes) for tokens and names.

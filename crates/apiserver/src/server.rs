@@ -48,6 +48,9 @@ pub struct ApiServerConfig {
     pub security: crate::auth::SecurityConfig,
     /// `--audit-*` flags.
     pub audit: crate::audit::AuditConfig,
+    /// `--kubelet-*` flags: how `pods/log|exec|attach|portforward` and `nodes/proxy`
+    /// reach kubelets.
+    pub kubelet: crate::handlers::kubelet_proxy::KubeletClientConfig,
 }
 
 impl ApiServerConfig {
@@ -66,6 +69,7 @@ impl ApiServerConfig {
             max_mutating_requests_inflight: 200,
             security: crate::auth::SecurityConfig::default(),
             audit: crate::audit::AuditConfig::default(),
+            kubelet: Default::default(),
         }
     }
 }
@@ -100,6 +104,7 @@ struct State {
     openapi_v2: crate::handlers::openapi_v2::Cache,
     security: crate::auth::Security,
     audit: Option<crate::audit::Auditor>,
+    kubelet: Option<crate::handlers::kubelet_proxy::KubeletClient>,
 }
 
 /// A configured API server; [`ApiServer::run`] serves until shutdown.
@@ -157,6 +162,10 @@ impl ApiServer {
             openapi_v2: Default::default(),
             security,
             audit: crate::audit::Auditor::new(&config.audit)?,
+            kubelet: Some(
+                crate::handlers::kubelet_proxy::KubeletClient::new(&config.kubelet)
+                    .map_err(ServeError::Config)?,
+            ),
         });
         bootstrap(&state.registry).await?;
         crate::bootstrap::kubernetes_service(&state.registry, &config.advertise).await?;
@@ -249,7 +258,10 @@ impl ApiServer {
                     }
                 });
                 let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-                if let Err(e) = builder.serve_connection(TokioIo::new(tls), service).await {
+                if let Err(e) = builder
+                    .serve_connection_with_upgrades(TokioIo::new(tls), service)
+                    .await
+                {
                     tracing::debug!(%peer, error = %e, "apiserver: connection ended with an error");
                 }
             });
@@ -457,6 +469,15 @@ async fn route(
         resp.headers_mut()
             .insert(header::CONNECTION, http::HeaderValue::from_static("close"));
         return resp;
+    }
+    if crate::handlers::kubelet_proxy::is_kubelet_subresource(info) {
+        return crate::handlers::kubelet_proxy::handle(
+            &state.registry,
+            state.kubelet.as_ref(),
+            req,
+            info,
+        )
+        .await;
     }
     // Read the body before answering anything: an HTTP/2 client still sending would
     // otherwise see its stream reset instead of the answer.

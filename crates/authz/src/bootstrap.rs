@@ -196,22 +196,7 @@ pub fn cluster_role_bindings() -> Vec<Value> {
             &[Subj::Sa("kube-system", sa)],
         ));
     }
-    out.push(node_network_binding());
     out
-}
-
-/// ferrokube's one addition to the bootstrap policy: `system:node-proxier` (read
-/// Services, Endpoints, EndpointSlices and Nodes) for every node, so the pod network
-/// daemon and kube-proxy that `ferrokube server`/`agent` run beside the kubelet work
-/// with the node's own credentials. Upstream's Node authorizer lets a node read only
-/// its own Node; these daemons need every node's podCIDR and address (flannel and
-/// cilium get the same through their own ClusterRoles).
-pub const NODE_NETWORK_BINDING: &str = "ferrokube:node-network";
-
-fn node_network_binding() -> Value {
-    let mut b = cluster_binding("system:node-proxier", &[Subj::Group("system:nodes")]);
-    b["metadata"]["name"] = Value::String(NODE_NETWORK_BINDING.into());
-    b
 }
 
 const KUBE_SYSTEM: &str = "kube-system";

@@ -25,9 +25,8 @@ fn counts_match_upstream_v1_33_defaults() {
             .count(),
         35
     );
-    // 12 from policy.go (system:node with no subjects), one per controller, and
-    // ferrokube:node-network
-    assert_eq!(bindings.len(), 48);
+    // 12 from policy.go (system:node with no subjects), one per controller
+    assert_eq!(bindings.len(), 47);
     assert_eq!(namespaced_roles().len(), 7);
     assert_eq!(namespaced_role_bindings().len(), 7);
 
@@ -161,7 +160,7 @@ fn spot_checks_against_upstream() {
 fn load_fills_aggregated_roles() {
     let rbac = crate::Rbac::new();
     load(&rbac);
-    assert_eq!(rbac.counts(), (7, 66, 7, 48));
+    assert_eq!(rbac.counts(), (7, 66, 7, 47));
     let roles = aggregated_cluster_roles();
     // admin = aggregate-to-admin + edit (= aggregate-to-edit + view (= aggregate-to-view))
     assert_eq!(rules(find(&roles, "view")).len(), 10);

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use ferrokube_authn::{Authenticator, AuthnConfig, NoObjects, UserInfo};
 use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
 use k8s_openapi::api::authorization::v1::{
-    NonResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
+    NonResourceAttributes, ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
 };
 use kube::api::{Api, PostParams};
 
@@ -187,6 +187,7 @@ impl DelegatedAuthFlags {
         };
         Ok(DelegatedAuth {
             authn,
+            anonymous: true,
             token_reviews,
             access_reviews,
             always_allow_paths: self.authorization_always_allow_paths.clone(),
@@ -282,6 +283,8 @@ struct SarKey {
 /// Delegated authentication and authorization, built by [`DelegatedAuthFlags::build`].
 pub struct DelegatedAuth {
     authn: Authenticator,
+    /// Requests without credentials are `system:anonymous` (else 401).
+    anonymous: bool,
     token_reviews: Option<kube::Client>,
     access_reviews: Option<kube::Client>,
     always_allow_paths: Vec<String>,
@@ -336,6 +339,7 @@ impl DelegatedAuth {
         let flags = DelegatedAuthFlags::default();
         Ok(DelegatedAuth {
             authn: Authenticator::new(&AuthnConfig::new())?,
+            anonymous: true,
             token_reviews: None,
             access_reviews: None,
             always_allow_paths: flags.authorization_always_allow_paths,
@@ -346,6 +350,75 @@ impl DelegatedAuth {
             authorized_ttl: flags.authorization_webhook_cache_authorized_ttl,
             unauthorized_ttl: flags.authorization_webhook_cache_unauthorized_ttl,
         })
+    }
+
+    /// The kubelet's form (KubeletConfiguration `authentication`/`authorization`):
+    /// client certificates from `client_ca_file`, bearer tokens through TokenReview
+    /// with `token_reviews`, anonymous requests only when `anonymous`; authorization
+    /// through SubjectAccessReview with `access_reviews` (`None`: AlwaysAllow).
+    pub fn direct(
+        client_ca_file: Option<PathBuf>,
+        anonymous: bool,
+        token_reviews: Option<kube::Client>,
+        access_reviews: Option<kube::Client>,
+        cache_ttl: Duration,
+    ) -> Result<DelegatedAuth, DelegatedAuthError> {
+        let mut cfg = AuthnConfig::new();
+        cfg.client_ca_file = client_ca_file;
+        cfg.anonymous_auth = false;
+        let always_allow = access_reviews.is_none();
+        Ok(DelegatedAuth {
+            authn: Authenticator::new(&cfg)?,
+            anonymous,
+            token_reviews,
+            access_reviews,
+            always_allow_paths: if always_allow {
+                vec!["*".into()]
+            } else {
+                Vec::new()
+            },
+            always_allow_groups: Vec::new(),
+            token_cache: TtlCache::default(),
+            token_ttl: cache_ttl,
+            sar_cache: TtlCache::default(),
+            authorized_ttl: cache_ttl,
+            unauthorized_ttl: cache_ttl,
+        })
+    }
+
+    /// Authorizes `verb` on a resource (`nodes/proxy` of node `name`…) for `user`
+    /// through a SubjectAccessReview with resource attributes (cached like paths).
+    pub async fn authorize_resource(
+        &self,
+        user: &UserInfo,
+        verb: &str,
+        resource: &str,
+        subresource: &str,
+        name: &str,
+    ) -> AuthzOutcome {
+        if self.always_allow_paths.iter().any(|p| p == "*") {
+            return AuthzOutcome::Allowed;
+        }
+        let Some(client) = &self.access_reviews else {
+            return AuthzOutcome::Denied(String::new());
+        };
+        let key = SarKey {
+            user: user.name.clone(),
+            uid: user.uid.clone(),
+            groups: user.groups.clone(),
+            extra: user.extra.clone(),
+            verb: verb.to_string(),
+            path: format!("resource:{resource}/{subresource}/{name}"),
+        };
+        let attrs = ResourceAttributes {
+            verb: Some(verb.to_string()),
+            resource: Some(resource.to_string()),
+            subresource: (!subresource.is_empty()).then(|| subresource.to_string()),
+            name: Some(name.to_string()),
+            version: Some("v1".into()),
+            ..ResourceAttributes::default()
+        };
+        self.review(client, user, key, None, Some(attrs)).await
     }
 
     /// The rustls verifier asking for client certificates with both CAs as hints.
@@ -383,7 +456,8 @@ impl DelegatedAuth {
                 None => AuthnOutcome::Unauthorized,
             },
             _ if cert_failed => AuthnOutcome::Unauthorized,
-            _ => AuthnOutcome::User(anonymous()),
+            _ if self.anonymous => AuthnOutcome::User(anonymous()),
+            _ => AuthnOutcome::Unauthorized,
         }
     }
 
@@ -468,6 +542,22 @@ impl DelegatedAuth {
             verb: verb.to_string(),
             path: path.to_string(),
         };
+        let attrs = NonResourceAttributes {
+            path: Some(path.to_string()),
+            verb: Some(verb.to_string()),
+        };
+        self.review(client, user, key, Some(attrs), None).await
+    }
+
+    /// One SubjectAccessReview, answered from the cache when it can be.
+    async fn review(
+        &self,
+        client: &kube::Client,
+        user: &UserInfo,
+        key: SarKey,
+        non_resource: Option<NonResourceAttributes>,
+        resource: Option<ResourceAttributes>,
+    ) -> AuthzOutcome {
         if let Some((allowed, reason)) = self.sar_cache.get(&key) {
             return if allowed {
                 AuthzOutcome::Allowed
@@ -481,11 +571,8 @@ impl DelegatedAuth {
                 uid: (!user.uid.is_empty()).then(|| user.uid.clone()),
                 groups: Some(user.groups.clone()),
                 extra: (!user.extra.is_empty()).then(|| user.extra.clone().into_iter().collect()),
-                non_resource_attributes: Some(NonResourceAttributes {
-                    path: Some(path.to_string()),
-                    verb: Some(verb.to_string()),
-                }),
-                resource_attributes: None,
+                non_resource_attributes: non_resource,
+                resource_attributes: resource,
             },
             ..SubjectAccessReview::default()
         };

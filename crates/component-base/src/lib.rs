@@ -31,6 +31,7 @@
 pub mod delegated;
 pub mod healthz;
 pub mod metrics;
+pub mod proxy;
 pub mod serving;
 pub mod tls;
 

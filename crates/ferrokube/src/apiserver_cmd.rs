@@ -120,6 +120,7 @@ impl ApiServerArgs {
                 ..self.security.to_config()
             },
             audit: self.compat.audit_config(),
+            kubelet: self.compat.kubelet_config(),
             ..ApiServerConfig::new(
                 SocketAddr::new(self.bind_address, self.secure_port),
                 cert,

@@ -197,13 +197,19 @@ pub struct CompatFlags {
     pub allow_privileged: Option<bool>,
     #[arg(long, hide = true)]
     pub apiserver_count: Option<u32>,
-    #[arg(long, hide = true, value_name = "FILE")]
+    /// The CA that signs kubelets' serving certificates (unset: not checked).
+    #[arg(long, value_name = "FILE")]
     pub kubelet_certificate_authority: Option<PathBuf>,
-    #[arg(long, hide = true, value_name = "FILE")]
+    /// The client certificate the API server presents to kubelets (logs, exec,
+    /// port-forward, nodes/proxy).
+    #[arg(long, value_name = "FILE")]
     pub kubelet_client_certificate: Option<PathBuf>,
-    #[arg(long, hide = true, value_name = "FILE")]
+    /// The key of --kubelet-client-certificate.
+    #[arg(long, value_name = "FILE")]
     pub kubelet_client_key: Option<PathBuf>,
-    #[arg(long, hide = true)]
+    /// Node address types to reach kubelets at, in order of preference
+    /// (default Hostname,InternalDNS,InternalIP,ExternalDNS,ExternalIP).
+    #[arg(long, value_name = "TYPES")]
     pub kubelet_preferred_address_types: Option<String>,
     #[arg(long, hide = true, value_parser = go_bool, num_args = 0..=1, default_missing_value = "true", action = ArgAction::Set)]
     pub kubelet_https: Option<bool>,
@@ -223,6 +229,24 @@ pub struct CompatFlags {
 }
 
 impl CompatFlags {
+    pub fn kubelet_config(&self) -> ferrokube_apiserver::KubeletClientConfig {
+        let mut c = ferrokube_apiserver::KubeletClientConfig {
+            client_certificate: self.kubelet_client_certificate.clone(),
+            client_key: self.kubelet_client_key.clone(),
+            certificate_authority: self.kubelet_certificate_authority.clone(),
+            ..Default::default()
+        };
+        if let Some(types) = &self.kubelet_preferred_address_types {
+            c.preferred_address_types = types
+                .split(',')
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(str::to_string)
+                .collect();
+        }
+        c
+    }
+
     pub fn audit_config(&self) -> ferrokube_apiserver::AuditConfig {
         ferrokube_apiserver::AuditConfig {
             policy_file: self.audit_policy_file.clone(),

@@ -115,6 +115,7 @@ pub async fn start(
         node_ip,
         root_dir: args.root_dir.clone(),
         pod_logs_dir: args.pod_logs_dir.clone(),
+        cert_dir: args.cert_dir.clone(),
     };
     let kubelet = Kubelet::new(opts, config, client, &endpoint, stop).await?;
     Ok(tokio::spawn(async move {

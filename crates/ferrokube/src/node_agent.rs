@@ -40,8 +40,14 @@ pub struct NodeAgentOptions {
     /// A bootstrap kubeconfig (`agent`).
     pub bootstrap_kubeconfig: Option<PathBuf>,
     /// A KubeletConfiguration file; without one, upstream's defaults with
-    /// `failSwapOn: false` (as k3s).
+    /// `failSwapOn: false` (as k3s) and `clientCAFile` below.
     pub kubelet_config: Option<PathBuf>,
+    /// The cluster CA the kubelet checks client certificates (the API server's) with.
+    pub client_ca_file: PathBuf,
+    /// The kubelet's HTTPS port (10250) and healthz port (10248), when no
+    /// `kubelet_config` is given.
+    pub kubelet_port: u16,
+    pub kubelet_healthz_port: u16,
 }
 
 /// The running node: stop it with [`NodeAgent::stop`].
@@ -169,11 +175,19 @@ impl NodeAgent {
             Some(c) => c.clone(),
             None => {
                 let path = opts.dir.join("kubelet-config.yaml");
+                let ca = serde_json::to_string(&opts.client_ca_file.display().to_string())
+                    .unwrap_or_default();
                 std::fs::write(
                     &path,
-                    "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n\
-                     # written by ferrokube at every start; pass --kubelet-config to use your own\n\
-                     failSwapOn: false\ncgroupDriver: cgroupfs\nclusterDomain: cluster.local\n",
+                    format!(
+                        "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n\
+                         # written by ferrokube at every start; pass --kubelet-config to use your own\n\
+                         failSwapOn: false\ncgroupDriver: cgroupfs\nclusterDomain: cluster.local\n\
+                         authentication:\n  anonymous: {{enabled: false}}\n  webhook: {{enabled: true}}\n  \
+                         x509: {{clientCAFile: {ca}}}\nauthorization: {{mode: Webhook}}\n\
+                         port: {}\nhealthzPort: {}\n",
+                        opts.kubelet_port, opts.kubelet_healthz_port
+                    ),
                 )
                 .with_context(|| format!("writing {}", path.display()))?;
                 path

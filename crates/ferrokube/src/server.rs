@@ -60,6 +60,12 @@ pub struct ServerArgs {
     /// The pods' Linux bridge (change it to run several nodes on one host).
     #[arg(long, value_name = "NAME", default_value = ferrokube_cni::conflist::BRIDGE_NAME)]
     cni_bridge: String,
+    /// The kubelet's HTTPS port (logs, exec, port-forward through the API server).
+    #[arg(long, default_value_t = 10250)]
+    kubelet_port: u16,
+    /// The kubelet's plain healthz port on 127.0.0.1.
+    #[arg(long, default_value_t = 10248)]
+    kubelet_healthz_port: u16,
     /// The kubelet's KubeletConfiguration file (default: upstream's defaults with
     /// failSwapOn false).
     #[arg(long, value_name = "FILE")]
@@ -127,6 +133,65 @@ fn start_components(args: &ServerArgs, pki: &Path) -> anyhow::Result<()> {
                 tracing::error!(error = %format!("{e:#}"), "controller-manager stopped");
             }
         });
+    }
+    Ok(())
+}
+
+/// The ClusterRoleBindings a `server` cluster adds to upstream's bootstrap policy:
+/// - the seeds' `kube-apiserver-to-kubelet` step: user `kubernetes` (the API server's
+///   client certificate towards kubelets) gets `system:kubelet-api-admin`, so kubelets
+///   allow logs, exec and port-forward through the API server;
+/// - `ferrokube:node-network`: `system:node-proxier` (read Nodes, Services, Endpoints,
+///   EndpointSlices) for group `system:nodes`, so the pod network daemon beside each
+///   kubelet works with the node's own credentials (upstream's Node authorizer lets a
+///   node read only its own Node; flannel and cilium get the same through ClusterRoles
+///   of their own).
+async fn bind_server_roles(pki: &Path) -> anyhow::Result<()> {
+    use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleRef, Subject};
+    let client = ferrokube_client::ClientConfig::new(
+        pki.join("admin.kubeconfig"),
+        "ferrokube-server",
+        crate::kubelet_cmd::VERSION,
+    )
+    .build()
+    .await?;
+    let api: kube::Api<ClusterRoleBinding> = kube::Api::all(client);
+    for (name, role, kind, subject) in [
+        (
+            "ferrokube:kube-apiserver-to-kubelet",
+            "system:kubelet-api-admin",
+            "User",
+            "kubernetes",
+        ),
+        (
+            "ferrokube:node-network",
+            "system:node-proxier",
+            "Group",
+            "system:nodes",
+        ),
+    ] {
+        let binding = ClusterRoleBinding {
+            metadata: kube::api::ObjectMeta {
+                name: Some(name.into()),
+                ..Default::default()
+            },
+            role_ref: RoleRef {
+                api_group: "rbac.authorization.k8s.io".into(),
+                kind: "ClusterRole".into(),
+                name: role.into(),
+            },
+            subjects: Some(vec![Subject {
+                api_group: Some("rbac.authorization.k8s.io".into()),
+                kind: kind.into(),
+                name: subject.into(),
+                namespace: None,
+            }]),
+        };
+        match api.create(&Default::default(), &binding).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 409 => {}
+            Err(e) => return Err(anyhow::Error::from(e).context(format!("creating {name}"))),
+        }
     }
     Ok(())
 }
@@ -251,7 +316,15 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             service_account_issuer: vec!["https://kubernetes.default.svc.cluster.local".into()],
             ..Default::default()
         },
-        compat: Default::default(),
+        compat: crate::apiserver_flags::CompatFlags {
+            // As the seeds: the API server's certificate (client auth too) towards
+            // kubelets, which authorize user `kubernetes` through
+            // system:kubelet-api-admin (bound below).
+            kubelet_client_certificate: Some(pki_dir.join("kubernetes.pem")),
+            kubelet_client_key: Some(pki_dir.join("kubernetes-key.pem")),
+            kubelet_preferred_address_types: Some("InternalIP,ExternalIP,Hostname".into()),
+            ..Default::default()
+        },
         storage,
     };
     let backend = api.storage.open(true).await?;
@@ -266,6 +339,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let serving = tokio::spawn(server.run(stopped));
     start_components(&args, &pki)?;
+    if let Err(e) = bind_server_roles(&pki).await {
+        tracing::warn!(error = %format!("{e:#}"), "creating the server's ClusterRoleBindings");
+    }
     println!(
         "ferrokube server: API server on https://{addr} ({} storage)",
         backend.store().backend()
@@ -284,6 +360,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             kubeconfig: pki.join(format!("kubelet-{node_name}.kubeconfig")),
             bootstrap_kubeconfig: None,
             kubelet_config: args.kubelet_config.clone(),
+            client_ca_file: pki.join("ca.pem"),
+            kubelet_port: args.kubelet_port,
+            kubelet_healthz_port: args.kubelet_healthz_port,
         };
         // The control plane stays up without a node (no runtime here, not root, …).
         match crate::node_agent::NodeAgent::start(opts).await {

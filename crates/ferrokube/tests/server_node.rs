@@ -62,7 +62,15 @@ fn start_node_server() -> NodeServer {
         assert!(in_path(program), "{program} is missing: {INSTALL_HINT}");
     }
     let bridge = format!("fks{}", std::process::id() % 100_000);
+    let (kubelet_port, healthz_port) = (
+        common::free_port().to_string(),
+        common::free_port().to_string(),
+    );
     let s = common::start_with(&[
+        "--kubelet-port",
+        &kubelet_port,
+        "--kubelet-healthz-port",
+        &healthz_port,
         "--cluster-cidr",
         CLUSTER_CIDR,
         "--cni-bridge",
@@ -124,6 +132,85 @@ fn http_get(ip: &str, port: u16) -> String {
     let mut body = String::new();
     let _ = conn.read_to_string(&mut body);
     body
+}
+
+/// `kubectl logs`, `exec` (stdin, exit codes), `port-forward` and `nodes/proxy`: the API
+/// server proxies to the kubelet, which hands streams to containerd.
+fn streaming_through_the_api_server(s: &Server, web_pod: &str) {
+    let run = s.kubectl(&[
+        "run",
+        "talker",
+        "--image=ferrokube.local/busybox:test",
+        "--image-pull-policy=Never",
+        "--restart=Never",
+        "--",
+        "sh",
+        "-c",
+        "echo one; echo two; sleep 3600",
+    ]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    wait(s, "talker Running", 20, || {
+        get(s, &["pod", "talker"], "{.status.phase}") == "Running"
+    });
+    let mut logs = String::new();
+    wait(s, "talker's logs", 10, || {
+        logs = String::from_utf8_lossy(&s.kubectl(&["logs", "talker"]).stdout).into_owned();
+        logs == "one\ntwo\n"
+    });
+    assert_eq!(
+        String::from_utf8_lossy(&s.kubectl(&["logs", "talker", "--tail=1"]).stdout),
+        "two\n"
+    );
+    let stamped = String::from_utf8_lossy(&s.kubectl(&["logs", "talker", "--timestamps"]).stdout)
+        .into_owned();
+    assert!(stamped.lines().all(|l| l.contains("Z ")), "{stamped}");
+    let prev = s.kubectl(&["logs", "talker", "--previous"]);
+    assert!(String::from_utf8_lossy(&prev.stderr).contains("previous terminated container"));
+
+    let echoed = s.kubectl_stdin(&["exec", "-i", "talker", "--", "cat"], Some("ping\n"));
+    assert_eq!(String::from_utf8_lossy(&echoed.stdout), "ping\n");
+    let listing = s.kubectl(&["exec", "talker", "--", "ls", "/"]);
+    assert!(String::from_utf8_lossy(&listing.stdout)
+        .lines()
+        .any(|l| l == "www"));
+    let failing = s.kubectl(&["exec", "talker", "--", "sh", "-c", "exit 3"]);
+    assert_eq!(failing.status.code(), Some(3));
+
+    // port-forward: a local port to the web pod's 8080.
+    let mut pf = std::process::Command::new(common::KUBECTL)
+        .args(["port-forward", &format!("pod/{web_pod}"), ":8080"])
+        .env("KUBECONFIG", &s.kubeconfig)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(pf.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+    let port: u16 = line
+        .split("127.0.0.1:")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {line:?}"));
+    let page = http_get("127.0.0.1", port);
+    let _ = pf.kill();
+    let _ = pf.wait();
+    assert!(page.contains("ferrokube busybox test image"), "{page}");
+
+    assert_eq!(
+        String::from_utf8_lossy(
+            &s.kubectl(&["get", "--raw", "/api/v1/nodes/fk-node/proxy/healthz"])
+                .stdout
+        ),
+        "ok"
+    );
+    let del = s.kubectl(&["delete", "pod", "talker", "--grace-period=1"]);
+    assert!(del.status.success());
 }
 
 fn write_images(dir: &Path) {
@@ -189,6 +276,8 @@ fn server_runs_a_deployment_on_its_own_node_and_adopts_it_after_a_restart() {
         pods[0].3
     );
 
+    streaming_through_the_api_server(s, &pods[0].0);
+
     // A restart of the server keeps the containers: same IDs, no restarts.
     let before: Vec<_> = pods.clone();
     node.s.restart();
@@ -209,15 +298,10 @@ fn server_runs_a_deployment_on_its_own_node_and_adopts_it_after_a_restart() {
     wait(s, "pods gone", 30, || {
         get(s, &["pods", "-l", "app=web"], "{.items[*].metadata.name}").is_empty()
     });
-    let listing = ferrokube_containerd::import::ctr(&node.socket(), &["tasks", "ls", "-q"], None)
-        .unwrap_or_default();
-    // Only sandboxes of nothing are left at most; no httpd container runs.
-    let ps = std::process::Command::new("pgrep")
-        .args(["-f", "httpd -f -p 8080 -h /www"])
-        .output()
-        .unwrap();
-    assert!(
-        String::from_utf8_lossy(&ps.stdout).trim().is_empty(),
-        "httpd still runs; tasks: {listing}"
-    );
+    // No container or sandbox is left in the node's containerd.
+    let tasks = || {
+        ferrokube_containerd::import::ctr(&node.socket(), &["tasks", "ls", "-q"], None)
+            .unwrap_or_else(|e| format!("ctr: {e}"))
+    };
+    wait(s, "every task removed", 20, || tasks().trim().is_empty());
 }

@@ -12,6 +12,7 @@ pub mod host;
 pub mod node;
 pub mod pods;
 pub mod runtime;
+pub mod server;
 pub mod status;
 pub mod volumes;
 
@@ -62,6 +63,9 @@ pub struct KubeletOptions {
     pub root_dir: PathBuf,
     /// Where container logs go (`podLogsDir`, /var/log/pods by default).
     pub pod_logs_dir: PathBuf,
+    /// `--cert-dir`: the self-signed serving pair `kubelet.crt`/`kubelet.key` when no
+    /// `tlsCertFile` is configured.
+    pub cert_dir: PathBuf,
 }
 
 /// The running kubelet: shared by its tasks.
@@ -178,6 +182,15 @@ impl Kubelet {
 
     /// Registers the node and runs everything until `stop`.
     pub async fn run(self: Arc<Self>) -> Result<(), Error> {
+        // As upstream, a port that cannot be bound is logged, not fatal to the pods.
+        match server::start(self.clone(), &self.opts.cert_dir).await {
+            Ok(Some(addr)) => tracing::info!(%addr, "kubelet server started"),
+            Ok(None) => {}
+            Err(e) => tracing::error!(error = %e, "kubelet server not started"),
+        }
+        if let Err(e) = server::start_healthz(self.clone()).await {
+            tracing::error!(error = %e, "kubelet healthz server not started");
+        }
         let node = loop {
             match self.register().await {
                 Ok(n) => break n,

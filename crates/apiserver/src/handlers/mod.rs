@@ -3,6 +3,7 @@
 pub mod componentstatus;
 pub mod discovery;
 pub mod fieldmanager;
+pub mod kubelet_proxy;
 pub mod openapi;
 pub mod openapi_v2;
 pub mod pods;
