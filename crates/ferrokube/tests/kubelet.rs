@@ -324,6 +324,8 @@ fn kubelet_registers_and_runs_pods_in_containerd() {
         r == "ErrImagePull" || r == "ImagePullBackOff"
     });
 
+    probes(&s, &kubelet, &node);
+
     // Graceful deletion: the kubelet stops the containers and removes the object.
     s.ok(&["delete", "pod", "web", "--wait=false"]);
     wait(&s, &kubelet, "web gone", 30, || {
@@ -355,6 +357,79 @@ fn kubelet_registers_and_runs_pods_in_containerd() {
         !ids.contains(id.trim_start_matches("containerd://"))
     });
     drop(kubelet);
+}
+
+/// Readiness gates the Ready condition (exec and httpGet handlers), a failing liveness
+/// probe restarts the container with an Unhealthy event.
+fn probes(s: &Server, kubelet: &Kubelet, node: &str) {
+    let image = ferrokube_containerd::testimage::BUSYBOX_IMAGE;
+    create(
+        s,
+        &format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: probed}}\nspec:\n  nodeName: {node}\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: c\n    image: {image}\n    command: [sh, -c, 'sleep 3; touch /tmp/ready; httpd -f -p 8080 -h /www']\n    readinessProbe:\n      exec: {{command: [test, -f, /tmp/ready]}}\n      periodSeconds: 1\n  - name: web\n    image: {image}\n    command: [httpd, -f, -p, '8081', -h, /www]\n    readinessProbe:\n      httpGet: {{path: /index.html, port: 8081}}\n      periodSeconds: 1\n    startupProbe:\n      tcpSocket: {{port: 8081}}\n      periodSeconds: 1\n"
+        ),
+    );
+    let ready = || {
+        jsonpath(
+            s,
+            &["pod", "probed"],
+            "{.status.conditions[?(@.type==\"Ready\")].status}",
+        )
+    };
+    wait(s, kubelet, "probed running", 20, || {
+        jsonpath(s, &["pod", "probed"], "{.status.phase}") == "Running"
+    });
+    assert_eq!(ready(), "False", "ready before its readiness probe passed");
+    wait(s, kubelet, "probed Ready", 20, || ready() == "True");
+    assert_eq!(
+        jsonpath(
+            s,
+            &["pod", "probed"],
+            "{.status.containerStatuses[*].started}"
+        ),
+        "true true"
+    );
+
+    create(
+        s,
+        &format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: dying}}\nspec:\n  nodeName: {node}\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: c\n    image: {image}\n    command: [sh, -c, 'touch /tmp/alive; sleep 2; rm /tmp/alive; sleep 3600']\n    livenessProbe:\n      exec: {{command: [test, -f, /tmp/alive]}}\n      periodSeconds: 1\n      failureThreshold: 1\n"
+        ),
+    );
+    wait(
+        s,
+        kubelet,
+        "dying restarted by its liveness probe",
+        40,
+        || {
+            jsonpath(
+                s,
+                &["pod", "dying"],
+                "{.status.containerStatuses[0].restartCount}",
+            )
+            .parse::<u32>()
+            .is_ok_and(|n| n >= 1)
+        },
+    );
+    let events = s.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=dying",
+        "-o",
+        "jsonpath={range .items[*]}{.reason}: {.message}{\"\\n\"}{end}",
+    ]);
+    assert!(
+        events.contains("Unhealthy: Liveness probe failed"),
+        "{events}"
+    );
+    assert!(
+        events.contains("failed liveness probe, will be restarted"),
+        "{events}"
+    );
+    for pod in ["probed", "dying"] {
+        s.ok(&["delete", "pod", pod, "--wait=false"]);
+    }
 }
 
 #[test]

@@ -11,6 +11,7 @@ pub mod events;
 pub mod host;
 pub mod node;
 pub mod pods;
+pub mod probes;
 pub mod runtime;
 pub mod server;
 pub mod status;

@@ -36,6 +36,10 @@ pub struct Observed {
     pub waiting: HashMap<String, (String, String)>,
     /// An init container failed under restartPolicy Never: the pod is Failed.
     pub init_failed: bool,
+    /// Per running container with probes: started (startup probe passed) and ready
+    /// (readiness probe passed); a container not listed is both while running.
+    pub started: HashMap<String, bool>,
+    pub ready: HashMap<String, bool>,
 }
 
 fn time_ns(ns: i64) -> Option<Time> {
@@ -146,9 +150,11 @@ fn container_status(c: &Container, o: &Observed, init: bool) -> ContainerStatus 
             st.image_id = latest.image_ref.clone();
             st.restart_count = restart_count(latest);
             let running = is_running(latest);
-            st.started = Some(running);
-            // No probes yet: a running container is ready.
-            st.ready = running;
+            // Probes decide for containers that have them (init containers have none).
+            let probed =
+                |m: &HashMap<String, bool>| init || m.get(&c.name).copied().unwrap_or(true);
+            st.started = Some(running && probed(&o.started));
+            st.ready = running && probed(&o.ready);
             match (is_exited(latest), waiting) {
                 // Exited and waiting to restart: Waiting with the last run as lastState.
                 (true, Some((reason, message))) => {

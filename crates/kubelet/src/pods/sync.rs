@@ -39,6 +39,18 @@ pub struct PodWorker {
     last_status: Option<String>,
     last_pod: Option<Pod>,
     reported_mount_error: Option<String>,
+    /// Probe outcomes, written by the prober tasks.
+    probe_results: Arc<crate::probes::ProbeResults>,
+    /// The prober task of each (container, probe kind) and the container ID it probes.
+    probers: HashMap<(String, crate::probes::Kind), (String, tokio::task::AbortHandle)>,
+}
+
+impl Drop for PodWorker {
+    fn drop(&mut self) {
+        for (_, (_, task)) in self.probers.drain() {
+            task.abort();
+        }
+    }
 }
 
 impl std::fmt::Debug for PodWorker {
@@ -81,6 +93,8 @@ impl PodWorker {
             last_status: None,
             last_pod: None,
             reported_mount_error: None,
+            probe_results: Arc::default(),
+            probers: HashMap::new(),
         }
     }
 
@@ -410,7 +424,41 @@ impl PodWorker {
                             let grace = spec.termination_grace_period_seconds.unwrap_or(30);
                             self.kill(std::slice::from_ref(l), grace, None).await;
                             next = Duration::ZERO;
+                            continue;
                         }
+                        let ip = observed.pod_ips.first().cloned().unwrap_or_default();
+                        self.ensure_probers(pod, c, &l.id, &ip);
+                        if let Some(kind) = self.probe_results.must_restart(c, &l.id) {
+                            let what = if kind == crate::probes::Kind::Startup {
+                                "startup"
+                            } else {
+                                "liveness"
+                            };
+                            self.k.events.pod(
+                                pod,
+                                container_field(false, &c.name),
+                                false,
+                                "Killing",
+                                format!(
+                                    "Container {} failed {what} probe, will be restarted",
+                                    c.name
+                                ),
+                            );
+                            let grace = kind
+                                .of(c)
+                                .and_then(|p| p.termination_grace_period_seconds)
+                                .or(spec.termination_grace_period_seconds)
+                                .unwrap_or(30);
+                            self.kill(std::slice::from_ref(l), grace, None).await;
+                            next = Duration::ZERO;
+                            continue;
+                        }
+                        observed
+                            .started
+                            .insert(c.name.clone(), self.probe_results.started(c, &l.id));
+                        observed
+                            .ready
+                            .insert(c.name.clone(), self.probe_results.ready(c, &l.id));
                     }
                     Some(l) if l.state == cri::ContainerState::ContainerExited as i32 => {
                         let code = self.exit_code(&l.id).await;
@@ -446,6 +494,42 @@ impl PodWorker {
             }
         }
         next
+    }
+
+    /// Starts the prober tasks of a running container instance (once per instance;
+    /// those of an earlier instance are stopped).
+    fn ensure_probers(
+        &mut self,
+        pod: &Pod,
+        c: &k8s_openapi::api::core::v1::Container,
+        id: &str,
+        pod_ip: &str,
+    ) {
+        use crate::probes::{Kind, Prober};
+        for kind in Kind::ALL {
+            if kind.of(c).is_none() {
+                continue;
+            }
+            let key = (c.name.clone(), kind);
+            if self.probers.get(&key).is_some_and(|(cid, _)| cid == id) {
+                continue;
+            }
+            if let Some((_, old)) = self.probers.remove(&key) {
+                old.abort();
+            }
+            let prober = Prober {
+                k: self.k.clone(),
+                pod: pod.clone(),
+                container: c.clone(),
+                container_id: id.to_string(),
+                pod_ip: pod_ip.to_string(),
+                kind,
+                results: self.probe_results.clone(),
+                wake: self.wake.clone(),
+            };
+            let task = tokio::spawn(prober.run()).abort_handle();
+            self.probers.insert(key, (id.to_string(), task));
+        }
     }
 
     /// How long until a container waiting on a back-off may be tried again.
