@@ -181,6 +181,21 @@ impl Kubelet {
         Ok(())
     }
 
+    /// The runtime's status of a container (`None` if it is gone or CRI fails).
+    pub async fn container_status(&self, id: &str) -> Option<cri::ContainerStatus> {
+        self.cri
+            .runtime
+            .clone()
+            .container_status(cri::ContainerStatusRequest {
+                container_id: id.to_string(),
+                verbose: false,
+            })
+            .await
+            .call("ContainerStatus")
+            .ok()
+            .and_then(|r| r.status)
+    }
+
     /// Registers the node and runs everything until `stop`.
     pub async fn run(self: Arc<Self>) -> Result<(), Error> {
         // As upstream, a port that cannot be bound is logged, not fatal to the pods.

@@ -568,15 +568,9 @@ impl PodWorker {
     }
 
     async fn exit_code(&self, id: &str) -> i32 {
-        self.rt()
-            .container_status(cri::ContainerStatusRequest {
-                container_id: id.to_string(),
-                verbose: false,
-            })
+        self.k
+            .container_status(id)
             .await
-            .call("ContainerStatus")
-            .ok()
-            .and_then(|r| r.status)
             .map_or(-1, |s| s.exit_code)
     }
 

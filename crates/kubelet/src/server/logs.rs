@@ -3,11 +3,11 @@
 //! as upstream's `kuberuntime` log reader: `follow`, `previous`, `tailLines`,
 //! `limitBytes`, `sinceSeconds`, `sinceTime`, `timestamps`.
 
-use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use ferrokube_cri::{v1 as cri, CallExt};
+use ferrokube_cri::v1 as cri;
 use http::{header, Response, StatusCode};
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
@@ -15,7 +15,6 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use super::stream::query_values;
 use super::{status, Body};
-use crate::runtime::{CONTAINER_NAME, POD_NAME, POD_NAMESPACE};
 use crate::Kubelet;
 
 /// What the request asks for.
@@ -131,23 +130,8 @@ async fn find_container(
     container: &str,
     previous: bool,
 ) -> Result<cri::Container, Response<Body>> {
-    let selector = HashMap::from([
-        (POD_NAMESPACE.to_string(), ns.to_string()),
-        (POD_NAME.to_string(), pod.to_string()),
-        (CONTAINER_NAME.to_string(), container.to_string()),
-    ]);
-    let list = k
-        .cri
-        .runtime
-        .clone()
-        .list_containers(cri::ListContainersRequest {
-            filter: Some(cri::ContainerFilter {
-                label_selector: selector,
-                ..Default::default()
-            }),
-        })
+    let all = super::stream::instances(k, ns, pod, container, false)
         .await
-        .call("ListContainers")
         .map_err(|e| {
             status(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -155,8 +139,6 @@ async fn find_container(
                 &e.to_string(),
             )
         })?;
-    let mut all = list.containers;
-    all.sort_by_key(|c| std::cmp::Reverse(c.metadata.as_ref().map_or(0, |m| m.attempt)));
     let pick = if previous { all.get(1) } else { all.first() };
     pick.cloned().ok_or_else(|| {
         let message = if previous {
@@ -170,27 +152,13 @@ async fn find_container(
     })
 }
 
-async fn container_status(k: &Kubelet, id: &str) -> Option<cri::ContainerStatus> {
-    k.cri
-        .runtime
-        .clone()
-        .container_status(cri::ContainerStatusRequest {
-            container_id: id.to_string(),
-            verbose: false,
-        })
-        .await
-        .call("ContainerStatus")
-        .ok()
-        .and_then(|r| r.status)
-}
-
 fn running(s: &cri::ContainerStatus) -> bool {
     s.state == cri::ContainerState::ContainerRunning as i32
 }
 
 /// Serves the logs of `ns/pod`'s `container`.
 pub async fn serve(
-    k: &Kubelet,
+    k: &Arc<Kubelet>,
     ns: &str,
     pod: &str,
     container: &str,
@@ -204,7 +172,7 @@ pub async fn serve(
         Ok(c) => c,
         Err(r) => return r,
     };
-    let Some(st) = container_status(k, &c.id).await else {
+    let Some(st) = k.container_status(&c.id).await else {
         return status(
             StatusCode::NOT_FOUND,
             "NotFound",
@@ -248,7 +216,7 @@ pub async fn serve(
     };
     let initial: String = lines.concat();
     let follow = opts.follow && running(&st);
-    let (k_cri, id) = (k.cri.clone(), c.id.clone());
+    let (k, id) = (k.clone(), c.id.clone());
     tokio::spawn(async move {
         if !initial.is_empty() && !send(tx.clone(), initial, &mut budget).await {
             return;
@@ -283,17 +251,7 @@ pub async fn serve(
             since_check += 1;
             if since_check >= 5 {
                 since_check = 0;
-                let alive = k_cri
-                    .runtime
-                    .clone()
-                    .container_status(cri::ContainerStatusRequest {
-                        container_id: id.clone(),
-                        verbose: false,
-                    })
-                    .await
-                    .ok()
-                    .and_then(|r| r.into_inner().status)
-                    .is_some_and(|s| running(&s));
+                let alive = k.container_status(&id).await.is_some_and(|s| running(&s));
                 if !alive {
                     return;
                 }

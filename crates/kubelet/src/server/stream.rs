@@ -72,34 +72,36 @@ fn labels(ns: &str, pod: &str) -> HashMap<String, String> {
     ])
 }
 
-/// The running container `container` of pod `ns/pod` (its newest attempt).
-pub async fn running_container(
+/// The instances of container `container` of pod `ns/pod` in the runtime (only running
+/// ones if `running_only`), newest attempt first.
+pub async fn instances(
     k: &Kubelet,
     ns: &str,
     pod: &str,
     container: &str,
-) -> Result<Option<cri::Container>, ferrokube_cri::Error> {
+    running_only: bool,
+) -> Result<Vec<cri::Container>, ferrokube_cri::Error> {
     let mut selector = labels(ns, pod);
     selector.insert(CONTAINER_NAME.to_string(), container.to_string());
+    let state = running_only.then_some(cri::ContainerStateValue {
+        state: cri::ContainerState::ContainerRunning as i32,
+    });
     let list = k
         .cri
         .runtime
         .clone()
         .list_containers(cri::ListContainersRequest {
             filter: Some(cri::ContainerFilter {
-                state: Some(cri::ContainerStateValue {
-                    state: cri::ContainerState::ContainerRunning as i32,
-                }),
+                state,
                 label_selector: selector,
                 ..Default::default()
             }),
         })
         .await
         .call("ListContainers")?;
-    Ok(list
-        .containers
-        .into_iter()
-        .max_by_key(|c| c.metadata.as_ref().map_or(0, |m| m.attempt)))
+    let mut all = list.containers;
+    all.sort_by_key(|c| std::cmp::Reverse(c.metadata.as_ref().map_or(0, |m| m.attempt)));
+    Ok(all)
 }
 
 async fn ready_sandbox(
@@ -173,9 +175,11 @@ async fn stream_url(
         return Ok(r.url);
     }
     let name = container.unwrap_or_default();
-    let c = running_container(k, ns, pod, name)
+    let c = instances(k, ns, pod, name, true)
         .await
         .map_err(internal)?
+        .into_iter()
+        .next()
         .ok_or_else(|| {
             status(
                 StatusCode::NOT_FOUND,
