@@ -111,6 +111,15 @@ fn start_kubelet(s: &Server, ctd: &TestContainerd, dir: &Path) -> (Kubelet, Stri
     )
 }
 
+/// Deletes the test's bridge when the test ends (the CNI plugin leaves it behind).
+struct BridgeGuard(String);
+
+impl Drop for BridgeGuard {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["link", "del", &self.0]).status();
+    }
+}
+
 /// Waits, and on a timeout shows the kubelet's log and the pods.
 fn wait(s: &Server, k: &Kubelet, what: &str, secs: u64, mut f: impl FnMut() -> bool) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
@@ -157,6 +166,7 @@ fn kubelet_registers_and_runs_pods_in_containerd() {
     ctd.import_busybox();
     let subnet_octet = 100 + (std::process::id() % 100);
     let bridge = format!("fkt{}", std::process::id() % 100000);
+    let _bridge = BridgeGuard(bridge.clone());
     write_network(&ctd, &bridge, &format!("198.19.{subnet_octet}.0/24"));
     let dir = tempfile::tempdir().unwrap();
     let (kubelet, node) = start_kubelet(&s, &ctd, dir.path());
