@@ -188,6 +188,7 @@ impl DelegatedAuthFlags {
         Ok(DelegatedAuth {
             authn,
             anonymous: true,
+            allow_all: false,
             token_reviews,
             access_reviews,
             always_allow_paths: self.authorization_always_allow_paths.clone(),
@@ -285,6 +286,8 @@ pub struct DelegatedAuth {
     authn: Authenticator,
     /// Requests without credentials are `system:anonymous` (else 401).
     anonymous: bool,
+    /// AlwaysAllow: every authenticated request is authorized, nothing is reviewed.
+    allow_all: bool,
     token_reviews: Option<kube::Client>,
     access_reviews: Option<kube::Client>,
     always_allow_paths: Vec<String>,
@@ -340,6 +343,7 @@ impl DelegatedAuth {
         Ok(DelegatedAuth {
             authn: Authenticator::new(&AuthnConfig::new())?,
             anonymous: true,
+            allow_all: false,
             token_reviews: None,
             access_reviews: None,
             always_allow_paths: flags.authorization_always_allow_paths,
@@ -366,17 +370,13 @@ impl DelegatedAuth {
         let mut cfg = AuthnConfig::new();
         cfg.client_ca_file = client_ca_file;
         cfg.anonymous_auth = false;
-        let always_allow = access_reviews.is_none();
         Ok(DelegatedAuth {
             authn: Authenticator::new(&cfg)?,
             anonymous,
+            allow_all: access_reviews.is_none(),
             token_reviews,
             access_reviews,
-            always_allow_paths: if always_allow {
-                vec!["*".into()]
-            } else {
-                Vec::new()
-            },
+            always_allow_paths: Vec::new(),
             always_allow_groups: Vec::new(),
             token_cache: TtlCache::default(),
             token_ttl: cache_ttl,
@@ -396,20 +396,13 @@ impl DelegatedAuth {
         subresource: &str,
         name: &str,
     ) -> AuthzOutcome {
-        if self.always_allow_paths.iter().any(|p| p == "*") {
+        if self.allow_all {
             return AuthzOutcome::Allowed;
         }
         let Some(client) = &self.access_reviews else {
             return AuthzOutcome::Denied(String::new());
         };
-        let key = SarKey {
-            user: user.name.clone(),
-            uid: user.uid.clone(),
-            groups: user.groups.clone(),
-            extra: user.extra.clone(),
-            verb: verb.to_string(),
-            path: format!("resource:{resource}/{subresource}/{name}"),
-        };
+        let key = format!("resource:{resource}/{subresource}/{name}");
         let attrs = ResourceAttributes {
             verb: Some(verb.to_string()),
             resource: Some(resource.to_string()),
@@ -418,7 +411,8 @@ impl DelegatedAuth {
             version: Some("v1".into()),
             ..ResourceAttributes::default()
         };
-        self.review(client, user, key, None, Some(attrs)).await
+        self.review(client, user, verb, key, None, Some(attrs))
+            .await
     }
 
     /// The rustls verifier asking for client certificates with both CAs as hints.
@@ -517,10 +511,11 @@ impl DelegatedAuth {
 
     /// Authorizes `verb` on non-resource `path` for `user`.
     pub async fn authorize(&self, user: &UserInfo, verb: &str, path: &str) -> AuthzOutcome {
-        if self
-            .always_allow_paths
-            .iter()
-            .any(|p| path_matches(p, path))
+        if self.allow_all
+            || self
+                .always_allow_paths
+                .iter()
+                .any(|p| path_matches(p, path))
         {
             return AuthzOutcome::Allowed;
         }
@@ -534,30 +529,33 @@ impl DelegatedAuth {
         let Some(client) = &self.access_reviews else {
             return AuthzOutcome::Denied(String::new());
         };
+        let attrs = NonResourceAttributes {
+            path: Some(path.to_string()),
+            verb: Some(verb.to_string()),
+        };
+        self.review(client, user, verb, path.to_string(), Some(attrs), None)
+            .await
+    }
+
+    /// One SubjectAccessReview, answered from the cache when it can be (`target` names
+    /// what is reviewed in the cache key: the path, or `resource:<r>/<sub>/<name>`).
+    async fn review(
+        &self,
+        client: &kube::Client,
+        user: &UserInfo,
+        verb: &str,
+        target: String,
+        non_resource: Option<NonResourceAttributes>,
+        resource: Option<ResourceAttributes>,
+    ) -> AuthzOutcome {
         let key = SarKey {
             user: user.name.clone(),
             uid: user.uid.clone(),
             groups: user.groups.clone(),
             extra: user.extra.clone(),
             verb: verb.to_string(),
-            path: path.to_string(),
+            path: target,
         };
-        let attrs = NonResourceAttributes {
-            path: Some(path.to_string()),
-            verb: Some(verb.to_string()),
-        };
-        self.review(client, user, key, Some(attrs), None).await
-    }
-
-    /// One SubjectAccessReview, answered from the cache when it can be.
-    async fn review(
-        &self,
-        client: &kube::Client,
-        user: &UserInfo,
-        key: SarKey,
-        non_resource: Option<NonResourceAttributes>,
-        resource: Option<ResourceAttributes>,
-    ) -> AuthzOutcome {
         if let Some((allowed, reason)) = self.sar_cache.get(&key) {
             return if allowed {
                 AuthzOutcome::Allowed

@@ -307,63 +307,88 @@ impl SecureServer {
 
     /// Serves until `shutdown` turns true (or its sender is dropped); open connections
     /// are closed gracefully then.
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run(self, shutdown: watch::Receiver<bool>) {
         tracing::info!(addr = ?self.local_addr(), "serving securely");
         let handler = Arc::new(self.handler);
-        loop {
-            let (tcp, peer) = tokio::select! {
-                accepted = self.listener.accept() => match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-                () = stopped(&mut shutdown) => return,
+        serve_tls(self.listener, self.tls, shutdown, move |req, chain| {
+            let handler = handler.clone();
+            async move { handler.handle(req, (*chain).as_deref()).await }
+        })
+        .await;
+    }
+}
+
+/// The TLS client's certificate chain (DER), if it sent one.
+pub type PeerChain = Arc<Option<Vec<Vec<u8>>>>;
+
+/// Accepts TLS connections on `listener` and serves HTTP/1.1 (with upgrades) and
+/// HTTP/2 on each, calling `handle` with every request and the client's certificate
+/// chain, until `shutdown` turns true (or its sender is dropped); open connections
+/// are then closed gracefully (5 s at most). Handshakes time out after 10 s.
+pub async fn serve_tls<H, F, B>(
+    listener: TcpListener,
+    tls: tokio_rustls::TlsAcceptor,
+    mut shutdown: watch::Receiver<bool>,
+    handle: H,
+) where
+    H: Fn(http::Request<Incoming>, PeerChain) -> F + Clone + Send + Sync + 'static,
+    F: std::future::Future<Output = Response<B>> + Send + 'static,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    loop {
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = stopped(&mut shutdown) => return,
+        };
+        let _ = tcp.set_nodelay(true);
+        let (acceptor, handle, mut conn_shutdown) = (tls.clone(), handle.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            let handshake = tokio::select! {
+                r = tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp)) => r,
+                () = stopped(&mut conn_shutdown) => return,
             };
-            let _ = tcp.set_nodelay(true);
-            let (acceptor, handler, mut conn_shutdown) =
-                (self.tls.clone(), handler.clone(), shutdown.clone());
-            tokio::spawn(async move {
-                let handshake = tokio::select! {
-                    r = tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp)) => r,
-                    () = stopped(&mut conn_shutdown) => return,
-                };
-                let tls = match handshake {
-                    Ok(Ok(t)) => t,
-                    Ok(Err(e)) => {
-                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                        return;
-                    }
-                    Err(_) => return,
-                };
-                let chain: Arc<Option<Vec<Vec<u8>>>> = Arc::new(
-                    tls.get_ref()
-                        .1
-                        .peer_certificates()
-                        .map(|c| c.iter().map(|d| d.as_ref().to_vec()).collect()),
-                );
-                let service = hyper::service::service_fn(move |req: http::Request<Incoming>| {
-                    let (handler, chain) = (handler.clone(), chain.clone());
-                    async move { Ok::<_, Infallible>(handler.handle(req, (*chain).as_deref()).await) }
-                });
-                let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-                let conn = builder.serve_connection(TokioIo::new(tls), service);
-                tokio::pin!(conn);
-                tokio::select! {
-                    r = conn.as_mut() => {
-                        if let Err(e) = r {
-                            tracing::debug!(%peer, error = %e, "connection ended with an error");
-                        }
-                    }
-                    () = stopped(&mut conn_shutdown) => {
-                        conn.as_mut().graceful_shutdown();
-                        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), conn).await;
+            let tls = match handshake {
+                Ok(Ok(t)) => t,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => return,
+            };
+            let chain: PeerChain = Arc::new(
+                tls.get_ref()
+                    .1
+                    .peer_certificates()
+                    .map(|c| c.iter().map(|d| d.as_ref().to_vec()).collect()),
+            );
+            let service = hyper::service::service_fn(move |req: http::Request<Incoming>| {
+                let fut = handle(req, chain.clone());
+                async move { Ok::<_, Infallible>(fut.await) }
+            });
+            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
+            tokio::pin!(conn);
+            tokio::select! {
+                r = conn.as_mut() => {
+                    if let Err(e) = r {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
                     }
                 }
-            });
-        }
+                () = stopped(&mut conn_shutdown) => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), conn).await;
+                }
+            }
+        });
     }
 }
 

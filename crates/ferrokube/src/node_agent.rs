@@ -129,6 +129,8 @@ fn import_images(socket: &Path, dir: &Path) -> anyhow::Result<()> {
 impl NodeAgent {
     /// Brings the node up: runtime, images, pod network and kubelet.
     pub async fn start(opts: NodeAgentOptions) -> anyhow::Result<NodeAgent> {
+        let cidrs = ferrokube_cni::parse_cidr_list(&opts.cluster_cidr)
+            .with_context(|| format!("--cluster-cidr {}", opts.cluster_cidr))?;
         std::fs::create_dir_all(&opts.dir)
             .with_context(|| format!("creating {}", opts.dir.display()))?;
         let (containerd, socket) = match &opts.runtime_endpoint {
@@ -204,17 +206,22 @@ impl NodeAgent {
             }
         };
         agent.tasks.push(kubelet);
-        // The pod network runs with the node's own credentials (a node may watch Nodes).
-        let network_client = ferrokube_client::ClientConfig::new(
+        // The pod network runs with the node's own credentials (written by TLS
+        // bootstrap when the kubelet started).
+        let network_client = match ferrokube_client::ClientConfig::new(
             &opts.kubeconfig,
             "ferrokube-network",
             crate::kubelet_cmd::VERSION,
         )
         .build()
         .await
-        .context("building the pod network's API client")?;
-        let cidrs = ferrokube_cni::parse_cidr_list(&opts.cluster_cidr)
-            .with_context(|| format!("--cluster-cidr {}", opts.cluster_cidr))?;
+        {
+            Ok(c) => c,
+            Err(e) => {
+                agent.stop().await;
+                return Err(anyhow::Error::from(e).context("building the pod network's API client"));
+            }
+        };
         let mut net = ferrokube_cni::NetworkOptions::new(opts.node_name.clone(), cidrs);
         net.conf_dir = opts.conf_dir();
         net.data_dir = opts.dir.join("cni");

@@ -38,13 +38,7 @@ impl Drop for NodeServer {
         if let Err(e) = ferrokube_containerd::daemon::remove_all_tasks(&socket) {
             eprintln!("removing the containers: {e}");
         }
-        let _ = std::process::Command::new("kill")
-            .args(["-TERM", &self.s.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while self.s.child.try_wait().unwrap().is_none() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        self.s.terminate(Duration::from_secs(20));
         // A server killed hard leaves its containerd behind.
         let config = self.s.data_dir().join("agent/containerd/config.toml");
         let _ = std::process::Command::new("pkill")

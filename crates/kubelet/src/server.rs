@@ -31,7 +31,7 @@ use ferrokube_component_base::{tls, AuthnOutcome, AuthzOutcome, DelegatedAuth};
 use http::{header, Request, Response, StatusCode};
 use http_body_util::{combinators::BoxBody, BodyExt, Full};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use serde_json::json;
 
 use crate::Kubelet;
@@ -274,55 +274,15 @@ pub async fn start(k: Arc<Kubelet>, cert_dir: &Path) -> Result<Option<SocketAddr
     tracing::info!(addr = ?bound, "kubelet server listening");
     let acceptor = tokio_rustls::TlsAcceptor::from(config);
     let server = Arc::new(Server { k: k.clone(), auth });
-    let mut stop = k.stop.clone();
-    tokio::spawn(async move {
-        loop {
-            let (tcp, peer) = tokio::select! {
-                a = listener.accept() => match a {
-                    Ok(a) => a,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-                () = async { let _ = stop.wait_for(|s| *s).await; } => return,
-            };
-            let _ = tcp.set_nodelay(true);
-            let (acceptor, server) = (acceptor.clone(), server.clone());
-            tokio::spawn(async move {
-                let tls = match tokio::time::timeout(
-                    std::time::Duration::from_secs(10),
-                    acceptor.accept(tcp),
-                )
-                .await
-                {
-                    Ok(Ok(t)) => t,
-                    _ => {
-                        tracing::debug!(%peer, "TLS handshake failed");
-                        return;
-                    }
-                };
-                let chain: Arc<Option<Vec<Vec<u8>>>> = Arc::new(
-                    tls.get_ref()
-                        .1
-                        .peer_certificates()
-                        .map(|c| c.iter().map(|d| d.as_ref().to_vec()).collect()),
-                );
-                let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                    let (server, chain) = (server.clone(), chain.clone());
-                    async move { Ok::<_, Infallible>(server.handle(req, (*chain).as_deref()).await) }
-                });
-                let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-                if let Err(e) = builder
-                    .serve_connection_with_upgrades(TokioIo::new(tls), service)
-                    .await
-                {
-                    tracing::debug!(%peer, error = %e, "connection ended with an error");
-                }
-            });
-        }
-    });
+    tokio::spawn(ferrokube_component_base::serving::serve_tls(
+        listener,
+        acceptor,
+        k.stop.clone(),
+        move |req, chain| {
+            let server = server.clone();
+            async move { server.handle(req, (*chain).as_deref()).await }
+        },
+    ));
     Ok(bound)
 }
 

@@ -116,19 +116,24 @@ impl Server {
         std::fs::read_to_string(self.data_dir().join("server.log")).unwrap_or_default()
     }
 
-    /// Stops the server with SIGTERM (waiting up to 30 s) and starts it again with the
-    /// same data directory, port and flags.
-    pub fn restart(&mut self) {
+    /// Stops the server with SIGTERM, killing it if it has not exited within `timeout`.
+    pub fn terminate(&mut self, timeout: Duration) {
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status();
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + timeout;
         while self.child.try_wait().unwrap().is_none() {
             if Instant::now() > deadline {
                 let _ = self.child.kill();
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Stops the server with SIGTERM (waiting up to 30 s) and starts it again with the
+    /// same data directory, port and flags.
+    pub fn restart(&mut self) {
+        self.terminate(Duration::from_secs(30));
         let (child, kubeconfig) = spawn_server(self._dir.path(), self.port, &self.args);
         self.child = child;
         self.kubeconfig = kubeconfig;

@@ -24,39 +24,14 @@ pub enum Kind {
     PortForward,
 }
 
-/// Query values as upstream reads them: repeated keys kept in order.
+/// Query values as upstream reads them (Go's `url.ParseQuery`): repeated keys kept in
+/// order, `+` and percent escapes decoded.
 pub fn query_values(query: &str) -> HashMap<String, Vec<String>> {
     let mut out: HashMap<String, Vec<String>> = HashMap::new();
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        out.entry(decode(k)).or_default().push(decode(v));
+    for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+        out.entry(k.into_owned()).or_default().push(v.into_owned());
     }
     out
-}
-
-/// Percent-decoding with `+` as a space (form encoding, as Go's url.ParseQuery).
-pub fn decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
-                match u8::from_str_radix(hex, 16) {
-                    Ok(b) => {
-                        out.push(b);
-                        i += 2;
-                    }
-                    Err(_) => out.push(b'%'),
-                }
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn flag(q: &HashMap<String, Vec<String>>, name: &str) -> bool {
@@ -293,7 +268,7 @@ mod tests {
         assert_eq!(q["command"], ["ls", "-l /"]);
         assert!(flag(&q, "stdout") && flag(&q, "tty") && !flag(&q, "stdin"));
         assert_eq!(q["x"], [""]);
-        assert_eq!(decode("a+b%zz%41"), "a b%zzA");
-        assert_eq!(decode("%4"), "%4");
+        assert_eq!(query_values("v=a+b%zz%41")["v"], ["a b%zzA"]);
+        assert_eq!(query_values("v=%4")["v"], ["%4"]);
     }
 }
