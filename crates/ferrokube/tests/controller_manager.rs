@@ -126,9 +126,11 @@ fn two_controller_managers_elect_one_leader() {
                 "--controllers=replicaset",
                 "--use-service-account-credentials",
                 "--leader-elect",
-                "--leader-elect-lease-duration=4s",
-                "--leader-elect-renew-deadline=3s",
-                "--leader-elect-retry-period=500ms",
+                // Short enough for a quick failover, long enough that a loaded CI
+                // machine does not miss a renewal and hand over on its own.
+                "--leader-elect-lease-duration=8s",
+                "--leader-elect-renew-deadline=6s",
+                "--leader-elect-retry-period=1s",
             ])
             .env("RUST_LOG", "info")
             .stderr(std::fs::File::create(&log).unwrap())
@@ -136,31 +138,58 @@ fn two_controller_managers_elect_one_leader() {
             .unwrap();
         common::ControllerManager { child, log }
     };
+    let holder = || {
+        s.ok(&[
+            "-n",
+            "kube-system",
+            "get",
+            "lease",
+            "kube-controller-manager",
+            "-o",
+            "jsonpath={.spec.holderIdentity}",
+        ])
+        .trim()
+        .to_string()
+    };
+    // Whether this process logged acquiring the lease as `identity`.
+    let acquired_as = |c: &common::ControllerManager, identity: &str| {
+        c.log().lines().any(|l| {
+            l.contains("successfully acquired lease") && l.contains(&format!("identity={identity}"))
+        })
+    };
     let leads = |c: &common::ControllerManager| c.log().contains("successfully acquired lease");
+    let lost = |c: &common::ControllerManager| c.log().contains("leaderelection lost");
     let mut a = spawn("cm-a.log");
     let b = spawn("cm-b.log");
-    wait_until("a leader", 20, || leads(&a) || leads(&b));
+    wait_until("a leader", 30, || leads(&a) || leads(&b));
     std::thread::sleep(std::time::Duration::from_secs(1));
-    assert!(!(leads(&a) && leads(&b)), "both lead");
-    let holder = s.ok(&[
-        "-n",
-        "kube-system",
-        "get",
-        "lease",
-        "kube-controller-manager",
-        "-o",
-        "jsonpath={.spec.holderIdentity}",
-    ]);
-    assert!(holder.contains('_'), "holder {holder}");
-    // Kill the leader: the other takes over and does the work.
-    let standby = if leads(&a) {
+    // Only one leads at a time: both may have acquired only if one lost it first.
+    assert!(
+        !(leads(&a) && leads(&b)) || lost(&a) || lost(&b),
+        "both lead\n--- a ---\n{}\n--- b ---\n{}",
+        a.log(),
+        b.log()
+    );
+    let current = holder();
+    assert!(current.contains('_'), "holder {current}");
+    // Kill the leader (the Lease says which): the other takes over and does the work.
+    let standby = if acquired_as(&a, &current) {
         a.child.kill().unwrap();
         b
     } else {
+        assert!(
+            acquired_as(&b, &current),
+            "nobody logged holding {current}\n--- a ---\n{}\n--- b ---\n{}",
+            a.log(),
+            b.log()
+        );
         drop(b);
         std::mem::replace(&mut a, spawn("cm-c.log"))
     };
-    wait_until("the standby to lead", 20, || leads(&standby));
+    wait_until("the standby to lead", 40, || {
+        let h = holder();
+        h != current && acquired_as(&standby, &h)
+    });
     assert!(s
         .kubectl_stdin(&["create", "-f", "-"], Some(RS))
         .status
