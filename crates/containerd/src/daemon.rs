@@ -192,16 +192,27 @@ pub fn remove_all_tasks(socket: &Path) -> Result<usize, Error> {
         .map(str::trim)
         .filter(|l| !l.is_empty())
         .collect();
+    let mut first_error = None;
     for id in &ids {
-        // Already-stopped tasks refuse the kill; delete -f handles both.
+        // Already-stopped tasks refuse the kill; delete -f handles both. A task the
+        // CRI plugin deleted itself once it exited is "not found": done too.
         let _ = ctr(
             socket,
             &["tasks", "kill", "--all", "--signal", "SIGKILL", id],
             None,
         );
-        ctr(socket, &["tasks", "delete", "--force", id], None)?;
+        match ctr(socket, &["tasks", "delete", "--force", id], None) {
+            Ok(_) => {}
+            Err(e) if e.to_string().contains("not found") => {}
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
     }
-    Ok(ids.len())
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(ids.len()),
+    }
 }
 
 /// A containerd process we started; stopped on [`Containerd::stop`] or drop.

@@ -63,6 +63,11 @@ pub async fn run(args: KubeletArgs) -> anyhow::Result<()> {
 /// Loads the configuration, bootstraps credentials if needed, connects to the runtime
 /// and starts the kubelet as a task that ends when `stop` turns true. Shared by
 /// `ferrokube kubelet`, `server` and `agent`.
+///
+/// With `rotateCertificates` and a kubeconfig that uses
+/// `<cert-dir>/kubelet-client-current.pem` (as TLS bootstrap writes it), the client
+/// certificate is renewed before it expires and the kubelet restarts in-process with
+/// the new one (pods keep running and are adopted).
 pub async fn start(
     args: &KubeletArgs,
     stop: tokio::sync::watch::Receiver<bool>,
@@ -93,15 +98,11 @@ pub async fn start(
             bootstrap,
             &args.cert_dir,
             &node_name,
+            &mut stop.clone(),
         )
         .await
         .context("TLS bootstrap")?;
     }
-    let client = ferrokube_client::ClientConfig::new(&kubeconfig, "kubelet", VERSION)
-        .rate_limit(config.kube_api_qps, config.kube_api_burst)?
-        .build()
-        .await
-        .context("building the API client")?;
     let node_ip = args
         .node_ip
         .unwrap_or_else(|| ferrokube_kubelet::host::default_node_ip(&hostname));
@@ -117,10 +118,141 @@ pub async fn start(
         pod_logs_dir: args.pod_logs_dir.clone(),
         cert_dir: args.cert_dir.clone(),
     };
-    let kubelet = Kubelet::new(opts, config, client, &endpoint, stop).await?;
-    Ok(tokio::spawn(async move {
-        if let Err(e) = kubelet.run().await {
-            tracing::error!(error = %e, "kubelet stopped");
+    let rotate =
+        config.rotate_certificates && uses_current_client_cert(&kubeconfig, &args.cert_dir);
+    if config.rotate_certificates && !rotate {
+        tracing::warn!(kubeconfig = %kubeconfig.display(), "rotateCertificates: the kubeconfig does not use <cert-dir>/kubelet-client-current.pem; the client certificate is not rotated");
+    }
+    let instance = Instance {
+        opts,
+        config,
+        kubeconfig,
+        endpoint,
+        rotate,
+    };
+    // The first start's errors (no runtime, bad credentials) are the caller's.
+    let first = instance.build(stop.clone()).await?;
+    Ok(tokio::spawn(instance.supervise(first, stop)))
+}
+
+/// Whether the kubeconfig's client certificate is the cert dir's current pair.
+fn uses_current_client_cert(kubeconfig: &std::path::Path, cert_dir: &std::path::Path) -> bool {
+    let current = ferrokube_kubelet::certificate::current_path(cert_dir, "kubelet-client");
+    kube::config::Kubeconfig::read_from(kubeconfig).is_ok_and(|kc| {
+        kc.auth_infos.iter().any(|a| {
+            a.auth_info
+                .as_ref()
+                .and_then(|i| i.client_certificate.as_deref())
+                .is_some_and(|c| std::path::Path::new(c) == current)
+        })
+    })
+}
+
+/// What a kubelet is (re)started from.
+struct Instance {
+    opts: KubeletOptions,
+    config: KubeletConfig,
+    kubeconfig: PathBuf,
+    endpoint: String,
+    rotate: bool,
+}
+
+/// A running kubelet: its stop switch, its task and (when rotating) the signal that
+/// a new client certificate is in place.
+struct Running {
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+    rotated: tokio::sync::watch::Receiver<bool>,
+}
+
+impl Instance {
+    /// Builds the client from the kubeconfig (reading the certificate now) and starts
+    /// a kubelet with it, stopping when `outer` or its own switch turns true.
+    async fn build(&self, outer: tokio::sync::watch::Receiver<bool>) -> anyhow::Result<Running> {
+        let client = ferrokube_client::ClientConfig::new(&self.kubeconfig, "kubelet", VERSION)
+            .rate_limit(self.config.kube_api_qps, self.config.kube_api_burst)?
+            .build()
+            .await
+            .context("building the API client")?;
+        let (stop, own) = tokio::sync::watch::channel(false);
+        // The kubelet stops on either switch.
+        let mut outer_watch = outer.clone();
+        let forward = stop.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = outer_watch.wait_for(|s| *s) => { let _ = forward.send(true); }
+                () = forward.closed() => {}
+            }
+        });
+        let (rotated_tx, rotated) = tokio::sync::watch::channel(false);
+        if self.rotate {
+            let dir = self.opts.cert_dir.clone();
+            let in_use = std::fs::read(ferrokube_kubelet::certificate::current_path(
+                &dir,
+                "kubelet-client",
+            ))
+            .unwrap_or_default();
+            let req = ferrokube_kubelet::certificate::Request::client(&self.opts.node_name);
+            tokio::spawn(ferrokube_kubelet::certificate::keep_current(
+                client.clone(),
+                req,
+                dir,
+                move |pem| {
+                    if pem != in_use.as_slice() {
+                        let _ = rotated_tx.send(true);
+                    }
+                },
+                own.clone(),
+            ));
         }
-    }))
+        let kubelet = Kubelet::new(
+            self.opts.clone(),
+            self.config.clone(),
+            client,
+            &self.endpoint,
+            own,
+        )
+        .await?;
+        let task = tokio::spawn(async move {
+            if let Err(e) = kubelet.run().await {
+                tracing::error!(error = %e, "kubelet stopped");
+            }
+        });
+        Ok(Running {
+            stop,
+            task,
+            rotated,
+        })
+    }
+
+    /// Runs until `stop`; restarts the kubelet whenever its client certificate rotated.
+    async fn supervise(self, first: Running, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let mut running = first;
+        loop {
+            let rotated = tokio::select! {
+                _ = stop.wait_for(|s| *s) => false,
+                r = running.rotated.wait_for(|r| *r), if self.rotate => r.is_ok(),
+                _ = &mut running.task => false,
+            };
+            let _ = running.stop.send(true);
+            let _ =
+                tokio::time::timeout(std::time::Duration::from_secs(10), &mut running.task).await;
+            if !rotated || *stop.borrow() {
+                return;
+            }
+            tracing::info!("client certificate rotated; restarting the kubelet with it");
+            running = loop {
+                match self.build(stop.clone()).await {
+                    Ok(r) => break r,
+                    Err(e) => {
+                        tracing::error!(error = %format!("{e:#}"), "restarting the kubelet; retrying");
+                        tokio::select! {
+                            () = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
+                            _ = stop.wait_for(|s| *s) => return,
+                        }
+                    }
+                }
+            };
+        }
+    }
 }

@@ -5,11 +5,13 @@
 //! symlink named `ferrokube-<subcommand>`, or by an upstream component name
 //! (`kube-apiserver`), it behaves as that subcommand.
 
+mod agent;
 mod apiserver_cmd;
 mod apiserver_flags;
 mod controller_manager_cmd;
 mod duration;
 mod images_cmd;
+mod join;
 mod kubelet_cmd;
 mod leader;
 mod network_cmd;
@@ -41,8 +43,10 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Run everything on this machine: the embedded store and the API server (today).
+    /// Run everything on this machine: store, control plane, and this host as a node.
     Server(server::ServerArgs),
+    /// Join this host to a `server` as a node (TLS bootstrap with a join token).
+    Agent(Box<agent::AgentArgs>),
     /// The Kubernetes API server (kube-apiserver).
     Apiserver(Box<apiserver_cmd::ApiServerArgs>),
     /// Inspect or change a store directly: the embedded data directory or etcd.
@@ -84,6 +88,7 @@ fn argv_with_multicall() -> Vec<std::ffi::OsString> {
         other => other.strip_prefix("ferrokube-").filter(|s| {
             [
                 "server",
+                "agent",
                 "store",
                 "apiserver",
                 "scheduler",
@@ -134,6 +139,7 @@ fn main() -> ExitCode {
             Command::ControllerManager(args) => controller_manager_cmd::run(*args).await,
             Command::Network(args) => network_cmd::run(*args).await,
             Command::Kubelet(args) => kubelet_cmd::run(*args).await,
+            Command::Agent(args) => agent::run(*args).await,
             Command::Images(cmd) => images_cmd::run(cmd).await,
         }
     });

@@ -20,6 +20,78 @@ use ferrokube_containerd::daemon::{Containerd, DaemonConfig};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+/// The node flags `server` and `agent` share.
+#[derive(clap::Args, Debug, Clone)]
+pub struct NodeFlags {
+    /// The pod network range (`server`: node podCIDRs are allocated from it).
+    #[arg(long, default_value = "10.42.0.0/16")]
+    pub cluster_cidr: String,
+    /// Use this CRI endpoint (`unix:///run/containerd/containerd.sock`) instead of
+    /// starting containerd under `<data-dir>/agent/containerd`.
+    #[arg(long, value_name = "URL")]
+    pub container_runtime_endpoint: Option<String>,
+    /// The CNI conf dir of the runtime given with --container-runtime-endpoint.
+    #[arg(long, value_name = "DIR", requires = "container_runtime_endpoint")]
+    pub cni_conf_dir: Option<PathBuf>,
+    /// This node's name (default: the host name, lower-cased).
+    #[arg(long, value_name = "NAME")]
+    pub node_name: Option<String>,
+    /// This node's InternalIP (default: found from the host name or default route).
+    #[arg(long, value_name = "IP")]
+    pub node_ip: Option<IpAddr>,
+    /// The pods' Linux bridge (change it to run several nodes on one host).
+    #[arg(long, value_name = "NAME", default_value = ferrokube_cni::conflist::BRIDGE_NAME)]
+    pub cni_bridge: String,
+    /// The kubelet's HTTPS port (logs, exec, port-forward through the API server).
+    #[arg(long, default_value_t = 10250)]
+    pub kubelet_port: u16,
+    /// The kubelet's plain healthz port on 127.0.0.1.
+    #[arg(long, default_value_t = 10248)]
+    pub kubelet_healthz_port: u16,
+    /// The kubelet's KubeletConfiguration file (default: upstream's defaults with
+    /// failSwapOn false).
+    #[arg(long, value_name = "FILE")]
+    pub kubelet_config: Option<PathBuf>,
+}
+
+impl NodeFlags {
+    /// `--node-name`, trimmed and lower-cased, or the host name.
+    pub fn node_name(&self) -> String {
+        self.node_name
+            .clone()
+            .map(|n| n.trim().to_ascii_lowercase())
+            .unwrap_or_else(ferrokube_kubelet::host::hostname)
+    }
+
+    /// The agent's options: state in `dir`, credentials in `kubeconfig` (bootstrapped
+    /// with `bootstrap_kubeconfig` when given), client certificates checked against
+    /// `client_ca_file`.
+    pub fn options(
+        &self,
+        dir: PathBuf,
+        node_name: String,
+        kubeconfig: PathBuf,
+        bootstrap_kubeconfig: Option<PathBuf>,
+        client_ca_file: PathBuf,
+    ) -> NodeAgentOptions {
+        NodeAgentOptions {
+            dir,
+            runtime_endpoint: self.container_runtime_endpoint.clone(),
+            cni_conf_dir: self.cni_conf_dir.clone(),
+            node_name,
+            node_ip: self.node_ip,
+            cluster_cidr: self.cluster_cidr.clone(),
+            bridge: self.cni_bridge.clone(),
+            kubeconfig,
+            bootstrap_kubeconfig,
+            kubelet_config: self.kubelet_config.clone(),
+            client_ca_file,
+            kubelet_port: self.kubelet_port,
+            kubelet_healthz_port: self.kubelet_healthz_port,
+        }
+    }
+}
+
 /// What the node runs with.
 #[derive(Debug, Clone)]
 pub struct NodeAgentOptions {
@@ -37,7 +109,8 @@ pub struct NodeAgentOptions {
     pub bridge: String,
     /// The node's credentials (written by TLS bootstrap when it does not exist).
     pub kubeconfig: PathBuf,
-    /// A bootstrap kubeconfig (`agent`).
+    /// A bootstrap kubeconfig (`agent`). With one, the generated kubelet
+    /// configuration also sets `rotateCertificates` and `serverTLSBootstrap`.
     pub bootstrap_kubeconfig: Option<PathBuf>,
     /// A KubeletConfiguration file; without one, upstream's defaults with
     /// `failSwapOn: false` (as k3s) and `clientCAFile` below.
@@ -187,8 +260,14 @@ impl NodeAgent {
                          failSwapOn: false\ncgroupDriver: cgroupfs\nclusterDomain: cluster.local\n\
                          authentication:\n  anonymous: {{enabled: false}}\n  webhook: {{enabled: true}}\n  \
                          x509: {{clientCAFile: {ca}}}\nauthorization: {{mode: Webhook}}\n\
-                         port: {}\nhealthzPort: {}\n",
-                        opts.kubelet_port, opts.kubelet_healthz_port
+                         port: {}\nhealthzPort: {}\n{}",
+                        opts.kubelet_port,
+                        opts.kubelet_healthz_port,
+                        if opts.bootstrap_kubeconfig.is_some() {
+                            "rotateCertificates: true\nserverTLSBootstrap: true\n"
+                        } else {
+                            ""
+                        }
                     ),
                 )
                 .with_context(|| format!("writing {}", path.display()))?;

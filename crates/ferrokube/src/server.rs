@@ -32,9 +32,6 @@ pub struct ServerArgs {
     /// Use an etcd cluster instead of the embedded store (comma-separated URLs).
     #[arg(long, value_name = "URLS")]
     etcd_servers: Option<String>,
-    /// The pod network range node podCIDRs are allocated from.
-    #[arg(long, default_value = "10.42.0.0/16")]
-    cluster_cidr: String,
     /// Do not run the scheduler in this process.
     #[arg(long)]
     disable_scheduler: bool,
@@ -44,32 +41,9 @@ pub struct ServerArgs {
     /// Do not run this machine as a node (no containerd, pod network or kubelet).
     #[arg(long)]
     disable_agent: bool,
-    /// Use this CRI endpoint (`unix:///run/containerd/containerd.sock`) instead of
-    /// starting containerd under `<data-dir>/agent/containerd`.
-    #[arg(long, value_name = "URL")]
-    container_runtime_endpoint: Option<String>,
-    /// The CNI conf dir of the runtime given with --container-runtime-endpoint.
-    #[arg(long, value_name = "DIR", requires = "container_runtime_endpoint")]
-    cni_conf_dir: Option<PathBuf>,
-    /// This node's name (default: the host name, lower-cased).
-    #[arg(long, value_name = "NAME")]
-    node_name: Option<String>,
-    /// This node's InternalIP (default: found from the host name or default route).
-    #[arg(long, value_name = "IP")]
-    node_ip: Option<IpAddr>,
-    /// The pods' Linux bridge (change it to run several nodes on one host).
-    #[arg(long, value_name = "NAME", default_value = ferrokube_cni::conflist::BRIDGE_NAME)]
-    cni_bridge: String,
-    /// The kubelet's HTTPS port (logs, exec, port-forward through the API server).
-    #[arg(long, default_value_t = 10250)]
-    kubelet_port: u16,
-    /// The kubelet's plain healthz port on 127.0.0.1.
-    #[arg(long, default_value_t = 10248)]
-    kubelet_healthz_port: u16,
-    /// The kubelet's KubeletConfiguration file (default: upstream's defaults with
-    /// failSwapOn false).
-    #[arg(long, value_name = "FILE")]
-    kubelet_config: Option<PathBuf>,
+    /// How this machine runs as a node.
+    #[command(flatten)]
+    node: crate::node_agent::NodeFlags,
 }
 
 /// Parses a component's flags as if given on its command line.
@@ -119,7 +93,7 @@ fn start_components(args: &ServerArgs, pki: &Path) -> anyhow::Result<()> {
             format!("--cluster-signing-key-file={}", p("ca-key.pem")),
             format!("--root-ca-file={}", p("ca.pem")),
             format!("--service-account-private-key-file={}", p("sa.key")),
-            format!("--cluster-cidr={}", args.cluster_cidr),
+            format!("--cluster-cidr={}", args.node.cluster_cidr),
             "--allocate-node-cidrs".to_string(),
             format!(
                 "--service-cluster-ip-range={}",
@@ -146,16 +120,9 @@ fn start_components(args: &ServerArgs, pki: &Path) -> anyhow::Result<()> {
 ///   kubelet works with the node's own credentials (upstream's Node authorizer lets a
 ///   node read only its own Node; flannel and cilium get the same through ClusterRoles
 ///   of their own).
-async fn bind_server_roles(pki: &Path) -> anyhow::Result<()> {
+async fn bind_server_roles(client: &kube::Client) -> anyhow::Result<()> {
     use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleRef, Subject};
-    let client = ferrokube_client::ClientConfig::new(
-        pki.join("admin.kubeconfig"),
-        "ferrokube-server",
-        crate::kubelet_cmd::VERSION,
-    )
-    .build()
-    .await?;
-    let api: kube::Api<ClusterRoleBinding> = kube::Api::all(client);
+    let api: kube::Api<ClusterRoleBinding> = kube::Api::all(client.clone());
     for (name, role, kind, subject) in [
         (
             "ferrokube:kube-apiserver-to-kubelet",
@@ -194,6 +161,29 @@ async fn bind_server_roles(pki: &Path) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// A client with the PKI's admin (system:masters) credentials.
+async fn admin_client(pki: &Path) -> anyhow::Result<kube::Client> {
+    Ok(ferrokube_client::ClientConfig::new(
+        pki.join("admin.kubeconfig"),
+        "ferrokube-server",
+        crate::kubelet_cmd::VERSION,
+    )
+    .build()
+    .await?)
+}
+
+/// The address other hosts reach the API server at: the bind address, or with an
+/// unspecified one, `--node-ip` or this host's default address.
+fn advertised(args: &ServerArgs, bound: &str) -> String {
+    if !args.bind_address.is_unspecified() {
+        return bound.to_string();
+    }
+    let ip = args.node.node_ip.unwrap_or_else(|| {
+        ferrokube_kubelet::host::default_node_ip(&ferrokube_kubelet::host::hostname())
+    });
+    std::net::SocketAddr::new(ip, args.secure_port).to_string()
 }
 
 /// The admin's bearer token, generated once and kept in `<data-dir>/tls/admin.token`; it
@@ -255,6 +245,13 @@ async fn cluster_pki(args: &ServerArgs, dir: &Path, host: &str) -> anyhow::Resul
     spec.apiserver_url = Some(url.clone());
     spec.local_apiserver_url = url;
     spec.extra_sans = vec!["127.0.0.1".into(), "localhost".into()];
+    if args.bind_address.is_unspecified() {
+        // Listening everywhere: other hosts use this host's address.
+        let ip = args.node.node_ip.unwrap_or_else(|| {
+            ferrokube_kubelet::host::default_node_ip(&ferrokube_kubelet::host::hostname())
+        });
+        spec.extra_sans.push(ip.to_string());
+    }
     // ECDSA: fast to generate on first start.
     spec.algorithm = ferrokube_pki::keys::KeyAlgorithm::EcdsaP256;
     let dir = dir.to_path_buf();
@@ -274,11 +271,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     // across restarts): CA, API server certificate, component certificates and
     // kubeconfigs, this node's kubelet credentials, the service-account signing pair.
     let pki_dir = args.data_dir.join("pki");
-    let node_name = args
-        .node_name
-        .clone()
-        .map(|n| n.trim().to_ascii_lowercase())
-        .unwrap_or_else(ferrokube_kubelet::host::hostname);
+    let node_name = args.node.node_name();
     let pki = cluster_pki(&args, &pki_dir, &node_name).await?;
     let (sa_key, sa_pub) = (pki_dir.join("sa.key"), pki_dir.join("sa.pub"));
     write_private(
@@ -339,8 +332,18 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let serving = tokio::spawn(server.run(stopped));
     start_components(&args, &pki)?;
-    if let Err(e) = bind_server_roles(&pki).await {
-        tracing::warn!(error = %format!("{e:#}"), "creating the server's ClusterRoleBindings");
+    let join_token = crate::join::node_token(&args.data_dir.join("node-token"))?;
+    let url = format!("https://{}", advertised(&args, &addr));
+    match admin_client(&pki).await {
+        Ok(client) => {
+            if let Err(e) = bind_server_roles(&client).await {
+                tracing::warn!(error = %format!("{e:#}"), "creating the server's ClusterRoleBindings");
+            }
+            if let Err(e) = crate::join::publish(&client, &join_token, &url, &ca).await {
+                tracing::warn!(error = %format!("{e:#}"), "publishing what joining nodes need");
+            }
+        }
+        Err(e) => tracing::warn!(error = %format!("{e:#}"), "building the server's admin client"),
     }
     println!(
         "ferrokube server: API server on https://{addr} ({} storage)",
@@ -349,21 +352,13 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let agent = if args.disable_agent {
         None
     } else {
-        let opts = crate::node_agent::NodeAgentOptions {
-            dir: args.data_dir.join("agent"),
-            runtime_endpoint: args.container_runtime_endpoint.clone(),
-            cni_conf_dir: args.cni_conf_dir.clone(),
-            node_name: node_name.clone(),
-            node_ip: args.node_ip,
-            cluster_cidr: args.cluster_cidr.clone(),
-            bridge: args.cni_bridge.clone(),
-            kubeconfig: pki.join(format!("kubelet-{node_name}.kubeconfig")),
-            bootstrap_kubeconfig: None,
-            kubelet_config: args.kubelet_config.clone(),
-            client_ca_file: pki.join("ca.pem"),
-            kubelet_port: args.kubelet_port,
-            kubelet_healthz_port: args.kubelet_healthz_port,
-        };
+        let opts = args.node.options(
+            args.data_dir.join("agent"),
+            node_name.clone(),
+            pki.join(format!("kubelet-{node_name}.kubeconfig")),
+            None,
+            pki.join("ca.pem"),
+        );
         // The control plane stays up without a node (no runtime here, not root, …).
         match crate::node_agent::NodeAgent::start(opts).await {
             Ok(a) => {
@@ -385,6 +380,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         kubeconfig.display()
     );
     println!("ferrokube server: then try: kubectl get namespaces");
+    println!(
+        "ferrokube server: join other hosts with: ferrokube agent --server {url} --token $(cat {})",
+        args.data_dir.join("node-token").display()
+    );
     wait_for_signal().await?;
     tracing::info!("ferrokube server: shutting down");
     if let Some(a) = agent {

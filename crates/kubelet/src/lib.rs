@@ -6,6 +6,7 @@
 //! [`volumes`], [`status`] (pod status as upstream computes it), [`events`].
 
 pub mod bootstrap;
+pub mod certificate;
 pub mod config;
 pub mod events;
 pub mod host;

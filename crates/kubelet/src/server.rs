@@ -14,8 +14,11 @@
 //!   streaming `/exec`, `/attach`, `/portForward` handed to the runtime's streaming
 //!   server ([`stream`]).
 //!
-//! The serving certificate is `tlsCertFile`/`tlsPrivateKeyFile`, else a self-signed
-//! pair `kubelet.crt`/`kubelet.key` in the cert dir (upstream's default).
+//! The serving certificate is, with `serverTLSBootstrap`, one the cluster signs for a
+//! kubelet-serving CSR (`kubelet-server-current.pem` in the cert dir, renewed before
+//! it expires; no TLS until the first is issued); else `tlsCertFile`/
+//! `tlsPrivateKeyFile`, else a self-signed pair `kubelet.crt`/`kubelet.key` in the
+//! cert dir (upstream's default).
 
 mod logs;
 mod stream;
@@ -266,7 +269,31 @@ pub async fn start(k: Arc<Kubelet>, cert_dir: &Path) -> Result<Option<SocketAddr
         .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
     let addr = SocketAddr::new(ip, k.config.port);
     let auth = auth(&k)?;
-    let config = tls::server_config(serving_cert(&k, cert_dir)?, auth.client_cert_verifier())?;
+    let config = if k.config.server_tls_bootstrap {
+        // serverTLSBootstrap: the certificate comes from a kubelet-serving CSR; until it
+        // is approved and issued, handshakes fail (as upstream).
+        let current = Arc::new(tls::SwappableCert::default());
+        let node = &k.opts;
+        let mut dns = vec![node.hostname.clone()];
+        if node.node_name != node.hostname {
+            dns.push(node.node_name.clone());
+        }
+        let req = crate::certificate::Request::serving(&node.node_name, dns, vec![node.node_ip]);
+        let target = current.clone();
+        tokio::spawn(crate::certificate::keep_current(
+            k.client.clone(),
+            req,
+            cert_dir.to_path_buf(),
+            move |pem| match tls::certified_key(pem) {
+                Ok(key) => target.set(key),
+                Err(e) => tracing::error!(error = %e, "the serving certificate is unusable"),
+            },
+            k.stop.clone(),
+        ));
+        tls::server_config_with_resolver(current, auth.client_cert_verifier())?
+    } else {
+        tls::server_config(serving_cert(&k, cert_dir)?, auth.client_cert_verifier())?
+    };
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| ServeError::Bind { addr, source })?;
