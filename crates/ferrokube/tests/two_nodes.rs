@@ -231,6 +231,83 @@ fn create(lab: &Lab, yaml: &str) {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
 
+/// Starts (or restarts) the agent on host 2; its log is appended to `agent.log`.
+fn start_agent(lab: &mut Lab, server_url: &str, token: &str) {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(lab.dir.path().join("agent.log"))
+        .unwrap();
+    let agent = lab
+        .cmd("2", env!("CARGO_BIN_EXE_ferrokube"))
+        .args([
+            "agent",
+            "--server",
+            server_url,
+            "--token",
+            token,
+            "--data-dir",
+        ])
+        .arg(lab.agent_dir())
+        .args([
+            "--node-ip",
+            AGENT_IP,
+            "--node-name",
+            "n2",
+            "--cluster-cidr",
+            CLUSTER_CIDR,
+        ])
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    lab.agent = Some(agent);
+}
+
+/// A client certificate for `system:node:n2` signed by the cluster CA, valid from an
+/// hour ago for ten more minutes: past its rotation deadline (70-90 % of its life).
+fn aging_client_cert(server_pki: &Path) -> String {
+    let ca_pem = std::fs::read_to_string(server_pki.join("ca.pem")).unwrap();
+    let ca_key =
+        rcgen::KeyPair::from_pem(&std::fs::read_to_string(server_pki.join("ca-key.pem")).unwrap())
+            .unwrap();
+    let issuer = rcgen::Issuer::from_ca_cert_pem(&ca_pem, ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::OrganizationName, "system:nodes");
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "system:node:n2");
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::hours(1);
+    params.not_after = now + time::Duration::minutes(10);
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    format!("{}{}", cert.pem(), key.serialize_pem())
+}
+
+/// Every CSR: name, signer, requestor, condition types, certificate.
+fn csrs(lab: &Lab) -> String {
+    lab.get(
+        &["csr"],
+        r#"{range .items[*]}{.metadata.name} {.spec.signerName} {.spec.username} {.status.conditions[*].type} {.status.certificate}{"\n"}{end}"#,
+    )
+}
+
+/// What pod `from` gets from `to`:8080 (busybox's nc: Debian's static busybox wget
+/// crashes resolving names).
+fn fetch(lab: &Lab, from: &str, to: &str) -> String {
+    let script = format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 {to} 8080");
+    let o = lab.kubectl(&["exec", from, "--", "sh", "-c", &script]);
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
 fn ready(lab: &Lab, node: &str) -> String {
     lab.get(
         &["node", node],
@@ -332,42 +409,12 @@ fn an_agent_joins_with_a_token_and_pods_reach_each_other_across_nodes() {
     lab.wait("n1 Ready", 60, || ready(&lab, "n1") == "True");
 
     // Host 2 joins with the token.
-    let log = std::fs::File::create(lab.dir.path().join("agent.log")).unwrap();
-    let agent = lab
-        .cmd("2", env!("CARGO_BIN_EXE_ferrokube"))
-        .args([
-            "agent",
-            "--server",
-            &server_url,
-            "--token",
-            &token,
-            "--data-dir",
-        ])
-        .arg(lab.agent_dir())
-        .args([
-            "--node-ip",
-            AGENT_IP,
-            "--node-name",
-            "n2",
-            "--cluster-cidr",
-            CLUSTER_CIDR,
-        ])
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    lab.agent = Some(agent);
+    start_agent(&mut lab, &server_url, &token);
     lab.wait("n2 Ready", 90, || ready(&lab, "n2") == "True");
 
     // Its client CSR was approved and issued at once; its serving CSR waits.
     let token_id = token.split('.').next().unwrap();
-    let csrs = || {
-        lab.get(
-            &["csr"],
-            r#"{range .items[*]}{.metadata.name} {.spec.signerName} {.spec.username} {.status.conditions[*].type} {.status.certificate}{"\n"}{end}"#,
-        )
-    };
-    let listing = csrs();
+    let listing = csrs(&lab);
     let client = listing
         .lines()
         .find(|l| l.contains("kube-apiserver-client-kubelet"))
@@ -386,7 +433,7 @@ fn an_agent_joins_with_a_token_and_pods_reach_each_other_across_nodes() {
     );
     let mut serving = String::new();
     lab.wait("a serving CSR", 30, || {
-        let l = csrs();
+        let l = csrs(&lab);
         serving = l
             .lines()
             .find(|l| l.contains("kubelet-serving") && l.contains("system:node:n2"))
@@ -429,24 +476,62 @@ fn an_agent_joins_with_a_token_and_pods_reach_each_other_across_nodes() {
         ip1.rsplit_once('.').unwrap().0,
         ip2.rsplit_once('.').unwrap().0
     );
-    let fetch = |from: &str, to: &str| {
-        // busybox's nc: Debian's static busybox wget crashes resolving names.
-        let script = format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 {to} 8080");
-        let o = lab.kubectl(&["exec", from, "--", "sh", "-c", &script]);
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        )
-    };
     let mut seen = String::new();
     lab.wait("web1 (n1) to reach web2 (n2)", 30, || {
-        seen = fetch("web1", &ip2);
+        seen = fetch(&lab, "web1", &ip2);
         seen.contains("hello from web2")
     });
     // exec on n2 goes through its kubelet, now serving the approved certificate.
-    let back = fetch("web2", &ip1);
+    let back = fetch(&lab, "web2", &ip1);
     assert!(back.contains("hello from web1"), "{back}");
+
+    // Rotation: restart the agent with a client certificate past its rotation
+    // deadline; the kubelet renews it (auto-approved for the node itself), restarts
+    // with it and adopts web2 as it runs.
+    let web2_container = lab.get(
+        &["pod", "web2"],
+        "{.status.containerStatuses[0].containerID}",
+    );
+    lab.stop_agent();
+    let pki = lab.agent_dir().join("agent/kubelet/pki");
+    let old = pki.join("kubelet-client-aging.pem");
+    std::fs::write(&old, aging_client_cert(&lab.server_dir().join("pki"))).unwrap();
+    let current = pki.join("kubelet-client-current.pem");
+    std::fs::remove_file(&current).unwrap();
+    std::os::unix::fs::symlink(&old, &current).unwrap();
+    start_agent(&mut lab, &server_url, &token);
+    lab.wait("the client certificate to rotate", 60, || {
+        std::fs::read_link(&current).is_ok_and(|t| t != old)
+    });
+    let renewals = csrs(&lab)
+        .lines()
+        .filter(|l| l.contains("kube-apiserver-client-kubelet") && l.contains(" system:node:n2 "))
+        .count();
+    assert_eq!(renewals, 1, "{}", csrs(&lab));
+    std::thread::sleep(Duration::from_secs(2));
+    lab.wait("n2 Ready after the rotation", 60, || {
+        ready(&lab, "n2") == "True"
+    });
+    let mut back = String::new();
+    lab.wait("exec on n2 after the rotation", 30, || {
+        back = fetch(&lab, "web2", &ip1);
+        back.contains("hello from web1")
+    });
+    assert_eq!(
+        lab.get(
+            &["pod", "web2"],
+            "{.status.containerStatuses[0].containerID}"
+        ),
+        web2_container,
+        "web2 was recreated"
+    );
+    assert!(
+        std::fs::read_to_string(lab.dir.path().join("agent.log"))
+            .unwrap()
+            .contains("client certificate rotated; restarting the kubelet with it"),
+        "{}",
+        lab.logs()
+    );
 
     // Stop node 2: NotReady (Unknown) within 50 s, then its pod is evicted.
     lab.stop_agent();
