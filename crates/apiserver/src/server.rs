@@ -421,6 +421,15 @@ async fn handle(
     if let Err(status) = crate::auth::filter::authorize(&state.security, &attrs) {
         return finish(response::status(&status), None, Some(("forbid", "")));
     }
+    // AuthorizePodWebsocketUpgradeCreatePermission (on by default upstream): a
+    // WebSocket exec/attach/portforward is a GET, but must also be allowed `create`.
+    if crate::auth::filter::is_pod_websocket_upgrade(&attrs, req.headers()) {
+        let mut create = attrs.clone();
+        create.verb = "create".into();
+        if let Err(status) = crate::auth::filter::authorize(&state.security, &create) {
+            return finish(response::status(&status), None, Some(("forbid", "")));
+        }
+    }
     let mut request_body = None;
     let resp = route(state, req, &info, &query, &user, &mut request_body).await;
     let resp = finish(resp, request_body.as_deref(), Some(("allow", "")));

@@ -182,3 +182,76 @@ fn discovery_documents_are_open_to_every_authenticated_user() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("forbidden"));
 }
+
+/// As upstream's AuthorizePodWebsocketUpgradeCreatePermission: a WebSocket exec
+/// (a GET) needs `create` on pods/exec as well as `get`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_exec_needs_create_as_well_as_get() {
+    let s = start();
+    s.ok(&["create", "serviceaccount", "runner"]);
+    let token = s.ok(&["create", "token", "runner"]).trim().to_string();
+    s.ok(&[
+        "create",
+        "role",
+        "exec-get",
+        "--verb=get",
+        "--resource=pods/exec",
+    ]);
+    s.ok(&[
+        "create",
+        "rolebinding",
+        "exec-get",
+        "--role=exec-get",
+        "--serviceaccount=default:runner",
+    ]);
+    let mut config = kube::Config::new(s.server_url().parse().unwrap());
+    config.accept_invalid_certs = true;
+    config.headers.push((
+        http::header::AUTHORIZATION,
+        format!("Bearer {token}").parse().unwrap(),
+    ));
+    let client = kube::Client::try_from(config).unwrap();
+    let upgrade = || {
+        http::Request::get("/api/v1/namespaces/default/pods/nowhere/exec?command=ls&stdout=true")
+            .header("connection", "Upgrade")
+            .header("upgrade", "websocket")
+            .header("sec-websocket-version", "13")
+            .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+            .header("sec-websocket-protocol", "v5.channel.k8s.io")
+            .body(kube::client::Body::empty())
+            .unwrap()
+    };
+    let status = |resp: http::Response<kube::client::Body>| async move {
+        let code = resp.status().as_u16();
+        let body = resp
+            .into_body()
+            .collect_bytes()
+            .await
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default();
+        (code, body)
+    };
+    let (code, body) = status(client.send(upgrade()).await.unwrap()).await;
+    assert_eq!(code, 403, "{body}");
+    assert!(
+        body.contains(r#"cannot create resource \"pods/exec\""#),
+        "{body}"
+    );
+    // With create too, the request gets as far as the (missing) pod.
+    s.ok(&[
+        "create",
+        "role",
+        "exec-create",
+        "--verb=create",
+        "--resource=pods/exec",
+    ]);
+    s.ok(&[
+        "create",
+        "rolebinding",
+        "exec-create",
+        "--role=exec-create",
+        "--serviceaccount=default:runner",
+    ]);
+    let (code, body) = status(client.send(upgrade()).await.unwrap()).await;
+    assert_eq!(code, 404, "{body}");
+}

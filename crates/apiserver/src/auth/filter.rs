@@ -130,6 +130,19 @@ pub fn attributes(user: &UserInfo, info: &RequestInfo, query: &Query) -> Attribu
     a
 }
 
+/// A WebSocket upgrade (`GET` with `Upgrade: websocket`) of `pods/exec`, `pods/attach`
+/// or `pods/portforward`, which upstream also authorizes as `create`.
+pub fn is_pod_websocket_upgrade(a: &Attributes, headers: &HeaderMap) -> bool {
+    a.verb == "get"
+        && a.api_group.is_empty()
+        && a.resource == "pods"
+        && matches!(a.subresource.as_str(), "exec" | "attach" | "portforward")
+        && header_values(headers, "upgrade").iter().any(|v| {
+            v.split(',')
+                .any(|p| p.trim().eq_ignore_ascii_case("websocket"))
+        })
+}
+
 /// Allows or refuses with upstream's 403.
 pub fn authorize(security: &Security, a: &Attributes) -> Result<(), Box<Status>> {
     match security.authz.authorize(a) {
