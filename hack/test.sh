@@ -35,3 +35,4 @@ cargo run -q -p ferrokube-bench-apiserver -- --quick
 cargo build -q -p ferrokube
 cargo run -q -p ferrokube-bench-scheduler -- --quick
 cargo run -q -p ferrokube-bench-controllers -- --quick
+cargo run -q -p ferrokube-bench-node -- --quick

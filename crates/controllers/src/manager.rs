@@ -420,20 +420,28 @@ pub async fn start_controllers(
     stop: watch::Receiver<bool>,
 ) -> Result<Arc<Informers>, Error> {
     let informers = Arc::new(Informers::new(builder.root_client()));
+    let mut starting = Vec::new();
     for desc in descriptors() {
         if !enabled.contains(desc.name) {
             continue;
         }
-        let Some(start) = desc.start else {
-            tracing::info!(
+        match desc.start {
+            Some(start) => starting.push((desc, start)),
+            None => tracing::info!(
                 controller = desc.name,
                 "controller not provided by ferrokube; skipped"
-            );
-            continue;
-        };
-        let client = builder
-            .client_for(desc.service_account, stop.clone())
-            .await?;
+            ),
+        }
+    }
+    // Each controller's credentials (a ServiceAccount and a token each) are requested
+    // at once: one after the other they add up to seconds at start.
+    let clients = futures_util::future::try_join_all(
+        starting
+            .iter()
+            .map(|(desc, _)| builder.client_for(desc.service_account, stop.clone())),
+    )
+    .await?;
+    for ((desc, start), client) in starting.into_iter().zip(clients) {
         let ctx = ControllerContext {
             name: desc.name,
             recorder: Recorder::new(client.clone(), desc.service_account),

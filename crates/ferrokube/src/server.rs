@@ -89,6 +89,10 @@ fn start_components(args: &ServerArgs, pki: &Path) -> anyhow::Result<()> {
         argv.extend([
             "--controllers=*,bootstrapsigner,tokencleaner".to_string(),
             "--use-service-account-credentials".to_string(),
+            // As the seeds run it: at 20 QPS, the accounts and tokens of its
+            // controllers alone take seconds at start.
+            "--kube-api-qps=1000".to_string(),
+            "--kube-api-burst=2000".to_string(),
             format!("--cluster-signing-cert-file={}", p("ca.pem")),
             format!("--cluster-signing-key-file={}", p("ca-key.pem")),
             format!("--root-ca-file={}", p("ca.pem")),

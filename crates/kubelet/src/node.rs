@@ -342,6 +342,7 @@ impl Kubelet {
         let api: Api<Node> = Api::all(self.client.clone());
         let mut last_report = Instant::now();
         let mut stop = self.stop.clone();
+        let started = Instant::now();
         loop {
             let old = node.status.clone();
             let mut status = self.node_status(old.as_ref()).await;
@@ -369,8 +370,21 @@ impl Kubelet {
                     Err(e) => tracing::warn!(error = %e, "updating node status"),
                 }
             }
+            // Upstream's fastStatusUpdateOnce: until the node is reported Ready (for at
+            // most 2 minutes), check every 100 ms so Ready is reported as soon as the
+            // runtime and network allow, not a whole update period later.
+            let reported_ready = node
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+            let wait = if !reported_ready && started.elapsed() < Duration::from_secs(120) {
+                Duration::from_millis(100).min(self.config.node_status_update_frequency)
+            } else {
+                self.config.node_status_update_frequency
+            };
             tokio::select! {
-                _ = tokio::time::sleep(self.config.node_status_update_frequency) => {}
+                _ = tokio::time::sleep(wait) => {}
                 _ = stop.wait_for(|s| *s) => return,
             }
         }

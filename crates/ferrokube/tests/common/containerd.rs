@@ -122,26 +122,7 @@ pub fn in_path(program: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// Lazily unmounts whatever is still mounted under `dir` (snapshots of sandboxes a test
-/// left running), deepest first, so the temporary directory can go.
-pub fn unmount_under(dir: &Path) {
-    let Ok(mountinfo) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return;
-    };
-    let prefix = dir.to_string_lossy().into_owned();
-    let mut points: Vec<&str> = mountinfo
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .filter(|p| p.starts_with(&prefix))
-        .collect();
-    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
-    for point in points {
-        let _ = Command::new("umount")
-            .args(["-l", point])
-            .stderr(Stdio::null())
-            .status();
-    }
-}
+pub use ferrokube_containerd::daemon::unmount_under;
 
 /// Runs a command with its output captured; kills it after `timeout`.
 pub fn run_bounded(mut cmd: Command, timeout: Duration) -> Output {
