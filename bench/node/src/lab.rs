@@ -257,6 +257,10 @@ impl Drop for Lab {
                     self.dir.path().join(format!("{name}.log")),
                     Path::new(&keep).join(format!("{name}.log")),
                 );
+                let _ = std::fs::copy(
+                    self.dir.path().join(name).join("agent/containerd/containerd.log"),
+                    Path::new(&keep).join(format!("{name}-containerd.log")),
+                );
             }
         }
     }

@@ -43,6 +43,9 @@ pub struct PodWorker {
     probe_results: Arc<crate::probes::ProbeResults>,
     /// The prober task of each (container, probe kind) and the container ID it probes.
     probers: HashMap<(String, crate::probes::Kind), (String, tokio::task::AbortHandle)>,
+    /// A container was started during this pass (its status is read again before
+    /// reporting, so Running shows without waiting for the next relist).
+    started_now: bool,
 }
 
 impl Drop for PodWorker {
@@ -95,6 +98,7 @@ impl PodWorker {
             reported_mount_error: None,
             probe_results: Arc::default(),
             probers: HashMap::new(),
+            started_now: false,
         }
     }
 
@@ -479,6 +483,35 @@ impl PodWorker {
             }
         }
         self.gc_containers(&in_sandbox).await;
+        let mut containers = containers;
+        if std::mem::take(&mut self.started_now) {
+            if let Ok((_, now)) = self.runtime_state().await {
+                // What was just started runs now: report it, with what its probes
+                // say of a new instance (not ready until a readiness probe passes).
+                let now_in: Vec<cri::Container> = now
+                    .iter()
+                    .filter(|x| x.pod_sandbox_id == sandbox_id)
+                    .cloned()
+                    .collect();
+                for c in &spec.containers {
+                    if observed.ready.contains_key(&c.name) {
+                        continue;
+                    }
+                    let Some(l) = newest(&now_in, &c.name) else {
+                        continue;
+                    };
+                    if l.state == cri::ContainerState::ContainerRunning as i32 {
+                        observed
+                            .started
+                            .insert(c.name.clone(), self.probe_results.started(c, &l.id));
+                        observed
+                            .ready
+                            .insert(c.name.clone(), self.probe_results.ready(c, &l.id));
+                    }
+                }
+                containers = now;
+            }
+        }
         let status = self.report(pod, &observed, &containers).await;
         if let Some(phase) = status {
             if phase == "Succeeded" || phase == "Failed" {
@@ -711,6 +744,7 @@ impl PodWorker {
             format!("Started container {}", c.name),
         );
         self.waiting.remove(&c.name);
+        self.started_now = true;
         true
     }
 
