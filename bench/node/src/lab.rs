@@ -258,7 +258,10 @@ impl Drop for Lab {
                     Path::new(&keep).join(format!("{name}.log")),
                 );
                 let _ = std::fs::copy(
-                    self.dir.path().join(name).join("agent/containerd/containerd.log"),
+                    self.dir
+                        .path()
+                        .join(name)
+                        .join("agent/containerd/containerd.log"),
                     Path::new(&keep).join(format!("{name}-containerd.log")),
                 );
             }

@@ -187,13 +187,8 @@ pub fn server_config(
     cert: CertKey,
     verifier: Arc<dyn rustls::server::danger::ClientCertVerifier>,
 ) -> Result<Arc<rustls::ServerConfig>, TlsError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(cert.chain, cert.key)?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
+    let config = server_builder(verifier)?.with_single_cert(cert.chain, cert.key)?;
+    Ok(with_alpn(config))
 }
 
 /// As [`server_config`], with the certificate chosen per handshake by `resolver`
@@ -202,13 +197,26 @@ pub fn server_config_with_resolver(
     resolver: Arc<dyn rustls::server::ResolvesServerCert>,
     verifier: Arc<dyn rustls::server::danger::ClientCertVerifier>,
 ) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    Ok(with_alpn(
+        server_builder(verifier)?.with_cert_resolver(resolver),
+    ))
+}
+
+/// ring, the safe default protocol versions and `verifier` for client certificates.
+fn server_builder(
+    verifier: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+) -> Result<rustls::ConfigBuilder<rustls::ServerConfig, rustls::server::WantsServerCert>, TlsError>
+{
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+    Ok(rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
-        .with_client_cert_verifier(verifier)
-        .with_cert_resolver(resolver);
+        .with_client_cert_verifier(verifier))
+}
+
+/// HTTP/2 first, then HTTP/1.1.
+fn with_alpn(mut config: rustls::ServerConfig) -> Arc<rustls::ServerConfig> {
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
+    Arc::new(config)
 }
 
 /// A serving identity from one PEM holding the chain (leaf first) and the key.

@@ -20,13 +20,6 @@ pub enum BootstrapError {
     Kubeconfig { path: String, message: String },
     #[error(transparent)]
     Certificate(#[from] CertificateError),
-    #[error("{what} {path}: {source}")]
-    Io {
-        what: &'static str,
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
 }
 
 /// Requests this node's client certificate and writes `kubeconfig`. Waits for
@@ -79,11 +72,7 @@ pub async fn load_client_cert(
         c = current.display()
     );
     if let Some(parent) = kubeconfig.parent() {
-        std::fs::create_dir_all(parent).map_err(|source| BootstrapError::Io {
-            what: "creating",
-            path: parent.display().to_string(),
-            source,
-        })?;
+        std::fs::create_dir_all(parent).map_err(certificate::io("creating", parent))?;
     }
     ferrokube_pki::files::write_atomic(
         kubeconfig,

@@ -52,7 +52,11 @@ pub enum CertificateError {
     },
 }
 
-fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> CertificateError {
+/// Maps an I/O error on `path` to [`CertificateError::Io`].
+pub(crate) fn io(
+    what: &'static str,
+    path: &Path,
+) -> impl FnOnce(std::io::Error) -> CertificateError {
     let path = path.display().to_string();
     move |source| CertificateError::Io { what, path, source }
 }

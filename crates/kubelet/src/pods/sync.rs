@@ -457,12 +457,7 @@ impl PodWorker {
                             next = Duration::ZERO;
                             continue;
                         }
-                        observed
-                            .started
-                            .insert(c.name.clone(), self.probe_results.started(c, &l.id));
-                        observed
-                            .ready
-                            .insert(c.name.clone(), self.probe_results.ready(c, &l.id));
+                        self.observe_probes(&mut observed, c, &l.id);
                     }
                     Some(l) if l.state == cri::ContainerState::ContainerExited as i32 => {
                         let code = self.exit_code(&l.id).await;
@@ -501,12 +496,7 @@ impl PodWorker {
                         continue;
                     };
                     if l.state == cri::ContainerState::ContainerRunning as i32 {
-                        observed
-                            .started
-                            .insert(c.name.clone(), self.probe_results.started(c, &l.id));
-                        observed
-                            .ready
-                            .insert(c.name.clone(), self.probe_results.ready(c, &l.id));
+                        self.observe_probes(&mut observed, c, &l.id);
                     }
                 }
                 containers = now;
@@ -527,6 +517,16 @@ impl PodWorker {
             }
         }
         next
+    }
+
+    /// What the probes say of running instance `id` of `c`: started and ready.
+    fn observe_probes(&self, observed: &mut Observed, c: &Container, id: &str) {
+        observed
+            .started
+            .insert(c.name.clone(), self.probe_results.started(c, id));
+        observed
+            .ready
+            .insert(c.name.clone(), self.probe_results.ready(c, id));
     }
 
     /// Starts the prober tasks of a running container instance (once per instance;
