@@ -203,8 +203,76 @@ fn streaming_through_the_api_server(s: &Server, web_pod: &str) {
         ),
         "ok"
     );
+    usage_through_the_api_server(s, web_pod);
     let del = s.kubectl(&["delete", "pod", "talker", "--grace-period=1"]);
     assert!(del.status.success());
+}
+
+/// The kubelet's `/stats/summary`, `/metrics/resource`, `/metrics/cadvisor` and
+/// `/metrics` through `nodes/proxy`, as metrics-server and Prometheus read them.
+fn usage_through_the_api_server(s: &Server, web_pod: &str) {
+    let raw = |path: &str| {
+        let o = s.kubectl(&[
+            "get",
+            "--raw",
+            &format!("/api/v1/nodes/fk-node/proxy{path}"),
+        ]);
+        assert!(
+            o.status.success(),
+            "{path}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let summary: serde_json::Value = serde_json::from_str(&raw("/stats/summary")).unwrap();
+    assert_eq!(summary["node"]["nodeName"], "fk-node");
+    assert!(
+        summary["node"]["memory"]["workingSetBytes"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+    let pod = summary["pods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["podRef"]["name"] == web_pod)
+        .unwrap_or_else(|| panic!("{web_pod} not in {summary}"));
+    let c = &pod["containers"][0];
+    assert_eq!(c["name"], "httpd", "{pod}");
+    assert!(c["cpu"]["usageCoreNanoSeconds"].as_u64().is_some(), "{pod}");
+    assert!(
+        c["memory"]["workingSetBytes"].as_u64().unwrap() > 0,
+        "{pod}"
+    );
+    // A second look has a rate from the first.
+    let again: serde_json::Value = serde_json::from_str(&raw("/stats/summary")).unwrap();
+    assert!(
+        again["node"]["cpu"]["usageNanoCores"].as_u64().is_some(),
+        "{}",
+        again["node"]
+    );
+
+    let resource = raw("/metrics/resource");
+    let line = format!("container_cpu_usage_seconds_total{{container=\"httpd\",namespace=\"default\",pod=\"{web_pod}\"}} ");
+    assert!(resource.contains(&line), "{resource}");
+    assert!(
+        resource.contains("node_memory_working_set_bytes "),
+        "{resource}"
+    );
+    assert!(resource.contains("resource_scrape_error 0"), "{resource}");
+    let cadvisor = raw("/metrics/cadvisor");
+    assert!(
+        cadvisor.contains(&format!("pod=\"{web_pod}\""))
+            && cadvisor.contains("container_memory_working_set_bytes{"),
+        "{cadvisor}"
+    );
+    let own = raw("/metrics");
+    assert!(
+        own.contains("kubelet_node_name{node=\"fk-node\"} 1"),
+        "{own}"
+    );
+    assert!(own.contains("kubelet_running_pods "), "{own}");
 }
 
 fn write_images(dir: &Path) {

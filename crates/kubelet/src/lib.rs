@@ -86,6 +86,8 @@ pub struct Kubelet {
     pub tokens: volumes::TokenCache,
     pub events: events::Events,
     pub stop: watch::Receiver<bool>,
+    /// When this kubelet started (ns since the epoch): the node's startTime in stats.
+    pub started_ns: i64,
 }
 
 impl std::fmt::Debug for Kubelet {
@@ -138,6 +140,9 @@ impl Kubelet {
             tokens: volumes::TokenCache::default(),
             events,
             stop,
+            started_ns: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)),
         }))
     }
 

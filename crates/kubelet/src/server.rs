@@ -10,7 +10,8 @@
 //!   `nodes/<subresource>` of this node (`proxy` for exec, logs, port-forward; `stats`,
 //!   `metrics`, `log`; `pods`, `healthz`, `configz` falling back to `proxy`, as
 //!   KubeletFineGrainedAuthz does), `AlwaysAllow` lets everyone in;
-//! - `/healthz`, `/pods`, `/containerLogs/{ns}/{pod}/{container}` ([`logs`]), and the
+//! - `/healthz`, `/pods`, `/containerLogs/{ns}/{pod}/{container}` ([`logs`]),
+//!   `/stats/summary`, `/metrics`, `/metrics/resource`, `/metrics/cadvisor` ([`stats`]), and the
 //!   streaming `/exec`, `/attach`, `/portForward` handed to the runtime's streaming
 //!   server ([`stream`]).
 //!
@@ -21,6 +22,7 @@
 //! cert dir (upstream's default).
 
 mod logs;
+mod stats;
 mod stream;
 
 use std::convert::Infallible;
@@ -114,6 +116,8 @@ fn subresource(path: &str) -> (&'static str, Option<&'static str>) {
 struct Server {
     k: Arc<Kubelet>,
     auth: DelegatedAuth,
+    /// CPU samples for usageNanoCores in `/stats/summary`.
+    cpu: stats::CpuHistory,
 }
 
 impl Server {
@@ -171,6 +175,10 @@ impl Server {
                 text(StatusCode::OK, "ok")
             }
             ["pods"] if get => self.pods().await,
+            ["stats", "summary"] if get => stats::summary(&self.k, &self.cpu).await,
+            ["metrics"] if get => stats::kubelet(&self.k).await,
+            ["metrics", "resource"] if get => stats::resource(&self.k).await,
+            ["metrics", "cadvisor"] if get => stats::cadvisor(&self.k).await,
             ["containerLogs", ns, pod, container] if get => {
                 logs::serve(&self.k, ns, pod, container, &query).await
             }
@@ -300,7 +308,11 @@ pub async fn start(k: Arc<Kubelet>, cert_dir: &Path) -> Result<Option<SocketAddr
     let bound = listener.local_addr().ok();
     tracing::info!(addr = ?bound, "kubelet server listening");
     let acceptor = tokio_rustls::TlsAcceptor::from(config);
-    let server = Arc::new(Server { k: k.clone(), auth });
+    let server = Arc::new(Server {
+        k: k.clone(),
+        auth,
+        cpu: stats::CpuHistory::default(),
+    });
     tokio::spawn(ferrokube_component_base::serving::serve_tls(
         listener,
         acceptor,
