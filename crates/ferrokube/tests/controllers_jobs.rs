@@ -24,7 +24,7 @@ fn set_phase(s: &Server, pod: &str, phase: &str, exit_code: i32) {
     let patch = format!(
         r#"{{"status":{{"phase":"{phase}","containerStatuses":[{{"name":"c","image":"busybox","imageID":"","ready":false,"restartCount":0,"state":{{"terminated":{{"exitCode":{exit_code}}}}}}}]}}}}"#
     );
-    s.ok(&[
+    let o = s.kubectl(&[
         "patch",
         pod,
         "--subresource=status",
@@ -32,6 +32,23 @@ fn set_phase(s: &Server, pod: &str, phase: &str, exit_code: i32) {
         "-p",
         &patch,
     ]);
+    if !o.status.success() {
+        // Say what the controllers did to the pod (a pod gone here is a finding).
+        let events = s.kubectl(&["get", "events", "-o", "wide"]);
+        let log = std::fs::read_dir(s.data_dir())
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".log"))
+            .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("\n");
+        panic!(
+            "patching {pod}: {}\n--- events:\n{}\n--- logs:\n{log}",
+            String::from_utf8_lossy(&o.stderr),
+            String::from_utf8_lossy(&events.stdout)
+        );
+    }
 }
 
 fn jsonpath(s: &Server, what: &[&str], path: &str) -> String {
