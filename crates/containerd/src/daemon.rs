@@ -195,7 +195,8 @@ pub fn remove_all_tasks(socket: &Path) -> Result<usize, Error> {
     let mut first_error = None;
     for id in &ids {
         // Already-stopped tasks refuse the kill; delete -f handles both. A task the
-        // CRI plugin deleted itself once it exited is "not found": done too.
+        // CRI plugin deleted itself once it exited is "not found", and one whose shim
+        // went with its pod's sandbox answers "ttrpc: closed": done too.
         let _ = ctr(
             socket,
             &["tasks", "kill", "--all", "--signal", "SIGKILL", id],
@@ -203,7 +204,10 @@ pub fn remove_all_tasks(socket: &Path) -> Result<usize, Error> {
         );
         match ctr(socket, &["tasks", "delete", "--force", id], None) {
             Ok(_) => {}
-            Err(e) if e.to_string().contains("not found") => {}
+            Err(e)
+                if ["not found", "ttrpc: closed"]
+                    .iter()
+                    .any(|m| e.to_string().contains(m)) => {}
             Err(e) => {
                 first_error.get_or_insert(e);
             }
