@@ -183,8 +183,8 @@ fn answers(socket: &Path) -> Result<bool, Error> {
 }
 
 /// Kills (SIGKILL) and deletes every task in the `k8s.io` namespace — pod sandboxes,
-/// containers, `ctr run` leftovers — so their shims exit and their mounts go away.
-/// Returns how many it removed. For tests and teardown; a kubelet restart must not do it.
+/// containers, `ctr run` leftovers — so their shims exit and their mounts go away,
+/// and removes the pods' `cni-…` network namespaces. Returns how many it removed. For tests and teardown; a kubelet restart must not do it.
 pub fn remove_all_tasks(socket: &Path) -> Result<usize, Error> {
     let listing = ctr(socket, &["tasks", "ls", "-q"], None)?;
     let ids: Vec<&str> = listing
@@ -192,6 +192,9 @@ pub fn remove_all_tasks(socket: &Path) -> Result<usize, Error> {
         .map(str::trim)
         .filter(|l| !l.is_empty())
         .collect();
+    // The pods' network namespaces (/var/run/netns/cni-…), named in the sandboxes'
+    // specs: removing tasks by force skips CNI DEL, which would delete them.
+    let netns = pod_network_namespaces(socket);
     let mut first_error = None;
     for id in &ids {
         // Already-stopped tasks refuse the kill; delete -f handles both. A task the
@@ -213,10 +216,51 @@ pub fn remove_all_tasks(socket: &Path) -> Result<usize, Error> {
             }
         }
     }
+    for path in netns {
+        let _ = Command::new("umount")
+            .args(["-l"])
+            .arg(&path)
+            .stderr(Stdio::null())
+            .status();
+        let _ = std::fs::remove_file(&path);
+    }
     match first_error {
         Some(e) => Err(e),
         None => Ok(ids.len()),
     }
+}
+
+/// The network namespace files (`/var/run/netns/cni-…`) of the containers in the
+/// runtime at `socket`, from their OCI specs.
+fn pod_network_namespaces(socket: &Path) -> Vec<PathBuf> {
+    let Ok(listing) = ctr(socket, &["containers", "ls", "-q"], None) else {
+        return Vec::new();
+    };
+    let mut paths = Vec::new();
+    for id in listing.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let Ok(info) = ctr(socket, &["containers", "info", id], None) else {
+            continue;
+        };
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(&info) else {
+            continue;
+        };
+        for ns in v["Spec"]["linux"]["namespaces"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            if let (Some("network"), Some(path)) = (ns["type"].as_str(), ns["path"].as_str()) {
+                let path = PathBuf::from(path);
+                let named = path
+                    .file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("cni-"));
+                if named && !paths.contains(&path) {
+                    paths.push(path);
+                }
+            }
+        }
+    }
+    paths
 }
 
 /// Lazily unmounts whatever is still mounted under `dir` (snapshots and volumes of
