@@ -49,13 +49,20 @@ impl AgentArgs {
 }
 
 /// The bootstrap kubeconfig: the server, the CA found in cluster-info, the token.
-fn bootstrap_kubeconfig(server: &str, ca_pem: &[u8], token: &BootstrapToken) -> String {
-    use base64::Engine;
-    let ca = base64::engine::general_purpose::STANDARD.encode(ca_pem);
-    format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- cluster:\n    certificate-authority-data: {ca}\n    server: {server}\n  name: default\ncontexts:\n- context:\n    cluster: default\n    user: kubelet-bootstrap\n  name: default\ncurrent-context: default\nusers:\n- name: kubelet-bootstrap\n  user:\n    token: {}\n",
-        token.token()
-    )
+fn bootstrap_kubeconfig(
+    server: &str,
+    ca_pem: &[u8],
+    token: &BootstrapToken,
+) -> anyhow::Result<ferrokube_pki::kubeconfig::Kubeconfig> {
+    use ferrokube_pki::kubeconfig::{Credentials, Kubeconfig, KubeconfigSpec, Material};
+    Ok(Kubeconfig::build(&KubeconfigSpec {
+        cluster: "default".into(),
+        server: server.into(),
+        ca: Material::Embedded(ca_pem.to_vec()),
+        user: "kubelet-bootstrap".into(),
+        credentials: Credentials::Token(token.token()),
+        context: "default".into(),
+    })?)
 }
 
 pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
@@ -75,19 +82,13 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
             ca = crate::join::discover_ca(&server, &token) => ca?,
             r = crate::server::wait_for_signal() => return r,
         };
-        let private = ferrokube_pki::files::Mode::Private;
         ferrokube_pki::files::write_atomic(
             &ca_file,
             &ca,
             ferrokube_pki::files::Mode::Public,
             true,
         )?;
-        ferrokube_pki::files::write_atomic(
-            &bootstrap,
-            bootstrap_kubeconfig(&server, &ca, &token).as_bytes(),
-            private,
-            true,
-        )?;
+        bootstrap_kubeconfig(&server, &ca, &token)?.write(&bootstrap, true)?;
     }
     let node_name = args.node.node_name();
     let opts = args.node.options(
@@ -138,7 +139,10 @@ mod tests {
         assert!(format!("{bad:#}").contains("--token"), "{bad:#}");
         let good = parse(&["--token", "abcdef.0123456789abcdef"]).unwrap();
         assert_eq!(good.token().unwrap().id, "abcdef");
-        let kc = bootstrap_kubeconfig("https://198.18.0.1:6443", b"CA", &good.token().unwrap());
+        let kc = bootstrap_kubeconfig("https://198.18.0.1:6443", b"CA", &good.token().unwrap())
+            .unwrap()
+            .to_yaml()
+            .unwrap();
         let parsed: kube::config::Kubeconfig = serde_saphyr::from_str(&kc).unwrap();
         assert!(parsed.auth_infos[0]
             .auth_info

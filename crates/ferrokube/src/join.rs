@@ -170,30 +170,46 @@ pub async fn publish(
     .await?;
 
     // The seeds' bootstrap bindings.
-    let bindings: Api<ClusterRoleBinding> = Api::all(client.clone());
-    for (name, role, group) in [
-        (
-            "ferrokube:kubelet-bootstrap",
-            "system:node-bootstrapper",
-            "system:bootstrappers",
-        ),
-        (
-            "ferrokube:node-autoapprove-bootstrap",
-            "system:certificates.k8s.io:certificatesigningrequests:nodeclient",
-            "system:bootstrappers",
-        ),
-        (
-            "ferrokube:node-autoapprove-certificate-rotation",
-            "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient",
-            "system:nodes",
-        ),
-    ] {
+    bind_cluster_roles(
+        client,
+        &[
+            (
+                "ferrokube:kubelet-bootstrap",
+                "system:node-bootstrapper",
+                "Group",
+                "system:bootstrappers",
+            ),
+            (
+                "ferrokube:node-autoapprove-bootstrap",
+                "system:certificates.k8s.io:certificatesigningrequests:nodeclient",
+                "Group",
+                "system:bootstrappers",
+            ),
+            (
+                "ferrokube:node-autoapprove-certificate-rotation",
+                "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient",
+                "Group",
+                "system:nodes",
+            ),
+        ],
+    )
+    .await
+}
+
+/// Creates each ClusterRoleBinding `(name, cluster role, subject kind, subject)`
+/// unless it exists.
+pub(crate) async fn bind_cluster_roles(
+    client: &kube::Client,
+    bindings: &[(&str, &str, &str, &str)],
+) -> anyhow::Result<()> {
+    let api: Api<ClusterRoleBinding> = Api::all(client.clone());
+    for (name, role, kind, who) in bindings {
         let b = ClusterRoleBinding {
             metadata: meta(name, None),
             role_ref: cluster_role(role),
-            subjects: Some(vec![subject("Group", group)]),
+            subjects: Some(vec![subject(kind, who)]),
         };
-        ensure(&bindings, &b).await?;
+        ensure(&api, &b).await?;
     }
     Ok(())
 }

@@ -63,6 +63,13 @@ impl NodeFlags {
             .unwrap_or_else(ferrokube_kubelet::host::hostname)
     }
 
+    /// `--node-ip`, or the address the kubelet would pick (host name, default route).
+    pub fn node_ip_or_default(&self) -> IpAddr {
+        self.node_ip.unwrap_or_else(|| {
+            ferrokube_kubelet::host::default_node_ip(&ferrokube_kubelet::host::hostname())
+        })
+    }
+
     /// The agent's options: state in `dir`, credentials in `kubeconfig` (bootstrapped
     /// with `bootstrap_kubeconfig` when given), client certificates checked against
     /// `client_ca_file`.

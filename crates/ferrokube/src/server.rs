@@ -9,7 +9,6 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use base64::Engine;
 use clap::Args;
 
 use crate::apiserver_cmd::ApiServerArgs;
@@ -125,46 +124,24 @@ fn start_components(args: &ServerArgs, pki: &Path) -> anyhow::Result<()> {
 ///   node read only its own Node; flannel and cilium get the same through ClusterRoles
 ///   of their own).
 async fn bind_server_roles(client: &kube::Client) -> anyhow::Result<()> {
-    use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleRef, Subject};
-    let api: kube::Api<ClusterRoleBinding> = kube::Api::all(client.clone());
-    for (name, role, kind, subject) in [
-        (
-            "ferrokube:kube-apiserver-to-kubelet",
-            "system:kubelet-api-admin",
-            "User",
-            "kubernetes",
-        ),
-        (
-            "ferrokube:node-network",
-            "system:node-proxier",
-            "Group",
-            "system:nodes",
-        ),
-    ] {
-        let binding = ClusterRoleBinding {
-            metadata: kube::api::ObjectMeta {
-                name: Some(name.into()),
-                ..Default::default()
-            },
-            role_ref: RoleRef {
-                api_group: "rbac.authorization.k8s.io".into(),
-                kind: "ClusterRole".into(),
-                name: role.into(),
-            },
-            subjects: Some(vec![Subject {
-                api_group: Some("rbac.authorization.k8s.io".into()),
-                kind: kind.into(),
-                name: subject.into(),
-                namespace: None,
-            }]),
-        };
-        match api.create(&Default::default(), &binding).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(e)) if e.code == 409 => {}
-            Err(e) => return Err(anyhow::Error::from(e).context(format!("creating {name}"))),
-        }
-    }
-    Ok(())
+    crate::join::bind_cluster_roles(
+        client,
+        &[
+            (
+                "ferrokube:kube-apiserver-to-kubelet",
+                "system:kubelet-api-admin",
+                "User",
+                "kubernetes",
+            ),
+            (
+                "ferrokube:node-network",
+                "system:node-proxier",
+                "Group",
+                "system:nodes",
+            ),
+        ],
+    )
+    .await
 }
 
 /// A client with the PKI's admin (system:masters) credentials.
@@ -184,10 +161,7 @@ fn advertised(args: &ServerArgs, bound: &str) -> String {
     if !args.bind_address.is_unspecified() {
         return bound.to_string();
     }
-    let ip = args.node.node_ip.unwrap_or_else(|| {
-        ferrokube_kubelet::host::default_node_ip(&ferrokube_kubelet::host::hostname())
-    });
-    std::net::SocketAddr::new(ip, args.secure_port).to_string()
+    std::net::SocketAddr::new(args.node.node_ip_or_default(), args.secure_port).to_string()
 }
 
 /// The admin's bearer token, generated once and kept in `<data-dir>/tls/admin.token`; it
@@ -221,12 +195,19 @@ fn uuid_hex() -> String {
     ferrokube_apiserver::random_hex()
 }
 
+/// The admin kubeconfig: this server, its CA, the admin token.
 fn write_kubeconfig(path: &Path, server: &str, ca_pem: &[u8], token: &str) -> anyhow::Result<()> {
-    let ca = base64::engine::general_purpose::STANDARD.encode(ca_pem);
-    let text = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- cluster:\n    certificate-authority-data: {ca}\n    server: https://{server}\n  name: ferrokube\ncontexts:\n- context:\n    cluster: ferrokube\n    user: admin\n  name: ferrokube\ncurrent-context: ferrokube\nusers:\n- name: admin\n  user:\n    token: {token}\n"
-    );
-    write_private(path, &text)
+    use ferrokube_pki::kubeconfig::{Credentials, Kubeconfig, KubeconfigSpec, Material};
+    Kubeconfig::build(&KubeconfigSpec {
+        cluster: "ferrokube".into(),
+        server: format!("https://{server}"),
+        ca: Material::Embedded(ca_pem.to_vec()),
+        user: "admin".into(),
+        credentials: Credentials::Token(token.into()),
+        context: "ferrokube".into(),
+    })?
+    .write(path, true)?;
+    Ok(())
 }
 
 /// Generates (or keeps) the PKI under `dir` for this single-node cluster.
@@ -251,10 +232,8 @@ async fn cluster_pki(args: &ServerArgs, dir: &Path, host: &str) -> anyhow::Resul
     spec.extra_sans = vec!["127.0.0.1".into(), "localhost".into()];
     if args.bind_address.is_unspecified() {
         // Listening everywhere: other hosts use this host's address.
-        let ip = args.node.node_ip.unwrap_or_else(|| {
-            ferrokube_kubelet::host::default_node_ip(&ferrokube_kubelet::host::hostname())
-        });
-        spec.extra_sans.push(ip.to_string());
+        spec.extra_sans
+            .push(args.node.node_ip_or_default().to_string());
     }
     // ECDSA: fast to generate on first start.
     spec.algorithm = ferrokube_pki::keys::KeyAlgorithm::EcdsaP256;

@@ -43,18 +43,19 @@ pub async fn load_client_cert(
     .await
     .map_err(|e| kc_err(e.to_string()))?;
     let server = config.cluster_url.to_string();
-    let ca_pem: Option<String> = raw
+    // The CA the bootstrap kubeconfig trusts, carried into the node's kubeconfig.
+    let ca_pem: Option<Vec<u8>> = raw
         .clusters
         .first()
         .and_then(|c| c.cluster.as_ref())
-        .and_then(|c| {
-            c.certificate_authority_data.clone().or_else(|| {
-                c.certificate_authority.as_ref().and_then(|p| {
-                    std::fs::read(p)
-                        .ok()
-                        .map(|b| base64::engine::general_purpose::STANDARD.encode(b))
-                })
-            })
+        .and_then(|c| match &c.certificate_authority_data {
+            Some(data) => base64::engine::general_purpose::STANDARD
+                .decode(data.trim())
+                .ok(),
+            None => c
+                .certificate_authority
+                .as_ref()
+                .and_then(|p| std::fs::read(p).ok()),
         });
     let client = kube::Client::try_from(config).map_err(|e| kc_err(e.to_string()))?;
     let req = Request {
@@ -63,24 +64,30 @@ pub async fn load_client_cert(
     };
     let (cert, key) = certificate::request(client, &req, stop).await?;
     let current = certificate::store(cert_dir, req.pair(), &cert, &key)?;
-    let ca_line = ca_pem.map_or_else(
-        || "    insecure-skip-tls-verify: true\n".to_string(),
-        |ca| format!("    certificate-authority-data: {ca}\n"),
-    );
-    let text = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- cluster:\n{ca_line}    server: {server}\n  name: default-cluster\ncontexts:\n- context:\n    cluster: default-cluster\n    namespace: default\n    user: default-auth\n  name: default-context\ncurrent-context: default-context\nusers:\n- name: default-auth\n  user:\n    client-certificate: {c}\n    client-key: {c}\n",
-        c = current.display()
-    );
+    use ferrokube_pki::kubeconfig::{Credentials, Kubeconfig, KubeconfigSpec, Material};
+    let write_err = |e| BootstrapError::Certificate(CertificateError::Write(e));
+    let mut kc = Kubeconfig::build(&KubeconfigSpec {
+        cluster: "default-cluster".into(),
+        server,
+        ca: Material::Embedded(ca_pem.clone().unwrap_or_default()),
+        user: "default-auth".into(),
+        credentials: Credentials::ClientCertificate {
+            cert: Material::File(current.clone()),
+            key: Material::File(current),
+        },
+        context: "default-context".into(),
+    })
+    .map_err(write_err)?;
+    kc.contexts[0].context.namespace = Some("default".into());
+    if ca_pem.is_none() {
+        let cluster = &mut kc.clusters[0].cluster;
+        cluster.certificate_authority_data = None;
+        cluster.insecure_skip_tls_verify = true;
+    }
     if let Some(parent) = kubeconfig.parent() {
         std::fs::create_dir_all(parent).map_err(certificate::io("creating", parent))?;
     }
-    ferrokube_pki::files::write_atomic(
-        kubeconfig,
-        text.as_bytes(),
-        ferrokube_pki::files::Mode::Private,
-        true,
-    )
-    .map_err(|e| BootstrapError::Certificate(CertificateError::Write(e)))?;
+    kc.write(kubeconfig, true).map_err(write_err)?;
     tracing::info!(kubeconfig = %kubeconfig.display(), "client certificate issued; kubeconfig written");
     Ok(())
 }

@@ -24,6 +24,13 @@ fn read_trim(path: &str) -> String {
         .unwrap_or_default()
 }
 
+/// Now, in nanoseconds since the Unix epoch.
+pub(crate) fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+}
+
 /// `MemTotal` of /proc/meminfo, in bytes.
 pub fn mem_total() -> i64 {
     meminfo_field("MemTotal:")
@@ -34,7 +41,8 @@ pub fn mem_available() -> i64 {
     meminfo_field("MemAvailable:")
 }
 
-fn meminfo_field(name: &str) -> i64 {
+/// A field of /proc/meminfo (`"MemTotal:"`), in bytes; 0 when absent.
+pub(crate) fn meminfo_field(name: &str) -> i64 {
     let text = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
     text.lines()
         .find_map(|l| l.strip_prefix(name))

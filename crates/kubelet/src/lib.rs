@@ -140,9 +140,7 @@ impl Kubelet {
             tokens: volumes::TokenCache::default(),
             events,
             stop,
-            started_ns: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)),
+            started_ns: host::now_ns(),
         }))
     }
 

@@ -14,13 +14,13 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use ferrokube_cri::v1 as cri;
 use http::{header, Response, StatusCode};
 use serde_json::{json, Value};
 
 use super::{full, status, Body};
+use crate::host::{meminfo_field, now_ns};
 use crate::Kubelet;
 
 /// CPU samples (cumulative core-nanoseconds, sample time in ns) by container ID
@@ -80,12 +80,6 @@ struct Sample {
 
 fn val(v: Option<&cri::UInt64Value>) -> Option<u64> {
     v.map(|v| v.value)
-}
-
-fn now_ns() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }
 
 /// The running containers' usage, joined with their pods and images.
@@ -190,14 +184,7 @@ fn boot_ns() -> Option<i64> {
 /// The node's memory: (usage, working set, available) in bytes, as cAdvisor reports
 /// the root cgroup: usage = total − free, working set = usage − inactive file.
 fn node_memory() -> (u64, u64, u64) {
-    let text = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    let field = |name: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|r| r.split_whitespace().next())
-            .and_then(|kb| kb.parse::<u64>().ok())
-            .map_or(0, |kb| kb * 1024)
-    };
+    let field = |name: &str| u64::try_from(meminfo_field(name)).unwrap_or(0);
     let usage = field("MemTotal:").saturating_sub(field("MemFree:"));
     let working_set = usage.saturating_sub(field("Inactive(file):"));
     (usage, working_set, field("MemAvailable:"))
