@@ -264,8 +264,8 @@ fn start_agent(lab: &mut Lab, server_url: &str, token: &str) {
     lab.agent = Some(agent);
 }
 
-/// A client certificate for `system:node:n2` signed by the cluster CA, valid from an
-/// hour ago for ten more minutes: past its rotation deadline (70-90 % of its life).
+/// A client certificate for `system:node:n2` signed by the cluster CA, valid from two
+/// hours ago for five more minutes: past any rotation deadline (70-90 % of its life).
 fn aging_client_cert(server_pki: &Path) -> String {
     let ca_pem = std::fs::read_to_string(server_pki.join("ca.pem")).unwrap();
     let ca_key =
@@ -282,8 +282,9 @@ fn aging_client_cert(server_pki: &Path) -> String {
         .push(rcgen::DnType::CommonName, "system:node:n2");
     params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
     let now = time::OffsetDateTime::now_utc();
-    params.not_before = now - time::Duration::hours(1);
-    params.not_after = now + time::Duration::minutes(10);
+    // 125 minutes of life, 120 gone: even the latest deadline (90 %, 112.5 min) passed.
+    params.not_before = now - time::Duration::hours(2);
+    params.not_after = now + time::Duration::minutes(5);
     let cert = params.signed_by(&key, &issuer).unwrap();
     format!("{}{}", cert.pem(), key.serialize_pem())
 }
