@@ -303,6 +303,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         },
         storage,
     };
+    // The join token exists before the admin kubeconfig does: whoever waits for
+    // the kubeconfig (a script, a test) may read the token next.
+    let join_token = crate::join::node_token(&args.data_dir.join("node-token"))?;
     let backend = api.storage.open(true).await?;
     let server = api.start(backend.store()).await?;
     let ca_file = pki.join("ca.pem");
@@ -315,7 +318,6 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let serving = tokio::spawn(server.run(stopped));
     start_components(&args, &pki)?;
-    let join_token = crate::join::node_token(&args.data_dir.join("node-token"))?;
     let url = format!("https://{}", advertised(&args, &addr));
     match admin_client(&pki).await {
         Ok(client) => {
