@@ -1,0 +1,331 @@
+//! One client connection (nginx's `ngx_stream_proxy_module`): choose a server,
+//! connect within `proxy_connect_timeout`, on failure try the next server
+//! (`proxy_next_upstream`, bounded by `proxy_next_upstream_tries` and the number of
+//! servers), then copy both directions until both ends are done, passing a half
+//! close on, or until nothing moved for `proxy_timeout`.
+//!
+//! Two copy engines: a user-space buffer per direction (`proxy_buffer_size`), and
+//! Linux `splice(2)` through a pipe per direction (the bytes never enter user space).
+//! `bench/lb` measured both; see [`CopyMode`].
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ferrokube_component_base::Counter;
+use rustix::pipe::{pipe_with, splice, PipeFlags, SpliceFlags};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
+use tokio::net::tcp::{ReadHalf, WriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+use crate::config::ListenerConfig;
+use crate::metrics::ListenerMetrics;
+use crate::upstream::Pool;
+
+/// How bytes are moved between the two sockets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CopyMode {
+    /// `read` into a buffer, `write` from it.
+    Buffer,
+    /// `splice` socket → pipe → socket.
+    Splice,
+}
+
+impl CopyMode {
+    /// The engine chosen for this process: `FERROKUBE_LB_COPY=splice|buffer`, else
+    /// the buffer (faster for the small request/response traffic of API clients in
+    /// `bench/lb`, and as fast for bulk on loopback).
+    pub fn from_env() -> CopyMode {
+        match std::env::var("FERROKUBE_LB_COPY").as_deref() {
+            Ok("splice") => CopyMode::Splice,
+            _ => CopyMode::Buffer,
+        }
+    }
+}
+
+/// What a listener's connections share; replaced as a whole on reload.
+#[derive(Debug)]
+pub(crate) struct ListenerSettings {
+    pub label: String,
+    pub cfg: ListenerConfig,
+    pub pool: Arc<Pool>,
+    pub metrics: ListenerMetrics,
+    pub no_live: Counter,
+    pub copy: CopyMode,
+}
+
+/// Serves one accepted client connection to its end.
+pub(crate) async fn serve(
+    client: TcpStream,
+    client_addr: SocketAddr,
+    s: Arc<ListenerSettings>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let _ = client.set_nodelay(true);
+    let client_ip = client_addr.ip().to_canonical();
+    let pool = &s.pool;
+    let mut tried = vec![false; pool.peers.len()];
+    let max_tries = match (s.cfg.next_upstream, s.cfg.next_upstream_tries) {
+        (false, _) => 1,
+        (true, 0) => pool.peers.len(),
+        (true, n) => usize::try_from(n)
+            .unwrap_or(usize::MAX)
+            .min(pool.peers.len()),
+    }
+    .max(1);
+    let started = Instant::now();
+    let mut attempt = 0;
+    let (upstream, chosen) = loop {
+        let Some(chosen) = pool.select(client_ip, &mut tried, Instant::now()) else {
+            s.no_live.inc();
+            tracing::warn!(
+                listener = %s.label, upstream = %pool.name, client = %client_addr,
+                "no live upstreams: closing the client connection"
+            );
+            return;
+        };
+        attempt += 1;
+        let Some(peer) = pool.peers.get(chosen.index) else {
+            return;
+        };
+        let addr = peer.cfg.address;
+        let failure =
+            match tokio::time::timeout(s.cfg.connect_timeout, TcpStream::connect(addr)).await {
+                Ok(Ok(stream)) => {
+                    pool.succeeded(chosen.index);
+                    break (stream, chosen);
+                }
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => format!("timed out after {:?}", s.cfg.connect_timeout),
+            };
+        pool.failed(chosen.index, Instant::now());
+        drop(chosen);
+        let out_of_time = !s.cfg.next_upstream_timeout.is_zero()
+            && started.elapsed() >= s.cfg.next_upstream_timeout;
+        let last = attempt >= max_tries || out_of_time;
+        tracing::warn!(
+            listener = %s.label, upstream = %pool.name, server = %addr, client = %client_addr,
+            error = %failure, attempt,
+            "connect to upstream server failed{}",
+            if last { "; giving up on this client connection" } else { "; trying the next server" }
+        );
+        if last {
+            return;
+        }
+    };
+    let _ = upstream.set_nodelay(true);
+    let peer_metrics = &chosen.state.metrics;
+    let result = relay(
+        client,
+        upstream,
+        &s.cfg,
+        s.copy,
+        (&peer_metrics.sent, &peer_metrics.received),
+        shutdown,
+    )
+    .await;
+    tracing::debug!(
+        listener = %s.label, client = %client_addr,
+        server = %pool.peers.get(chosen.index).map(|p| p.cfg.address.to_string()).unwrap_or_default(),
+        sent = result.sent, received = result.received, end = result.end,
+        duration = ?started.elapsed(), "connection closed"
+    );
+}
+
+/// How a relayed connection went.
+#[derive(Debug)]
+struct Relayed {
+    sent: u64,
+    received: u64,
+    end: &'static str,
+}
+
+/// Milliseconds since `start`, for the idle clock.
+fn millis(start: Instant) -> u64 {
+    u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Copies both directions until both are done (or one fails, or the idle timeout,
+/// or shutdown).
+async fn relay(
+    mut client: TcpStream,
+    mut upstream: TcpStream,
+    cfg: &ListenerConfig,
+    mode: CopyMode,
+    (sent_total, received_total): (&Counter, &Counter),
+    mut shutdown: watch::Receiver<bool>,
+) -> Relayed {
+    let start = Instant::now();
+    let activity = AtomicU64::new(0);
+    let (cr, cw) = client.split();
+    let (ur, uw) = upstream.split();
+    let (up, down) = match mode {
+        CopyMode::Splice => match (
+            pipe_with(PipeFlags::NONBLOCK | PipeFlags::CLOEXEC),
+            pipe_with(PipeFlags::NONBLOCK | PipeFlags::CLOEXEC),
+        ) {
+            (Ok(a), Ok(b)) => (Some(a), Some(b)),
+            _ => (None, None),
+        },
+        CopyMode::Buffer => (None, None),
+    };
+    let c2u = direction(cr, uw, up, cfg.buffer_size, &activity, start, sent_total);
+    let u2c = direction(
+        ur,
+        cw,
+        down,
+        cfg.buffer_size,
+        &activity,
+        start,
+        received_total,
+    );
+    tokio::pin!(c2u, u2c);
+    let idle = idle_timer(&activity, start, cfg.idle_timeout);
+    tokio::pin!(idle);
+    let (mut sent, mut received) = (None, None);
+    let end = loop {
+        tokio::select! {
+            r = &mut c2u, if sent.is_none() => {
+                let failed = r.is_err();
+                sent = Some(r.unwrap_or_else(|(n, _)| n));
+                if failed { break "client→upstream error"; }
+                if !cfg.half_close { break "client closed"; }
+            }
+            r = &mut u2c, if received.is_none() => {
+                let failed = r.is_err();
+                received = Some(r.unwrap_or_else(|(n, _)| n));
+                if failed { break "upstream→client error"; }
+                if !cfg.half_close { break "upstream closed"; }
+            }
+            _ = &mut idle => break "idle timeout",
+            _ = shutdown.changed() => break "shutdown",
+        }
+        if sent.is_some() && received.is_some() {
+            break "done";
+        }
+    };
+    Relayed {
+        sent: sent.unwrap_or(0),
+        received: received.unwrap_or(0),
+        end,
+    }
+}
+
+/// Resolves once nothing moved for `idle`.
+async fn idle_timer(activity: &AtomicU64, start: Instant, idle: Duration) {
+    loop {
+        let last = start + Duration::from_millis(activity.load(Ordering::Relaxed));
+        let deadline = last + idle;
+        if Instant::now() >= deadline {
+            return;
+        }
+        tokio::time::sleep_until(deadline.into()).await;
+    }
+}
+
+/// One direction: `from` → `to`, then shut `to`'s write half down. Ok: bytes moved;
+/// Err: bytes moved before the error.
+async fn direction(
+    mut from: ReadHalf<'_>,
+    mut to: WriteHalf<'_>,
+    pipe: Option<(OwnedFd, OwnedFd)>,
+    buffer_size: usize,
+    activity: &AtomicU64,
+    start: Instant,
+    counter: &Counter,
+) -> Result<u64, (u64, io::Error)> {
+    let mut total: u64 = 0;
+    let moved = match pipe {
+        Some((pr, pw)) => {
+            splice_loop(
+                from.as_ref(),
+                to.as_ref(),
+                &pr,
+                &pw,
+                &mut total,
+                activity,
+                start,
+                counter,
+            )
+            .await
+        }
+        None => {
+            let mut buf = vec![0u8; buffer_size.max(1)];
+            loop {
+                let n = match from.read(&mut buf).await {
+                    Ok(0) => break Ok(()),
+                    Ok(n) => n,
+                    Err(e) => break Err(e),
+                };
+                if let Err(e) = to.write_all(buf.get(..n).unwrap_or_default()).await {
+                    break Err(e);
+                }
+                total += n as u64;
+                counter.inc_by(n as f64);
+                activity.store(millis(start), Ordering::Relaxed);
+            }
+        }
+    };
+    match moved {
+        Ok(()) => {
+            // The half close: the other side sees EOF too (its reads end), while the
+            // opposite direction goes on.
+            let _ = to.shutdown().await;
+            Ok(total)
+        }
+        Err(e) => Err((total, e)),
+    }
+}
+
+/// The most a splice moves at once (the default pipe capacity).
+const SPLICE_CHUNK: usize = 1 << 16;
+
+#[allow(clippy::too_many_arguments)]
+async fn splice_loop(
+    from: &TcpStream,
+    to: &TcpStream,
+    pipe_read: &OwnedFd,
+    pipe_write: &OwnedFd,
+    total: &mut u64,
+    activity: &AtomicU64,
+    start: Instant,
+    counter: &Counter,
+) -> io::Result<()> {
+    let flags = SpliceFlags::MOVE | SpliceFlags::NONBLOCK;
+    loop {
+        // The pipe is empty here, so EAGAIN can only mean the socket has nothing.
+        from.readable().await?;
+        let n = match from.try_io(Interest::READABLE, || {
+            splice(from, None, pipe_write, None, SPLICE_CHUNK, flags).map_err(io::Error::from)
+        }) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        };
+        let mut left = n;
+        while left > 0 {
+            to.writable().await?;
+            match to.try_io(Interest::WRITABLE, || {
+                splice(pipe_read, None, to, None, left, flags).map_err(io::Error::from)
+            }) {
+                Ok(0) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::WriteZero,
+                        "splice wrote nothing",
+                    ))
+                }
+                Ok(m) => left = left.saturating_sub(m),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        *total += n as u64;
+        counter.inc_by(n as f64);
+        activity.store(millis(start), Ordering::Relaxed);
+    }
+}
