@@ -14,7 +14,7 @@ use crate::Error;
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Runs `program args…`, feeding `stdin` when given; returns stdout.
-pub(crate) async fn run(
+pub async fn run(
     program: &str,
     args: &[&str],
     stdin: Option<&str>,
@@ -69,7 +69,7 @@ async fn run_inner(
 }
 
 /// Runs a command whose output is JSON (`ip -j …`) and decodes it.
-pub(crate) async fn run_json<T: serde::de::DeserializeOwned>(
+pub async fn run_json<T: serde::de::DeserializeOwned>(
     program: &str,
     args: &[&str],
 ) -> Result<T, Error> {

@@ -20,7 +20,7 @@
 pub mod agent;
 pub mod cidr;
 pub mod conflist;
-mod exec;
+pub mod exec;
 pub mod masq;
 pub mod routes;
 

@@ -1,0 +1,317 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! The proxiers against the real kernel: two network namespaces joined by a veth pair
+//! (198.18.0.0/15 addresses), the proxier's rules in one, Service backends in the other;
+//! connections to the ClusterIP and the NodePort must reach the endpoints, follow
+//! endpoint changes, and be refused when there are none.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsFd;
+use std::process::Command;
+use std::time::Duration;
+
+use ferrokube_proxy::model::{Endpoint, Protocol, ServiceKey, ServicePort};
+use ferrokube_proxy::{Backend, ProxyConfig};
+
+/// Two namespaces: `proxy` (198.18.<n>.1) and `backends` (198.18.<n>.2), removed on drop.
+struct Lab {
+    proxy: String,
+    backends: String,
+    subnet: u8,
+}
+
+fn sh(args: &[&str]) {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl Lab {
+    fn new(tag: &str, subnet: u8) -> Lab {
+        let id = std::process::id();
+        let proxy = format!("fkp{id}{tag}p");
+        let backends = format!("fkp{id}{tag}b");
+        let lab = Lab {
+            proxy: proxy.clone(),
+            backends: backends.clone(),
+            subnet,
+        };
+        sh(&["ip", "netns", "add", &proxy]);
+        sh(&["ip", "netns", "add", &backends]);
+        let (va, vb) = (format!("fkp{subnet}a"), format!("fkp{subnet}b"));
+        sh(&[
+            "ip", "-n", &proxy, "link", "add", &va, "type", "veth", "peer", "name", &vb, "netns",
+            &backends,
+        ]);
+        let a = format!("198.18.{subnet}.1/24");
+        let b = format!("198.18.{subnet}.2/24");
+        sh(&["ip", "-n", &proxy, "addr", "add", &a, "dev", &va]);
+        sh(&["ip", "-n", &backends, "addr", "add", &b, "dev", &vb]);
+        for (ns, dev) in [(&proxy, &va), (&backends, &vb)] {
+            sh(&["ip", "-n", ns, "link", "set", dev, "up"]);
+            sh(&["ip", "-n", ns, "link", "set", "lo", "up"]);
+        }
+        // The proxy host routes Service addresses towards the backends' side (any route
+        // will do: DNAT picks the real destination), and forwards NodePort traffic.
+        sh(&[
+            "ip",
+            "-n",
+            &proxy,
+            "route",
+            "add",
+            "10.96.0.0/12",
+            "via",
+            &format!("198.18.{subnet}.2"),
+        ]);
+        sh(&[
+            "ip",
+            "netns",
+            "exec",
+            &proxy,
+            "sysctl",
+            "-qw",
+            "net.ipv4.ip_forward=1",
+        ]);
+        lab
+    }
+
+    fn backend_ip(&self) -> Ipv4Addr {
+        Ipv4Addr::new(198, 18, self.subnet, 2)
+    }
+
+    fn proxy_ip(&self) -> Ipv4Addr {
+        Ipv4Addr::new(198, 18, self.subnet, 1)
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for ns in [&self.proxy, &self.backends] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+/// Runs `f` on a thread that has entered network namespace `ns`.
+fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let path = format!("/run/netns/{ns}");
+    std::thread::spawn(move || {
+        let file = std::fs::File::open(&path).expect("open netns");
+        rustix::thread::move_into_link_name_space(
+            file.as_fd(),
+            Some(rustix::thread::LinkNameSpaceType::Network),
+        )
+        .unwrap_or_else(|e| panic!("setns {path}: {e}"));
+        f()
+    })
+    .join()
+    .expect("netns thread")
+}
+
+/// Servers in `ns` on `addrs`, each answering its own address then closing; they live
+/// as long as the namespace.
+fn serve(ns: &str, addrs: Vec<SocketAddr>) {
+    let listeners: Vec<TcpListener> = in_netns(ns, move || {
+        addrs
+            .iter()
+            .map(|a| TcpListener::bind(a).expect("bind"))
+            .collect()
+    });
+    for l in listeners {
+        std::thread::spawn(move || {
+            let me = l.local_addr().unwrap().to_string();
+            for mut c in l.incoming().flatten() {
+                let _ = c.write_all(me.as_bytes());
+            }
+        });
+    }
+}
+
+/// `n` connections from `ns` to `to`: who answered how often, and failures by kind.
+fn probe(ns: &str, to: SocketAddr, n: usize) -> HashMap<String, usize> {
+    in_netns(ns, move || {
+        let mut seen = HashMap::new();
+        for _ in 0..n {
+            let answer = match TcpStream::connect_timeout(&to, Duration::from_secs(2)) {
+                Ok(mut s) => {
+                    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+                    let mut buf = String::new();
+                    let _ = s.read_to_string(&mut buf);
+                    buf
+                }
+                Err(e) => format!("error: {:?}", e.kind()),
+            };
+            *seen.entry(answer).or_insert(0) += 1;
+        }
+        seen
+    })
+}
+
+fn service(eps: &[SocketAddr]) -> BTreeMap<ServiceKey, Vec<ServicePort>> {
+    let eps: Vec<Endpoint> = eps
+        .iter()
+        .map(|a| match a {
+            SocketAddr::V4(a) => Endpoint {
+                ip: *a.ip(),
+                port: a.port(),
+                local: false,
+            },
+            SocketAddr::V6(_) => unreachable!("IPv4 lab"),
+        })
+        .collect();
+    let port = ServicePort {
+        service: key(),
+        port_name: String::new(),
+        protocol: Protocol::Tcp,
+        cluster_ip: Some(Ipv4Addr::new(10, 96, 0, 10)),
+        port: 80,
+        node_port: Some(30080),
+        external_ips: vec![],
+        affinity_timeout: None,
+        external_local: false,
+        has_endpoints: !eps.is_empty(),
+        cluster_endpoints: eps.clone(),
+        external_endpoints: eps,
+    };
+    [(key(), vec![port])].into()
+}
+
+fn key() -> ServiceKey {
+    ServiceKey {
+        namespace: "default".into(),
+        name: "web".into(),
+    }
+}
+
+/// Syncs `backend` to `desired` inside `ns` (the tools it runs inherit the namespace).
+fn sync_in(ns: &str, backend: Backend, desired: BTreeMap<ServiceKey, Vec<ServicePort>>) -> Backend {
+    in_netns(ns, move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let mut backend = backend;
+        let dirty: BTreeSet<ServiceKey> = [key()].into();
+        rt.block_on(backend.sync(&desired, &dirty)).expect("sync");
+        backend
+    })
+}
+
+fn exercise(mode: &str, tag: &str, subnet: u8) {
+    let lab = Lab::new(tag, subnet);
+    let b = lab.backend_ip();
+    let (e1, e2) = (SocketAddr::from((b, 8080)), SocketAddr::from((b, 8081)));
+    serve(&lab.backends, vec![e1, e2]);
+    let config = ProxyConfig {
+        mode: ferrokube_proxy::Mode::parse(mode).unwrap(),
+        cluster_cidrs: vec!["10.244.0.0/16".parse().unwrap()],
+        ..ProxyConfig::default()
+    };
+    let backend = ferrokube_proxy::runner::backend(&config);
+    let cluster_ip = SocketAddr::from(([10, 96, 0, 10], 80));
+
+    // Two endpoints: both get connections through the ClusterIP.
+    let backend = sync_in(&lab.proxy, backend, service(&[e1, e2]));
+    let seen = probe(&lab.proxy, cluster_ip, 40);
+    assert_eq!(
+        seen.get(&e1.to_string()).copied().unwrap_or(0)
+            + seen.get(&e2.to_string()).copied().unwrap_or(0),
+        40,
+        "{mode}: {seen:?}"
+    );
+    assert!(
+        seen.len() == 2,
+        "{mode}: both endpoints should answer: {seen:?}"
+    );
+
+    // NodePort from the other host: DNAT back to it, masqueraded so replies return.
+    let node_port = SocketAddr::from((lab.proxy_ip(), 30080));
+    let seen = probe(&lab.backends, node_port, 10);
+    assert!(
+        seen.keys()
+            .all(|k| k == &e1.to_string() || k == &e2.to_string()),
+        "{mode}: {seen:?}"
+    );
+
+    // ClientIP affinity: one client keeps its endpoint.
+    let mut sticky = service(&[e1, e2]);
+    sticky
+        .values_mut()
+        .flatten()
+        .for_each(|p| p.affinity_timeout = Some(60));
+    let backend = sync_in(&lab.proxy, backend, sticky);
+    let seen = probe(&lab.proxy, cluster_ip, 12);
+    assert_eq!(
+        seen.len(),
+        1,
+        "{mode}: one endpoint for one client: {seen:?}"
+    );
+    assert!(
+        seen.keys()
+            .all(|k| k == &e1.to_string() || k == &e2.to_string()),
+        "{mode}: {seen:?}"
+    );
+
+    // One endpoint left: all traffic goes there.
+    let backend = sync_in(&lab.proxy, backend, service(&[e2]));
+    let seen = probe(&lab.proxy, cluster_ip, 10);
+    assert_eq!(seen.get(&e2.to_string()), Some(&10), "{mode}: {seen:?}");
+
+    // None: refused at once, not a timeout.
+    let backend = sync_in(&lab.proxy, backend, service(&[]));
+    let seen = probe(&lab.proxy, cluster_ip, 3);
+    assert_eq!(
+        seen.get("error: ConnectionRefused"),
+        Some(&3),
+        "{mode}: {seen:?}"
+    );
+
+    // Back to two after a full rewrite (what a restart does).
+    let mut backend = backend;
+    backend.force_full();
+    let backend = sync_in(&lab.proxy, backend, service(&[e1]));
+    let seen = probe(&lab.proxy, cluster_ip, 5);
+    assert_eq!(seen.get(&e1.to_string()), Some(&5), "{mode}: {seen:?}");
+    drop(backend);
+
+    // --cleanup leaves nothing of ours.
+    let errors = in_netns(&lab.proxy, || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(ferrokube_proxy::backend::cleanup_all())
+    });
+    assert!(errors.is_empty(), "{errors:?}");
+    let nft = Command::new("ip")
+        .args(["netns", "exec", &lab.proxy, "nft", "list", "tables"])
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&nft.stdout).contains("kube-proxy"));
+    let ipt = Command::new("ip")
+        .args(["netns", "exec", &lab.proxy, "iptables-save", "-t", "nat"])
+        .output()
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&ipt.stdout).contains("KUBE-"),
+        "{}",
+        String::from_utf8_lossy(&ipt.stdout)
+    );
+}
+
+#[test]
+fn nftables_mode_serves_cluster_ips_and_node_ports() {
+    exercise("nftables", "n", 61);
+}
+
+#[test]
+fn iptables_mode_serves_cluster_ips_and_node_ports() {
+    exercise("iptables", "i", 62);
+}
