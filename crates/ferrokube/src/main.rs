@@ -13,6 +13,7 @@ mod duration;
 mod images_cmd;
 mod join;
 mod kubelet_cmd;
+mod lb_cmd;
 mod leader;
 mod network_cmd;
 mod node_agent;
@@ -64,6 +65,8 @@ enum Command {
     Network(Box<network_cmd::NetworkArgs>),
     /// The node agent (kubelet): registers the node and runs its pods through CRI.
     Kubelet(Box<kubelet_cmd::KubeletArgs>),
+    /// L4 TCP proxy to a pool of API servers (the seeds' kube-nginx)
+    Lb(Box<lb_cmd::LbArgs>),
     /// Container images without a registry: build, the pause image, import into containerd.
     #[command(subcommand)]
     Images(images_cmd::ImagesCommand),
@@ -85,6 +88,7 @@ fn argv_with_multicall() -> Vec<std::ffi::OsString> {
         "kube-scheduler" => Some("scheduler"),
         "kube-controller-manager" => Some("controller-manager"),
         "kubelet" => Some("kubelet"),
+        "kube-nginx" => Some("lb"),
         other => other.strip_prefix("ferrokube-").filter(|s| {
             [
                 "server",
@@ -139,6 +143,7 @@ fn main() -> ExitCode {
             Command::ControllerManager(args) => controller_manager_cmd::run(*args).await,
             Command::Network(args) => network_cmd::run(*args).await,
             Command::Kubelet(args) => kubelet_cmd::run(*args).await,
+            Command::Lb(args) => lb_cmd::run(*args).await,
             Command::Agent(args) => agent::run(*args).await,
             Command::Images(cmd) => images_cmd::run(cmd).await,
         }

@@ -78,6 +78,9 @@ pub enum Error {
         /// What is wrong (the file named).
         message: String,
     },
+    /// The configuration file could not be loaded.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     /// The configuration has no listener.
     #[error("the configuration has no listener")]
     NoListeners,

@@ -197,6 +197,23 @@ impl Handle {
         result
     }
 
+    /// Re-reads the configuration file `path` (off the runtime: names may be
+    /// resolved) and applies it; a file that does not load is an error like a
+    /// configuration that cannot be applied, and the running one stays.
+    pub async fn reload_file(&self, path: &std::path::Path) -> Result<(), Error> {
+        let owned = path.to_path_buf();
+        let loaded = tokio::task::spawn_blocking(move || crate::config::load_file(&owned))
+            .await
+            .map_err(|_| Error::Stopped)?;
+        match loaded {
+            Ok(config) => self.reload(config).await,
+            Err(e) => {
+                self.inner.metrics.reload(false);
+                Err(e.into())
+            }
+        }
+    }
+
     /// The addresses the listeners are bound to (port 0 resolved), in configuration
     /// order.
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
