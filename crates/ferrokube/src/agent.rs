@@ -97,7 +97,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         kubeconfig,
         Some(bootstrap),
         ca_file,
-    );
+    )?;
     println!(
         "ferrokube agent: starting node {node_name} (TLS bootstrap with token {})",
         token.id

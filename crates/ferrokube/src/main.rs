@@ -9,6 +9,7 @@ mod agent;
 mod apiserver_cmd;
 mod apiserver_flags;
 mod controller_manager_cmd;
+mod dns_cmd;
 mod duration;
 mod images_cmd;
 mod join;
@@ -18,6 +19,7 @@ mod leader;
 mod network_cmd;
 mod node_agent;
 mod pki_cmd;
+mod proxy_cmd;
 mod scheduler_cmd;
 mod server;
 mod storage_flags;
@@ -67,6 +69,11 @@ enum Command {
     Kubelet(Box<kubelet_cmd::KubeletArgs>),
     /// L4 TCP proxy to a pool of API servers (the seeds' kube-nginx)
     Lb(Box<lb_cmd::LbArgs>),
+    /// kube-proxy: Services and EndpointSlices as kernel load-balancing rules
+    /// (nftables, iptables; ipvs where the kernel has it).
+    Proxy(Box<proxy_cmd::ProxyArgs>),
+    /// Cluster DNS: Service and Pod names for pods (the seeds' kube-dns/CoreDNS).
+    Dns(Box<dns_cmd::DnsArgs>),
     /// Container images without a registry: build, the pause image, import into containerd.
     #[command(subcommand)]
     Images(images_cmd::ImagesCommand),
@@ -89,6 +96,7 @@ fn argv_with_multicall() -> Vec<std::ffi::OsString> {
         "kube-controller-manager" => Some("controller-manager"),
         "kubelet" => Some("kubelet"),
         "kube-nginx" => Some("lb"),
+        "kube-proxy" => Some("proxy"),
         other => other.strip_prefix("ferrokube-").filter(|s| {
             [
                 "server",
@@ -144,6 +152,8 @@ fn main() -> ExitCode {
             Command::Network(args) => network_cmd::run(*args).await,
             Command::Kubelet(args) => kubelet_cmd::run(*args).await,
             Command::Lb(args) => lb_cmd::run(*args).await,
+            Command::Proxy(args) => proxy_cmd::run(*args).await,
+            Command::Dns(args) => dns_cmd::run(*args).await,
             Command::Agent(args) => agent::run(*args).await,
             Command::Images(cmd) => images_cmd::run(cmd).await,
         }

@@ -52,6 +52,21 @@ pub struct NodeFlags {
     /// failSwapOn false).
     #[arg(long, value_name = "FILE")]
     pub kubelet_config: Option<PathBuf>,
+    /// How Services reach their endpoints on this node: nftables, iptables or ipvs
+    /// (ipvs runs as nftables where the kernel has no IPVS).
+    #[arg(long, value_name = "MODE", default_value = "nftables", value_parser = parse_proxy_mode)]
+    pub proxy_mode: ferrokube_proxy::Mode,
+    /// A KubeProxyConfiguration file for the node's kube-proxy (its mode wins over
+    /// --proxy-mode; clusterCIDR and hostnameOverride default to this node's).
+    #[arg(long, value_name = "FILE")]
+    pub kube_proxy_config: Option<PathBuf>,
+    /// Do not run kube-proxy on this node (Services then need another proxy).
+    #[arg(long)]
+    pub disable_kube_proxy: bool,
+}
+
+fn parse_proxy_mode(s: &str) -> Result<ferrokube_proxy::Mode, String> {
+    ferrokube_proxy::Mode::parse(s)
 }
 
 impl NodeFlags {
@@ -80,8 +95,25 @@ impl NodeFlags {
         kubeconfig: PathBuf,
         bootstrap_kubeconfig: Option<PathBuf>,
         client_ca_file: PathBuf,
-    ) -> NodeAgentOptions {
-        NodeAgentOptions {
+    ) -> anyhow::Result<NodeAgentOptions> {
+        let proxy = if self.disable_kube_proxy {
+            None
+        } else {
+            let mut c = match &self.kube_proxy_config {
+                Some(path) => ferrokube_proxy::ProxyConfig::load(path)?,
+                None => ferrokube_proxy::ProxyConfig {
+                    mode: self.proxy_mode,
+                    ..Default::default()
+                },
+            };
+            if c.cluster_cidrs.is_empty() {
+                c.cluster_cidrs = ferrokube_cni::parse_cidr_list(&self.cluster_cidr)
+                    .with_context(|| format!("--cluster-cidr {}", self.cluster_cidr))?;
+            }
+            c.hostname_override.get_or_insert_with(|| node_name.clone());
+            Some(c)
+        };
+        Ok(NodeAgentOptions {
             dir,
             runtime_endpoint: self.container_runtime_endpoint.clone(),
             cni_conf_dir: self.cni_conf_dir.clone(),
@@ -95,7 +127,8 @@ impl NodeFlags {
             client_ca_file,
             kubelet_port: self.kubelet_port,
             kubelet_healthz_port: self.kubelet_healthz_port,
-        }
+            proxy,
+        })
     }
 }
 
@@ -128,6 +161,8 @@ pub struct NodeAgentOptions {
     /// `kubelet_config` is given.
     pub kubelet_port: u16,
     pub kubelet_healthz_port: u16,
+    /// The node's kube-proxy (none: not run).
+    pub proxy: Option<ferrokube_proxy::ProxyConfig>,
 }
 
 /// The running node: stop it with [`NodeAgent::stop`].
@@ -204,6 +239,36 @@ fn import_images(socket: &Path, dir: &Path) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The node's kube-proxy, with the node's credentials (`system:nodes` is bound to
+/// `system:node-proxier`). Its health and metrics ports are best effort here: when
+/// another process holds them, the proxy runs without them.
+async fn start_proxy(
+    config: ferrokube_proxy::ProxyConfig,
+    client: kube::Client,
+    node: &str,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<JoinHandle<()>> {
+    let node = config
+        .hostname_override
+        .clone()
+        .unwrap_or_else(|| node.to_string());
+    match ferrokube_proxy::start(config.clone(), client.clone(), node.clone(), stop.clone()).await {
+        Ok(p) => Ok(p.task),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+            tracing::warn!(error = %e, "kube-proxy's healthz/metrics ports are taken; running without them");
+            let config = ferrokube_proxy::ProxyConfig {
+                healthz_bind_address: None,
+                metrics_bind_address: None,
+                ..config
+            };
+            Ok(ferrokube_proxy::start(config, client, node, stop)
+                .await?
+                .task)
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 impl NodeAgent {
@@ -313,11 +378,21 @@ impl NodeAgent {
         net.data_dir = opts.dir.join("cni");
         net.bridge = opts.bridge.clone();
         let stopped_net = stopped.clone();
+        let proxy_client = network_client.clone();
         agent.tasks.push(tokio::spawn(async move {
             if let Err(e) = ferrokube_cni::run(network_client, net, stopped_net).await {
                 tracing::error!(error = %e, "pod network stopped");
             }
         }));
+        if let Some(config) = opts.proxy.clone() {
+            match start_proxy(config, proxy_client, &opts.node_name, stopped.clone()).await {
+                Ok(task) => agent.tasks.push(task),
+                Err(e) => {
+                    agent.stop().await;
+                    return Err(e.context("starting kube-proxy"));
+                }
+            }
+        }
         Ok(agent)
     }
 

@@ -343,7 +343,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             pki.join(format!("kubelet-{node_name}.kubeconfig")),
             None,
             pki.join("ca.pem"),
-        );
+        )?;
         // The control plane stays up without a node (no runtime here, not root, …).
         match crate::node_agent::NodeAgent::start(opts).await {
             Ok(a) => {

@@ -18,6 +18,9 @@ use common::containerd::{busybox_archive, in_path, unmount_under, INSTALL_HINT};
 use common::Server;
 
 const CLUSTER_CIDR: &str = "198.19.128.0/17";
+/// ClusterIPs: in the test range too, so nothing could leave the machine even if the
+/// proxy failed.
+const SERVICE_RANGE: &str = "198.18.240.0/20";
 
 /// The server with its node; on drop, every container it ran is removed and its
 /// containerd stopped, so nothing outlives the test.
@@ -48,6 +51,11 @@ impl Drop for NodeServer {
         let _ = std::process::Command::new("ip")
             .args(["link", "del", &self.bridge])
             .status();
+        // kube-proxy keeps its rules over a restart (traffic keeps flowing): the test
+        // removes them.
+        let _ = std::process::Command::new("nft")
+            .args(["delete", "table", "ip", "kube-proxy"])
+            .status();
     }
 }
 
@@ -73,6 +81,8 @@ fn start_node_server() -> NodeServer {
         "fk-node",
         "--node-ip",
         "127.0.0.1",
+        "--service-cluster-ip-range",
+        SERVICE_RANGE,
     ]);
     NodeServer { s, bridge }
 }
@@ -119,13 +129,93 @@ fn web_pods(s: &Server) -> Vec<(String, String, String, String)> {
 }
 
 fn http_get(ip: &str, port: u16) -> String {
+    try_http_get(ip, port).unwrap_or_else(|e| panic!("GET http://{ip}:{port}/: {e}"))
+}
+
+fn try_http_get(ip: &str, port: u16) -> std::io::Result<String> {
     let addr = format!("{ip}:{port}").parse().unwrap();
-    let mut conn = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(3)).unwrap();
-    conn.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-    write!(conn, "GET / HTTP/1.0\r\nHost: {ip}\r\n\r\n").unwrap();
+    let mut conn = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(3))?;
+    conn.set_read_timeout(Some(Duration::from_secs(3)))?;
+    write!(conn, "GET / HTTP/1.0\r\nHost: {ip}\r\n\r\n")?;
     let mut body = String::new();
     let _ = conn.read_to_string(&mut body);
-    body
+    Ok(body)
+}
+
+/// kube-proxy (nftables mode, in the server): a NodePort Service reaches the pods
+/// through its ClusterIP from the host and from a pod, and through its NodePort on a
+/// local address; deleting it makes the ClusterIP refuse.
+fn services_reach_the_pods(s: &Server, client_pod: &str, bridge_ip: &str) {
+    let out = s.kubectl(&[
+        "expose",
+        "deployment",
+        "web",
+        "--name",
+        "web",
+        "--port",
+        "80",
+        "--target-port",
+        "8080",
+        "--type",
+        "NodePort",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cluster_ip = get(s, &["service", "web"], "{.spec.clusterIP}");
+    assert!(cluster_ip.starts_with("198.18."), "ClusterIP {cluster_ip}");
+    let node_port: u16 = get(s, &["service", "web"], "{.spec.ports[0].nodePort}")
+        .parse()
+        .unwrap();
+    const PAGE: &str = "ferrokube busybox test image";
+    wait(s, "the ClusterIP answering from the host", 20, || {
+        try_http_get(&cluster_ip, 80).is_ok_and(|b| b.contains(PAGE))
+    });
+    for _ in 0..6 {
+        assert!(http_get(&cluster_ip, 80).contains(PAGE));
+    }
+    assert!(
+        http_get(bridge_ip, node_port).contains(PAGE),
+        "NodePort {node_port} on {bridge_ip}"
+    );
+    // From a pod (sometimes to itself: hairpin), six times.
+    let script = format!(
+        "for i in 1 2 3 4 5 6; do printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {cluster_ip} 80 | grep -c busybox || exit 1; done"
+    );
+    let out = s.kubectl(&["exec", client_pod, "--", "sh", "-c", &script]);
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).lines().count() == 6,
+        "from a pod: {} {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A Service without endpoints refuses at once (no timeout).
+    let out = s.kubectl(&["create", "service", "clusterip", "empty", "--tcp=80:8080"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let empty_ip = get(s, &["service", "empty"], "{.spec.clusterIP}");
+    wait(
+        s,
+        "a Service without endpoints refusing",
+        20,
+        || matches!(try_http_get(&empty_ip, 80), Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused),
+    );
+    // Deleted: its address leaves the kernel's maps.
+    let out = s.kubectl(&["delete", "service", "web", "empty"]);
+    assert!(out.status.success());
+    wait(s, "the deleted Services' rules removed", 20, || {
+        let out = std::process::Command::new("nft")
+            .args(["list", "table", "ip", "kube-proxy"])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        out.status.success() && !text.contains(&cluster_ip) && !text.contains(&empty_ip)
+    });
 }
 
 /// `kubectl logs`, `exec` (stdin, exit codes), `port-forward` and `nodes/proxy`: the API
@@ -339,6 +429,7 @@ fn server_runs_a_deployment_on_its_own_node_and_adopts_it_after_a_restart() {
     );
 
     streaming_through_the_api_server(s, &pods[0].0);
+    services_reach_the_pods(s, &pods[1].0, &format!("{prefix}.1"));
 
     // A restart of the server keeps the containers: same IDs, no restarts.
     let before: Vec<_> = pods.clone();
