@@ -14,18 +14,24 @@ use crate::Error;
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Runs `program args…`, feeding `stdin` when given; returns stdout.
-pub async fn run(
+pub async fn run(program: &str, args: &[&str], stdin: Option<&str>) -> Result<String, Error> {
+    run_timeout(program, args, stdin, COMMAND_TIMEOUT).await
+}
+
+/// [`run`] with a time limit of the caller's (a big `iptables-restore`).
+pub async fn run_timeout(
     program: &str,
     args: &[&str],
     stdin: Option<&str>,
+    limit: Duration,
 ) -> Result<String, Error> {
     let command = format!("{program} {}", args.join(" "));
     let fut = run_inner(program, args, stdin, &command);
-    match tokio::time::timeout(COMMAND_TIMEOUT, fut).await {
+    match tokio::time::timeout(limit, fut).await {
         Ok(result) => result,
         Err(_) => Err(Error::CommandTimeout {
             command,
-            seconds: COMMAND_TIMEOUT.as_secs(),
+            seconds: limit.as_secs(),
         }),
     }
 }

@@ -124,6 +124,9 @@ const JUMPS: &[(&str, &str, &[&str])] = &[
     ),
 ];
 
+/// How long one `iptables-restore` may take.
+const RESTORE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// The chains that always exist.
 const NAT_CHAINS: &[&str] = &[
     "KUBE-SERVICES",
@@ -476,8 +479,14 @@ impl Iptables {
                 existing = nat_chains().await?;
             }
             let (input, stats) = self.restore_input(desired, dirty, full, &existing);
-            ferrokube_cni::exec::run("iptables-restore", &["-w", "5", "--noflush"], Some(&input))
-                .await?;
+            // Tens of thousands of chains take iptables-nft minutes to load.
+            ferrokube_cni::exec::run_timeout(
+                "iptables-restore",
+                &["-w", "5", "--noflush"],
+                Some(&input),
+                RESTORE_TIMEOUT,
+            )
+            .await?;
             Ok(stats)
         }
         .await;
