@@ -220,7 +220,9 @@ impl Responder {
         let Some(apex) = apex else {
             return Outcome::Forward;
         };
-        if q.qclass != class::IN && q.qclass != class::ANY {
+        // Other classes, and zone transfers (no secondaries to serve), are refused.
+        let transfer = matches!(q.qtype, rtype::AXFR | rtype::IXFR);
+        if (q.qclass != class::IN && q.qclass != class::ANY) || transfer {
             drop(view);
             self.finish_simple(q, rcode::REFUSED, out);
             return Outcome::Reply;

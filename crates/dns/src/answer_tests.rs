@@ -651,7 +651,7 @@ fn answers_rotate() {
 }
 
 #[test]
-fn class_other_than_in_is_refused_in_the_zone() {
+fn other_classes_and_zone_transfers_are_refused() {
     let z = zone();
     let mut m = Message::query(
         1,
@@ -661,7 +661,15 @@ fn class_other_than_in_is_refused_in_the_zone() {
     m.questions[0].qclass = 3; // CHAOS
     let pkt = m.to_bytes().unwrap();
     let mut out = Vec::new();
-    Responder::new(z, 30).respond(&parse_query(&pkt).unwrap(), Proto::Udp, &mut out);
+    let r = Responder::new(z, 30);
+    r.respond(&parse_query(&pkt).unwrap(), Proto::Udp, &mut out);
+    assert_eq!(Message::parse(&out).unwrap().rcode(), rcode::REFUSED);
+    let axfr = Message::query(2, Name::from_ascii("cluster.local").unwrap(), rtype::AXFR);
+    r.respond(
+        &parse_query(&axfr.to_bytes().unwrap()).unwrap(),
+        Proto::Tcp,
+        &mut out,
+    );
     assert_eq!(Message::parse(&out).unwrap().rcode(), rcode::REFUSED);
 }
 
