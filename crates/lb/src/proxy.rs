@@ -4,9 +4,10 @@
 //! servers), then copy both directions until both ends are done, passing a half
 //! close on, or until nothing moved for `proxy_timeout`.
 //!
-//! Two copy engines: a user-space buffer per direction (`proxy_buffer_size`), and
-//! Linux `splice(2)` through a pipe per direction (the bytes never enter user space).
-//! `bench/lb` measured both; see [`CopyMode`].
+//! Copy engines ([`CopyMode`]): a user-space buffer (`proxy_buffer_size`) taken only
+//! while data flows, Linux `splice(2)` through a pipe (the bytes never enter user
+//! space), and — the default — the buffer until a direction turns out to be a bulk
+//! transfer, then splice. `bench/lb` measures all three against nginx.
 
 use std::io;
 use std::net::SocketAddr;
@@ -17,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use ferrokube_component_base::Counter;
 use rustix::pipe::{pipe_with, splice, PipeFlags, SpliceFlags};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
+use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::tcp::{ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
@@ -29,20 +30,25 @@ use crate::upstream::Pool;
 /// How bytes are moved between the two sockets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CopyMode {
-    /// `read` into a buffer, `write` from it.
+    /// `read` into a buffer taken when data arrives and given back once the socket
+    /// has nothing more (an idle connection holds no buffer), `write` from it.
     Buffer,
-    /// `splice` socket → pipe → socket.
+    /// `splice` socket → pipe → socket: the bytes never enter user space.
     Splice,
+    /// Buffer for small messages; a direction that fills a whole buffer in one read
+    /// (a bulk transfer) switches to splice for the rest of the connection. The
+    /// default: small request/response traffic (API calls, watch events) goes at
+    /// the buffer's rate and latency, bulk at splice's rate without buffer memory.
+    Auto,
 }
 
 impl CopyMode {
-    /// The engine chosen for this process: `FERROKUBE_LB_COPY=splice|buffer`, else
-    /// the buffer (faster for the small request/response traffic of API clients in
-    /// `bench/lb`, and as fast for bulk on loopback).
+    /// `FERROKUBE_LB_COPY=buffer|splice|auto` (default auto).
     pub fn from_env() -> CopyMode {
         match std::env::var("FERROKUBE_LB_COPY").as_deref() {
             Ok("splice") => CopyMode::Splice,
-            _ => CopyMode::Buffer,
+            Ok("buffer") => CopyMode::Buffer,
+            _ => CopyMode::Auto,
         }
     }
 }
@@ -163,26 +169,15 @@ async fn relay(
     let activity = AtomicU64::new(0);
     let (cr, cw) = client.split();
     let (ur, uw) = upstream.split();
-    let (up, down) = match mode {
-        CopyMode::Splice => match (
-            pipe_with(PipeFlags::NONBLOCK | PipeFlags::CLOEXEC),
-            pipe_with(PipeFlags::NONBLOCK | PipeFlags::CLOEXEC),
-        ) {
-            (Ok(a), Ok(b)) => (Some(a), Some(b)),
-            _ => (None, None),
-        },
-        CopyMode::Buffer => (None, None),
-    };
-    let c2u = direction(cr, uw, up, cfg.buffer_size, &activity, start, sent_total);
-    let u2c = direction(
-        ur,
-        cw,
-        down,
-        cfg.buffer_size,
-        &activity,
+    let dir = |counter| Direction {
+        activity: &activity,
         start,
-        received_total,
-    );
+        counter,
+        buffer_size: cfg.buffer_size.max(1),
+        mode,
+    };
+    let c2u = dir(sent_total).run(cr, uw);
+    let u2c = dir(received_total).run(ur, cw);
     tokio::pin!(c2u, u2c);
     let idle = idle_timer(&activity, start, cfg.idle_timeout);
     tokio::pin!(idle);
@@ -227,105 +222,181 @@ async fn idle_timer(activity: &AtomicU64, start: Instant, idle: Duration) {
     }
 }
 
-/// One direction: `from` → `to`, then shut `to`'s write half down. Ok: bytes moved;
-/// Err: bytes moved before the error.
-async fn direction(
-    mut from: ReadHalf<'_>,
-    mut to: WriteHalf<'_>,
-    pipe: Option<(OwnedFd, OwnedFd)>,
-    buffer_size: usize,
-    activity: &AtomicU64,
+/// One direction of a connection and what it reports to.
+struct Direction<'a> {
+    activity: &'a AtomicU64,
     start: Instant,
-    counter: &Counter,
-) -> Result<u64, (u64, io::Error)> {
-    let mut total: u64 = 0;
-    let moved = match pipe {
-        Some((pr, pw)) => {
-            splice_loop(
-                from.as_ref(),
-                to.as_ref(),
-                &pr,
-                &pw,
-                &mut total,
-                activity,
-                start,
-                counter,
-            )
-            .await
-        }
-        None => {
-            let mut buf = vec![0u8; buffer_size.max(1)];
-            loop {
-                let n = match from.read(&mut buf).await {
-                    Ok(0) => break Ok(()),
-                    Ok(n) => n,
-                    Err(e) => break Err(e),
-                };
-                if let Err(e) = to.write_all(buf.get(..n).unwrap_or_default()).await {
-                    break Err(e);
-                }
-                total += n as u64;
-                counter.inc_by(n as f64);
-                activity.store(millis(start), Ordering::Relaxed);
-            }
-        }
-    };
-    match moved {
-        Ok(()) => {
-            // The half close: the other side sees EOF too (its reads end), while the
-            // opposite direction goes on.
-            let _ = to.shutdown().await;
-            Ok(total)
-        }
-        Err(e) => Err((total, e)),
-    }
+    counter: &'a Counter,
+    buffer_size: usize,
+    mode: CopyMode,
 }
 
 /// The most a splice moves at once (the default pipe capacity).
 const SPLICE_CHUNK: usize = 1 << 16;
 
-#[allow(clippy::too_many_arguments)]
-async fn splice_loop(
-    from: &TcpStream,
-    to: &TcpStream,
-    pipe_read: &OwnedFd,
-    pipe_write: &OwnedFd,
-    total: &mut u64,
-    activity: &AtomicU64,
-    start: Instant,
-    counter: &Counter,
-) -> io::Result<()> {
-    let flags = SpliceFlags::MOVE | SpliceFlags::NONBLOCK;
-    loop {
-        // The pipe is empty here, so EAGAIN can only mean the socket has nothing.
-        from.readable().await?;
-        let n = match from.try_io(Interest::READABLE, || {
-            splice(from, None, pipe_write, None, SPLICE_CHUNK, flags).map_err(io::Error::from)
-        }) {
-            Ok(0) => return Ok(()),
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-            Err(e) => return Err(e),
-        };
-        let mut left = n;
-        while left > 0 {
-            to.writable().await?;
-            match to.try_io(Interest::WRITABLE, || {
-                splice(pipe_read, None, to, None, left, flags).map_err(io::Error::from)
-            }) {
-                Ok(0) => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::WriteZero,
-                        "splice wrote nothing",
-                    ))
+thread_local! {
+    /// Buffers given back by finished bursts, reused by the next on this thread.
+    static BUFFERS: std::cell::RefCell<Vec<Vec<u8>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+fn take_buffer(size: usize) -> Vec<u8> {
+    BUFFERS
+        .with(|b| {
+            let mut b = b.borrow_mut();
+            let at = b.iter().rposition(|v| v.len() == size)?;
+            Some(b.swap_remove(at))
+        })
+        .unwrap_or_else(|| vec![0u8; size])
+}
+
+fn give_buffer(buf: Vec<u8>) {
+    BUFFERS.with(|b| {
+        let mut b = b.borrow_mut();
+        if b.len() < 16 {
+            b.push(buf);
+        }
+    });
+}
+
+fn would_block(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::WouldBlock
+}
+
+impl Direction<'_> {
+    fn moved(&self, n: usize, total: &mut u64) {
+        *total += n as u64;
+        self.counter.inc_by(n as f64);
+        self.activity.store(millis(self.start), Ordering::Relaxed);
+    }
+
+    /// `from` → `to`, then shut `to`'s write half down (the half close: the other
+    /// side sees EOF while the opposite direction goes on). Ok: bytes moved; Err:
+    /// bytes moved before the error.
+    async fn run(self, from: ReadHalf<'_>, mut to: WriteHalf<'_>) -> Result<u64, (u64, io::Error)> {
+        let mut total: u64 = 0;
+        let moved = match self.mode {
+            CopyMode::Splice => match new_pipe() {
+                Ok(pipe) => {
+                    self.splice(from.as_ref(), to.as_ref(), &pipe, &mut total)
+                        .await
                 }
-                Ok(m) => left = left.saturating_sub(m),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(_) => self
+                    .buffered(from.as_ref(), &mut to, &mut total, false)
+                    .await
+                    .map(|_| ()),
+            },
+            CopyMode::Buffer => self
+                .buffered(from.as_ref(), &mut to, &mut total, false)
+                .await
+                .map(|_| ()),
+            CopyMode::Auto => match self
+                .buffered(from.as_ref(), &mut to, &mut total, true)
+                .await
+            {
+                Ok(Some(pipe)) => {
+                    self.splice(from.as_ref(), to.as_ref(), &pipe, &mut total)
+                        .await
+                }
+                Ok(None) => Ok(()),
+                Err(e) => Err(e),
+            },
+        };
+        match moved {
+            Ok(()) => {
+                let _ = to.shutdown().await;
+                Ok(total)
+            }
+            Err(e) => Err((total, e)),
+        }
+    }
+
+    /// Copies through a buffer held only while data flows. With `upgrade`, returns a
+    /// pipe as soon as one read fills the whole buffer (the caller goes on with
+    /// splice); `Ok(None)` at EOF.
+    async fn buffered(
+        &self,
+        from: &TcpStream,
+        to: &mut WriteHalf<'_>,
+        total: &mut u64,
+        upgrade: bool,
+    ) -> io::Result<Option<Pipe>> {
+        loop {
+            from.readable().await?;
+            let mut buf = take_buffer(self.buffer_size);
+            let outcome = loop {
+                let n = match from.try_read(&mut buf) {
+                    Ok(0) => break Ok(Some(None)),
+                    Ok(n) => n,
+                    Err(e) if would_block(&e) => break Ok(None),
+                    Err(e) => break Err(e),
+                };
+                if let Err(e) = to.write_all(buf.get(..n).unwrap_or_default()).await {
+                    break Err(e);
+                }
+                self.moved(n, total);
+                if upgrade && n == buf.len() {
+                    if let Ok(pipe) = new_pipe() {
+                        break Ok(Some(Some(pipe)));
+                    }
+                }
+            };
+            give_buffer(buf);
+            match outcome {
+                Ok(None) => continue,
+                Ok(Some(done)) => return Ok(done),
                 Err(e) => return Err(e),
             }
         }
-        *total += n as u64;
-        counter.inc_by(n as f64);
-        activity.store(millis(start), Ordering::Relaxed);
     }
+
+    async fn splice(
+        &self,
+        from: &TcpStream,
+        to: &TcpStream,
+        pipe: &Pipe,
+        total: &mut u64,
+    ) -> io::Result<()> {
+        let flags = SpliceFlags::MOVE | SpliceFlags::NONBLOCK;
+        loop {
+            // The pipe is empty here, so EAGAIN can only mean the socket has nothing.
+            from.readable().await?;
+            let n = match from.try_io(Interest::READABLE, || {
+                splice(from, None, &pipe.write, None, SPLICE_CHUNK, flags).map_err(io::Error::from)
+            }) {
+                Ok(0) => return Ok(()),
+                Ok(n) => n,
+                Err(e) if would_block(&e) => continue,
+                Err(e) => return Err(e),
+            };
+            let mut left = n;
+            while left > 0 {
+                to.writable().await?;
+                match to.try_io(Interest::WRITABLE, || {
+                    splice(&pipe.read, None, to, None, left, flags).map_err(io::Error::from)
+                }) {
+                    Ok(0) => {
+                        return Err(io::Error::new(
+                            io::ErrorKind::WriteZero,
+                            "splice wrote nothing",
+                        ))
+                    }
+                    Ok(m) => left = left.saturating_sub(m),
+                    Err(e) if would_block(&e) => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+            self.moved(n, total);
+        }
+    }
+}
+
+/// A pipe for splice.
+struct Pipe {
+    read: OwnedFd,
+    write: OwnedFd,
+}
+
+fn new_pipe() -> io::Result<Pipe> {
+    let (read, write) = pipe_with(PipeFlags::NONBLOCK | PipeFlags::CLOEXEC)?;
+    Ok(Pipe { read, write })
 }

@@ -143,7 +143,7 @@ async fn half_close_passes_through_in_both_copy_modes() {
             });
         }
     });
-    for mode in [CopyMode::Buffer, CopyMode::Splice] {
+    for mode in [CopyMode::Buffer, CopyMode::Splice, CopyMode::Auto] {
         let lb = Lb::start_with(config(Balance::RoundRobin, &[addr]), mode)
             .await
             .unwrap();
