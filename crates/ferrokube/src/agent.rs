@@ -97,6 +97,12 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         kubeconfig,
         Some(bootstrap),
         ca_file,
+        // k3s's default: `.10` of the default Service range.
+        Some(
+            args.node
+                .cluster_dns
+                .unwrap_or(std::net::IpAddr::from([10, 43, 0, 10])),
+        ),
     )?;
     println!(
         "ferrokube agent: starting node {node_name} (TLS bootstrap with token {})",

@@ -8,6 +8,7 @@
 mod agent;
 mod apiserver_cmd;
 mod apiserver_flags;
+mod cluster_dns;
 mod controller_manager_cmd;
 mod dns_cmd;
 mod duration;

@@ -63,6 +63,13 @@ pub struct NodeFlags {
     /// Do not run kube-proxy on this node (Services then need another proxy).
     #[arg(long)]
     pub disable_kube_proxy: bool,
+    /// The cluster DNS address pods are given (the kubelet's clusterDNS; default:
+    /// `.10` of the Service range, 10.43.0.10 for an agent).
+    #[arg(long, value_name = "IP")]
+    pub cluster_dns: Option<IpAddr>,
+    /// The cluster's DNS domain.
+    #[arg(long, value_name = "DOMAIN", default_value = "cluster.local")]
+    pub cluster_domain: String,
 }
 
 fn parse_proxy_mode(s: &str) -> Result<ferrokube_proxy::Mode, String> {
@@ -95,6 +102,7 @@ impl NodeFlags {
         kubeconfig: PathBuf,
         bootstrap_kubeconfig: Option<PathBuf>,
         client_ca_file: PathBuf,
+        cluster_dns: Option<IpAddr>,
     ) -> anyhow::Result<NodeAgentOptions> {
         let proxy = if self.disable_kube_proxy {
             None
@@ -128,6 +136,8 @@ impl NodeFlags {
             kubelet_port: self.kubelet_port,
             kubelet_healthz_port: self.kubelet_healthz_port,
             proxy,
+            cluster_dns,
+            cluster_domain: self.cluster_domain.clone(),
         })
     }
 }
@@ -163,6 +173,9 @@ pub struct NodeAgentOptions {
     pub kubelet_healthz_port: u16,
     /// The node's kube-proxy (none: not run).
     pub proxy: Option<ferrokube_proxy::ProxyConfig>,
+    /// The kubelet's clusterDNS (none: pods get the host's resolv.conf).
+    pub cluster_dns: Option<IpAddr>,
+    pub cluster_domain: String,
 }
 
 /// The running node: stop it with [`NodeAgent::stop`].
@@ -329,10 +342,14 @@ impl NodeAgent {
                     format!(
                         "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n\
                          # written by ferrokube at every start; pass --kubelet-config to use your own\n\
-                         failSwapOn: false\ncgroupDriver: cgroupfs\nclusterDomain: cluster.local\n\
+                         failSwapOn: false\ncgroupDriver: cgroupfs\nclusterDomain: {}\n{}\
                          authentication:\n  anonymous: {{enabled: false}}\n  webhook: {{enabled: true}}\n  \
                          x509: {{clientCAFile: {ca}}}\nauthorization: {{mode: Webhook}}\n\
                          port: {}\nhealthzPort: {}\n{}",
+                        serde_json::to_string(&opts.cluster_domain).unwrap_or_default(),
+                        opts.cluster_dns
+                            .map(|ip| format!("clusterDNS: [\"{ip}\"]\n"))
+                            .unwrap_or_default(),
                         opts.kubelet_port,
                         opts.kubelet_healthz_port,
                         if opts.bootstrap_kubeconfig.is_some() {

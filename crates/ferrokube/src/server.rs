@@ -40,6 +40,9 @@ pub struct ServerArgs {
     /// Do not run this machine as a node (no containerd, pod network or kubelet).
     #[arg(long)]
     disable_agent: bool,
+    /// Do not run the cluster DNS (the kube-dns Service on <node IP>:53).
+    #[arg(long)]
+    disable_cluster_dns: bool,
     /// How this machine runs as a node.
     #[command(flatten)]
     node: crate::node_agent::NodeFlags,
@@ -142,6 +145,34 @@ async fn bind_server_roles(client: &kube::Client) -> anyhow::Result<()> {
         ],
     )
     .await
+}
+
+/// The cluster DNS on `<node IP>:53`, published as `kube-system/kube-dns` at
+/// `dns_ip`. A failure leaves the cluster without DNS, not without a control plane.
+async fn start_cluster_dns(
+    args: &ServerArgs,
+    dns_ip: std::net::IpAddr,
+    client: kube::Client,
+) -> Option<ferrokube_dns::Handle> {
+    let node_ip = args.node.node_ip_or_default();
+    if node_ip.is_loopback() {
+        tracing::warn!(%node_ip, "the node IP is a loopback address: pods cannot reach the cluster DNS there");
+    }
+    let handle =
+        match crate::cluster_dns::start(node_ip, &args.node.cluster_domain, client.clone()).await {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "no cluster DNS");
+                return None;
+            }
+        };
+    if let Err(e) = crate::cluster_dns::publish(&client, dns_ip, node_ip).await {
+        tracing::warn!(error = %format!("{e:#}"), "publishing the cluster DNS");
+    }
+    println!(
+        "ferrokube server: cluster DNS on {node_ip}:53, Service kube-system/kube-dns at {dns_ip}"
+    );
+    Some(handle)
 }
 
 /// A client with the PKI's admin (system:masters) credentials.
@@ -319,6 +350,15 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let serving = tokio::spawn(server.run(stopped));
     start_components(&args, &pki)?;
     let url = format!("https://{}", advertised(&args, &addr));
+    let cluster_dns = if args.disable_cluster_dns {
+        None
+    } else {
+        Some(match args.node.cluster_dns {
+            Some(ip) => ip,
+            None => crate::cluster_dns::default_address(&args.service_cluster_ip_range)?,
+        })
+    };
+    let mut dns = None;
     match admin_client(&pki).await {
         Ok(client) => {
             if let Err(e) = bind_server_roles(&client).await {
@@ -326,6 +366,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             }
             if let Err(e) = crate::join::publish(&client, &join_token, &url, &ca).await {
                 tracing::warn!(error = %format!("{e:#}"), "publishing what joining nodes need");
+            }
+            if let Some(dns_ip) = cluster_dns {
+                dns = start_cluster_dns(&args, dns_ip, client).await;
             }
         }
         Err(e) => tracing::warn!(error = %format!("{e:#}"), "building the server's admin client"),
@@ -343,6 +386,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             pki.join(format!("kubelet-{node_name}.kubeconfig")),
             None,
             pki.join("ca.pem"),
+            cluster_dns,
         )?;
         // The control plane stays up without a node (no runtime here, not root, …).
         match crate::node_agent::NodeAgent::start(opts).await {
@@ -373,6 +417,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     tracing::info!("ferrokube server: shutting down");
     if let Some(a) = agent {
         a.stop().await;
+    }
+    if let Some(d) = dns {
+        d.stop();
     }
     let _ = stop.send(true);
     let _ = serving.await;

@@ -29,6 +29,9 @@ use common::containerd::{busybox_archive, in_path, unmount_under, INSTALL_HINT};
 const CLUSTER_CIDR: &str = "198.19.0.0/16";
 const SERVER_IP: &str = "198.18.0.1";
 const AGENT_IP: &str = "198.18.0.2";
+/// ClusterIPs (the cluster DNS at .10): in the test range as well.
+const SERVICE_RANGE: &str = "198.18.240.0/20";
+const CLUSTER_DNS: &str = "198.18.240.10";
 
 /// The namespaces, processes and data directories of the test; all removed on drop.
 struct Lab {
@@ -256,6 +259,8 @@ fn start_agent(lab: &mut Lab, server_url: &str, token: &str) {
             "n2",
             "--cluster-cidr",
             CLUSTER_CIDR,
+            "--cluster-dns",
+            CLUSTER_DNS,
         ])
         .stdout(Stdio::null())
         .stderr(log)
@@ -307,6 +312,83 @@ fn fetch(lab: &Lab, from: &str, to: &str) -> String {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     )
+}
+
+/// `sh -c script` in pod `pod`: stdout and stderr.
+fn exec(lab: &Lab, pod: &str, script: &str) -> String {
+    let o = lab.kubectl(&["exec", pod, "--", "sh", "-c", script]);
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Services across nodes and the cluster DNS: web2 (on n2) finds web1's Service (on
+/// n1) by name through the kube-dns Service (n2's kube-proxy carries the query to the
+/// server's DNS), reaches it through its ClusterIP, and a headless Service resolves to
+/// the pod's IP.
+fn services_and_dns(lab: &Lab, ip1: &str) {
+    create(
+        lab,
+        "apiVersion: v1
+kind: Service
+metadata: {name: web1}
+spec:
+  selector: {app: web1}
+  ports: [{port: 80, targetPort: 8080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web1-headless}
+spec:
+  clusterIP: None
+  selector: {app: web1}
+  ports: [{port: 8080}]
+",
+    );
+    let cluster_ip = lab.get(&["service", "web1"], "{.spec.clusterIP}");
+    let third: u8 = cluster_ip.split('.').nth(2).unwrap().parse().unwrap();
+    assert!(
+        cluster_ip.starts_with("198.18.") && third >= 240,
+        "{cluster_ip} outside {SERVICE_RANGE}"
+    );
+    let dns_ip = lab.get(
+        &["service", "kube-dns", "-n", "kube-system"],
+        "{.spec.clusterIP}",
+    );
+    assert_eq!(dns_ip, CLUSTER_DNS);
+    let resolv = exec(lab, "web2", "cat /etc/resolv.conf");
+    assert!(resolv.contains(CLUSTER_DNS), "{resolv}");
+    let mut seen = String::new();
+    lab.wait("web1 through its ClusterIP from n2", 30, || {
+        seen = exec(
+            lab,
+            "web2",
+            &format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 {cluster_ip} 80"),
+        );
+        seen.contains("hello from web1")
+    });
+    lab.wait("web1's name from n2", 30, || {
+        seen = exec(lab, "web2", "nslookup web1.default.svc.cluster.local");
+        seen.contains(&cluster_ip)
+    });
+    let kubernetes = lab.get(&["service", "kubernetes"], "{.spec.clusterIP}");
+    let answer = exec(lab, "web2", "nslookup kubernetes.default.svc.cluster.local");
+    assert!(answer.contains(&kubernetes), "{answer}");
+    lab.wait("the headless Service's pod IP", 30, || {
+        seen = exec(
+            lab,
+            "web2",
+            "nslookup web1-headless.default.svc.cluster.local",
+        );
+        seen.contains(ip1)
+    });
+    let missing = exec(lab, "web2", "nslookup nothing.default.svc.cluster.local");
+    assert!(
+        missing.contains("NXDOMAIN") || missing.contains("can't find"),
+        "{missing}"
+    );
 }
 
 fn ready(lab: &Lab, node: &str) -> String {
@@ -377,6 +459,8 @@ fn an_agent_joins_with_a_token_and_pods_reach_each_other_across_nodes() {
             "n1",
             "--cluster-cidr",
             CLUSTER_CIDR,
+            "--service-cluster-ip-range",
+            SERVICE_RANGE,
         ])
         .stdout(Stdio::piped())
         .stderr(log)
@@ -485,6 +569,8 @@ fn an_agent_joins_with_a_token_and_pods_reach_each_other_across_nodes() {
     // exec on n2 goes through its kubelet, now serving the approved certificate.
     let back = fetch(&lab, "web2", &ip1);
     assert!(back.contains("hello from web1"), "{back}");
+
+    services_and_dns(&lab, &ip1);
 
     // Rotation: restart the agent with a client certificate past its rotation
     // deadline; the kubelet renews it (auto-approved for the node itself), restarts

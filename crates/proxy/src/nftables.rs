@@ -27,7 +27,7 @@ use std::net::Ipv4Addr;
 
 use crate::backend::{SyncError, SyncStats};
 use crate::config::ProxyConfig;
-use crate::model::{Endpoint, ServiceKey, ServicePort};
+use crate::model::{Endpoint, Protocol, ServiceKey, ServicePort};
 use ferrokube_cni::Cidr;
 
 /// Our table (family `ip`).
@@ -38,8 +38,10 @@ pub const TABLE: &str = "kube-proxy";
 pub enum Map {
     ServiceIps,
     ServiceNodeports,
-    Backends,
-    NodeportBackends,
+    /// `(service IP, port, index)` → endpoint, one map per protocol.
+    Backends(Protocol),
+    /// `(node port, index)` → endpoint, one map per protocol.
+    NodeportBackends(Protocol),
     NoEndpointServices,
     NoEndpointNodeports,
     EndpointSelf,
@@ -50,8 +52,12 @@ impl Map {
         match self {
             Map::ServiceIps => "service-ips",
             Map::ServiceNodeports => "service-nodeports",
-            Map::Backends => "backends",
-            Map::NodeportBackends => "nodeport-backends",
+            Map::Backends(Protocol::Tcp) => "backends-tcp",
+            Map::Backends(Protocol::Udp) => "backends-udp",
+            Map::Backends(Protocol::Sctp) => "backends-sctp",
+            Map::NodeportBackends(Protocol::Tcp) => "nodeport-backends-tcp",
+            Map::NodeportBackends(Protocol::Udp) => "nodeport-backends-udp",
+            Map::NodeportBackends(Protocol::Sctp) => "nodeport-backends-sctp",
             Map::NoEndpointServices => "no-endpoint-services",
             Map::NoEndpointNodeports => "no-endpoint-nodeports",
             Map::EndpointSelf => "endpoint-self",
@@ -63,11 +69,15 @@ impl Map {
         self != Map::EndpointSelf
     }
 
-    const ALL: [Map; 7] = [
+    const ALL: [Map; 11] = [
         Map::ServiceIps,
         Map::ServiceNodeports,
-        Map::Backends,
-        Map::NodeportBackends,
+        Map::Backends(Protocol::Tcp),
+        Map::Backends(Protocol::Udp),
+        Map::Backends(Protocol::Sctp),
+        Map::NodeportBackends(Protocol::Tcp),
+        Map::NodeportBackends(Protocol::Udp),
+        Map::NodeportBackends(Protocol::Sctp),
         Map::NoEndpointServices,
         Map::NoEndpointNodeports,
         Map::EndpointSelf,
@@ -81,15 +91,27 @@ impl Map {
             Map::ServiceNodeports | Map::NoEndpointNodeports => {
                 "type inet_proto . inet_service : verdict ;"
             }
-            // The data is `ip daddr . tcp dport` rather than `. th dport`: nft 1.0.6
-            // cannot read a `th` back from a map's type once another `ip` expression
-            // precedes it, and then refuses later rules that use the map. The bytes
-            // are an address and a port whatever the protocol.
-            Map::Backends => {
-                "typeof ip daddr . meta l4proto . th dport . numgen random mod 2 : ip daddr . tcp dport ;"
+            // One map per protocol, typed with that protocol's port (`tcp dport`):
+            // with `th dport` nft 1.0.6 cannot read the map's type back once an `ip`
+            // expression precedes it (later rules using the map are refused), and a
+            // `tcp dport` anywhere in a rule makes nft add a `meta l4proto tcp` match.
+            Map::Backends(Protocol::Tcp) => {
+                "typeof ip daddr . tcp dport . numgen random mod 2 : ip daddr . tcp dport ;"
             }
-            Map::NodeportBackends => {
-                "typeof meta l4proto . th dport . numgen random mod 2 : ip daddr . tcp dport ;"
+            Map::Backends(Protocol::Udp) => {
+                "typeof ip daddr . udp dport . numgen random mod 2 : ip daddr . udp dport ;"
+            }
+            Map::Backends(Protocol::Sctp) => {
+                "typeof ip daddr . sctp dport . numgen random mod 2 : ip daddr . sctp dport ;"
+            }
+            Map::NodeportBackends(Protocol::Tcp) => {
+                "typeof tcp dport . numgen random mod 2 : ip daddr . tcp dport ;"
+            }
+            Map::NodeportBackends(Protocol::Udp) => {
+                "typeof udp dport . numgen random mod 2 : ip daddr . udp dport ;"
+            }
+            Map::NodeportBackends(Protocol::Sctp) => {
+                "typeof sctp dport . numgen random mod 2 : ip daddr . sctp dport ;"
             }
             Map::EndpointSelf => "type ipv4_addr . ipv4_addr ;",
         }
@@ -142,15 +164,19 @@ impl Pick {
             Pick::NodePortLocal(n) => (None, PORT_DNAT, n),
         };
         let mut rules: Vec<String> = mark.into_iter().collect();
-        rules.push(dnat.replace("{n}", &n.to_string()));
+        // One rule per protocol (each only matches its own packets).
+        for proto in [Protocol::Tcp, Protocol::Udp, Protocol::Sctp] {
+            rules.push(
+                dnat.replace("{n}", &n.to_string())
+                    .replace("{p}", proto.as_str()),
+            );
+        }
         rules
     }
 }
 
-const ADDR_DNAT: &str =
-    "dnat ip to ip daddr . meta l4proto . th dport . numgen random mod {n} map @backends";
-const PORT_DNAT: &str =
-    "dnat ip to meta l4proto . th dport . numgen random mod {n} map @nodeport-backends";
+const ADDR_DNAT: &str = "dnat ip to ip daddr . {p} dport . numgen random mod {n} map @backends-{p}";
+const PORT_DNAT: &str = "dnat ip to {p} dport . numgen random mod {n} map @nodeport-backends-{p}";
 
 /// How traffic is marked for masquerade.
 #[derive(Debug, Clone)]
@@ -234,7 +260,7 @@ pub fn render(ports: &[ServicePort], masq: &Masquerade) -> Fragment {
                 );
                 for (i, e) in eps.iter().enumerate() {
                     f.elements.insert(
-                        (Map::NodeportBackends, format!("{proto} . {np} . {i}")),
+                        (Map::NodeportBackends(p.protocol), format!("{np} . {i}")),
                         format!("{} . {}", e.ip, e.port),
                     );
                 }
@@ -331,7 +357,10 @@ fn destination(
     f.picks.insert(pick);
     for (i, e) in eps.iter().enumerate() {
         f.elements.insert(
-            (Map::Backends, format!("{key} . {i}")),
+            (
+                Map::Backends(p.protocol),
+                format!("{ip} . {} . {i}", p.port),
+            ),
             format!("{} . {}", e.ip, e.port),
         );
     }
@@ -762,7 +791,7 @@ mod tests {
         );
         assert!(script.contains("add rule ip kube-proxy cluster-pick-2 ip saddr != 10.244.0.0/16 meta mark set meta mark | 0x00004000"), "{script}");
         assert!(script.contains("add element ip kube-proxy service-ips { 10.96.0.10 . tcp . 80 : goto cluster-pick-2 }"), "{script}");
-        assert!(script.contains("add element ip kube-proxy backends { 10.96.0.10 . tcp . 80 . 0 : 10.244.1.5 . 8080, 10.96.0.10 . tcp . 80 . 1 : 10.244.2.5 . 8080 }"), "{script}");
+        assert!(script.contains("add element ip kube-proxy backends-tcp { 10.96.0.10 . 80 . 0 : 10.244.1.5 . 8080, 10.96.0.10 . 80 . 1 : 10.244.2.5 . 8080 }"), "{script}");
 
         // Nothing changed: nothing to send.
         let (script, _) = n.transaction(&desired, &[key("web")].into());
@@ -782,11 +811,11 @@ mod tests {
         );
         assert!(script.contains("add element ip kube-proxy service-ips { 10.96.0.10 . tcp . 80 : goto cluster-pick-1 }"), "{script}");
         assert!(
-            script.contains("delete element ip kube-proxy backends { 10.96.0.10 . tcp . 80 . 1 }"),
+            script.contains("delete element ip kube-proxy backends-tcp { 10.96.0.10 . 80 . 1 }"),
             "{script}"
         );
         assert!(
-            !script.contains("add element ip kube-proxy backends"),
+            !script.contains("add element ip kube-proxy backends-tcp"),
             "index 0 is unchanged: {script}"
         );
 
@@ -825,7 +854,7 @@ mod tests {
         desired.remove(&key("a"));
         let (script, _) = n.transaction(&desired, &[key("a")].into());
         assert!(
-            script.contains("10.96.0.10 . tcp . 80 . 0 : 10.244.9.9 . 8080"),
+            script.contains("10.96.0.10 . 80 . 0 : 10.244.9.9 . 8080"),
             "{script}"
         );
     }
@@ -845,7 +874,7 @@ mod tests {
             "goto nodeport-local-pick-1"
         );
         assert_eq!(
-            f.elements[&(Map::NodeportBackends, "tcp . 30080 . 0".into())],
+            f.elements[&(Map::NodeportBackends(Protocol::Tcp), "30080 . 0".into())],
             "10.244.1.5 . 8080"
         );
         assert_eq!(
@@ -879,9 +908,10 @@ mod tests {
         );
         c.masquerade_all = false;
         c.cluster_cidrs.clear();
+        // No mark rule: the three per-protocol dnat rules only.
         assert_eq!(
             Pick::Cluster(1).rules(&Masquerade::from_config(&c)).len(),
-            1
+            3
         );
     }
 }

@@ -134,6 +134,36 @@ fn serve(ns: &str, addrs: Vec<SocketAddr>) {
     }
 }
 
+/// A UDP server in `ns` on `addr` answering each datagram with its own address.
+fn serve_udp(ns: &str, addr: SocketAddr) {
+    let sock = in_netns(ns, move || {
+        std::net::UdpSocket::bind(addr).expect("bind udp")
+    });
+    std::thread::spawn(move || {
+        let me = sock.local_addr().unwrap().to_string();
+        let mut buf = [0u8; 512];
+        while let Ok((_, from)) = sock.recv_from(&mut buf) {
+            let _ = sock.send_to(me.as_bytes(), from);
+        }
+    });
+}
+
+/// One datagram from `ns` to `to`: the answer, or the error.
+fn probe_udp(ns: &str, to: SocketAddr) -> String {
+    in_netns(ns, move || {
+        let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        if let Err(e) = s.send_to(b"hello", to) {
+            return format!("error: {:?}", e.kind());
+        }
+        let mut buf = [0u8; 512];
+        match s.recv_from(&mut buf) {
+            Ok((n, _)) => String::from_utf8_lossy(&buf[..n]).into_owned(),
+            Err(e) => format!("error: {:?}", e.kind()),
+        }
+    })
+}
+
 /// `n` connections from `ns` to `to`: who answered how often, and failures by kind.
 fn probe(ns: &str, to: SocketAddr, n: usize) -> HashMap<String, usize> {
     in_netns(ns, move || {
@@ -155,6 +185,27 @@ fn probe(ns: &str, to: SocketAddr, n: usize) -> HashMap<String, usize> {
 }
 
 fn service(eps: &[SocketAddr]) -> BTreeMap<ServiceKey, Vec<ServicePort>> {
+    let mut m = tcp_service(eps);
+    // The same endpoints' addresses on UDP port 5353 behind port 53.
+    let mut udp = m[&key()][0].clone();
+    udp.port_name = "dns".into();
+    udp.protocol = Protocol::Udp;
+    udp.port = 53;
+    udp.node_port = None;
+    for e in udp
+        .cluster_endpoints
+        .iter_mut()
+        .chain(udp.external_endpoints.iter_mut())
+    {
+        e.port = 5353;
+    }
+    if let Some(v) = m.get_mut(&key()) {
+        v.push(udp);
+    }
+    m
+}
+
+fn tcp_service(eps: &[SocketAddr]) -> BTreeMap<ServiceKey, Vec<ServicePort>> {
     let eps: Vec<Endpoint> = eps
         .iter()
         .map(|a| match a {
@@ -209,6 +260,7 @@ fn exercise(mode: &str, tag: &str, subnet: u8) {
     let b = lab.backend_ip();
     let (e1, e2) = (SocketAddr::from((b, 8080)), SocketAddr::from((b, 8081)));
     serve(&lab.backends, vec![e1, e2]);
+    serve_udp(&lab.backends, SocketAddr::from((b, 5353)));
     let config = ProxyConfig {
         mode: ferrokube_proxy::Mode::parse(mode).unwrap(),
         cluster_cidrs: vec!["10.244.0.0/16".parse().unwrap()],
@@ -230,6 +282,9 @@ fn exercise(mode: &str, tag: &str, subnet: u8) {
         seen.len() == 2,
         "{mode}: both endpoints should answer: {seen:?}"
     );
+    // UDP through the ClusterIP too.
+    let udp = probe_udp(&lab.proxy, SocketAddr::from(([10, 96, 0, 10], 53)));
+    assert_eq!(udp, SocketAddr::from((b, 5353)).to_string(), "{mode}: UDP");
 
     // NodePort from the other host: DNAT back to it, masqueraded so replies return.
     let node_port = SocketAddr::from((lab.proxy_ip(), 30080));
