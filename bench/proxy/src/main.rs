@@ -27,6 +27,10 @@ struct Args {
     /// 1,000 Services instead of 10,000 (a smoke run).
     #[arg(long)]
     quick: bool,
+    /// Services in the iptables (peer) run; default: as many as nftables. iptables-nft
+    /// takes minutes per restore at 10,000 Services on a 2-core machine.
+    #[arg(long)]
+    peer_services: Option<usize>,
     /// Endpoint changes to time (the median and max are printed).
     #[arg(long, default_value_t = 20)]
     changes: usize,
@@ -125,7 +129,11 @@ fn main() -> anyhow::Result<()> {
     println!("# ferrokube kube-proxy benchmark ({n} Services x 5 endpoints, NodePort each)");
     let nft = rt.block_on(measure(Mode::Nftables, n, args.changes))?;
     // iptables-nft loads upstream's layout slowly at this size: fewer changes there.
-    let ipt = rt.block_on(measure(Mode::Iptables, n, args.changes.min(3)))?;
+    let peer_n = args.peer_services.unwrap_or(n);
+    let ipt = rt.block_on(measure(Mode::Iptables, peer_n, args.changes.min(3)))?;
+    if peer_n != n {
+        println!("(iptables peer run with {peer_n} Services: ratios compare unequal loads)");
+    }
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     println!(
         "{:<58} {:>10} {:>10} {:>8}  target",
