@@ -152,12 +152,7 @@ struct Fragment {
 }
 
 fn hash(s: &str) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in s.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("{h:016X}")
+    format!("{:016X}", crate::nftables::fnv64(s))
 }
 
 fn quote(s: &str) -> String {

@@ -210,14 +210,19 @@ impl Masquerade {
     }
 }
 
-fn short_hash(s: &str) -> String {
-    // FNV-1a, 64 bits: stable across runs and builds, unlike std's hasher.
+/// FNV-1a, 64 bits: stable across runs and builds, unlike std's hasher (names of our
+/// chains must not change when the proxier restarts).
+pub(crate) fn fnv64(s: &str) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in s.bytes() {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
-    format!("{h:016x}")[..12].to_string()
+    h
+}
+
+fn short_hash(s: &str) -> String {
+    format!("{:016x}", fnv64(s))[..12].to_string()
 }
 
 /// Renders one Service's ports.
