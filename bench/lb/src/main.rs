@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Parser;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 #[derive(Parser, Debug)]
 struct Args {
@@ -49,9 +49,19 @@ struct Args {
     /// `proxy_buffer_size` for both proxies (default: nginx's 16k).
     #[arg(long)]
     buffer: Option<String>,
+    /// Worker threads of ferrokube lb's runtime (TOKIO_WORKER_THREADS; default: one
+    /// per core).
+    #[arg(long)]
+    lb_threads: Option<usize>,
 }
 
 const SMALL: usize = 64;
+/// Send and receive buffers of the benchmark's own sockets (clients, echo server).
+/// Loopback autotunes buffers up to tcp_rmem's 32 MiB: 256 streaming connections
+/// through a proxy then push the kernel into TCP memory pressure (drops, pruned
+/// queues, retransmission back-off: stalls of minutes, for nginx as for us). Bounded
+/// ends bound what is in flight; the proxies' own sockets stay as they configure them.
+const SOCKET_BUFFER: u32 = 256 * 1024;
 const CHUNK: usize = 64 * 1024;
 const NGINX: &str = "/usr/sbin/nginx";
 const STREAM_MODULE: &str = "/usr/lib/nginx/modules/ngx_stream_module.so";
@@ -200,15 +210,24 @@ async fn start_lb(
     upstream: SocketAddr,
     copy: &str,
     buffer: Option<&str>,
+    threads: Option<usize>,
 ) -> anyhow::Result<Proxy> {
     let port = free_port()?;
     let conf = dir.join(format!("lb-{copy}.conf"));
     std::fs::write(&conf, config(dir, port, upstream, buffer))?;
     let log = dir.join(format!("lb-{copy}.log"));
-    let child = Command::new(bin)
+    let mut cmd = Command::new(bin);
+    if let Some(n) = threads {
+        cmd.env("TOKIO_WORKER_THREADS", n.to_string());
+    }
+    let child = cmd
         .args(["lb", "-c"])
         .arg(&conf)
-        .env("FERROKUBE_LOG", "warn")
+        // BENCH_LB_LOG=debug logs every connection's end (in the temporary directory).
+        .env(
+            "FERROKUBE_LOG",
+            std::env::var("BENCH_LB_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .env("FERROKUBE_LB_COPY", copy)
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log)?)
@@ -263,7 +282,13 @@ async fn start_nginx(
 
 /// The echo server every run goes to.
 async fn echo_server() -> anyhow::Result<SocketAddr> {
-    let l = TcpListener::bind("127.0.0.1:0").await?;
+    // A deep accept queue: 256 connects arrive at once. Bounded socket buffers (the
+    // accepted sockets inherit them): see SOCKET_BUFFER.
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.set_send_buffer_size(SOCKET_BUFFER)?;
+    socket.set_recv_buffer_size(SOCKET_BUFFER)?;
+    socket.bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
+    let l = socket.listen(4096)?;
     let addr = l.local_addr()?;
     tokio::spawn(async move {
         while let Ok((mut s, _)) = l.accept().await {
@@ -305,6 +330,8 @@ fn sample_rss(
 struct RrResult {
     rate: f64,
     p99_ms: f64,
+    /// Connections that failed (reset, refused) before their end.
+    errors: usize,
 }
 
 /// `conns` connections each doing 64-byte request/response round trips for `dur`.
@@ -329,16 +356,19 @@ async fn request_response(
             let mut lat: Vec<u32> = Vec::with_capacity(4096);
             while Instant::now() < deadline {
                 let t = Instant::now();
-                s.write_all(&req).await?;
-                s.read_exact(&mut resp).await?;
+                if s.write_all(&req).await.is_err() || s.read_exact(&mut resp).await.is_err() {
+                    return (lat, 1);
+                }
                 lat.push(u32::try_from(t.elapsed().as_micros()).unwrap_or(u32::MAX));
             }
-            anyhow::Ok(lat)
+            (lat, 0)
         }));
     }
-    let mut all = Vec::new();
+    let (mut all, mut errors) = (Vec::new(), 0);
     for t in tasks {
-        all.extend(t.await??);
+        let (lat, failed) = t.await?;
+        all.extend(lat);
+        errors += failed;
     }
     let elapsed = start.elapsed().as_secs_f64();
     all.sort_unstable();
@@ -349,18 +379,22 @@ async fn request_response(
     Ok(RrResult {
         rate: all.len() as f64 / elapsed,
         p99_ms: f64::from(p99) / 1000.0,
+        errors,
     })
 }
 
 /// `conns` connections each writing 64 KiB chunks for `dur` and reading the echo;
-/// MB/s of echoed bytes.
-async fn bulk(addr: SocketAddr, conns: usize, dur: Duration) -> anyhow::Result<f64> {
+/// MB/s of echoed bytes, and connections that failed before the deadline.
+async fn bulk(addr: SocketAddr, conns: usize, dur: Duration) -> anyhow::Result<(f64, usize)> {
     let received = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let deadline = start + dur;
     let mut tasks = Vec::with_capacity(conns);
     for _ in 0..conns {
-        let s = TcpStream::connect(addr).await?;
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.set_send_buffer_size(SOCKET_BUFFER)?;
+        socket.set_recv_buffer_size(SOCKET_BUFFER)?;
+        let s = socket.connect(addr).await?;
         let (mut r, mut w) = s.into_split();
         let received = received.clone();
         tasks.push(tokio::spawn(async move {
@@ -391,10 +425,16 @@ async fn bulk(addr: SocketAddr, conns: usize, dur: Duration) -> anyhow::Result<f
             anyhow::Ok(())
         }));
     }
+    let mut errors = 0;
     for t in tasks {
-        t.await??;
+        if t.await?.is_err() {
+            errors += 1;
+        }
     }
-    Ok(received.load(Ordering::Relaxed) as f64 / 1e6 / dur.as_secs_f64())
+    Ok((
+        received.load(Ordering::Relaxed) as f64 / 1e6 / dur.as_secs_f64(),
+        errors,
+    ))
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -408,6 +448,7 @@ struct Figures {
     p99: Vec<f64>,
     mbps: Vec<f64>,
     rss: f64,
+    errors: usize,
 }
 
 /// One repetition against `addr` (and its RSS sampled while loaded).
@@ -420,8 +461,15 @@ async fn measure(
 ) -> anyhow::Result<()> {
     let running = Arc::new(AtomicBool::new(true));
     let sampler = rss.map(|f| sample_rss(f, running.clone()));
-    let rr = request_response(addr, conns, dur).await?;
-    let mbps = bulk(addr, conns, dur).await?;
+    // Bounded: a run that has not finished 30 s after its deadline is an error.
+    let limit = dur + Duration::from_secs(30);
+    let rr = tokio::time::timeout(limit, request_response(addr, conns, dur))
+        .await
+        .with_context(|| format!("request/response through {addr} stalled"))??;
+    let (mbps, bulk_errors) = tokio::time::timeout(limit, bulk(addr, conns, dur))
+        .await
+        .with_context(|| format!("bulk through {addr} stalled"))??;
+    into.errors += rr.errors + bulk_errors;
     running.store(false, Ordering::Relaxed);
     if let Some(s) = sampler {
         into.rss = into.rss.max(s.await?);
@@ -439,7 +487,16 @@ async fn main() -> anyhow::Result<()> {
     let reps = args.reps.unwrap_or(if args.quick { 1 } else { 3 }).max(1);
     let conns = args.connections.max(1);
     let bin = ferrokube_binary()?;
-    let dir = tempfile::tempdir()?;
+    let tmp = tempfile::Builder::new().prefix("bench-lb.").tempdir()?;
+    // With BENCH_LB_LOG the directory (configurations, logs) is kept for reading.
+    let (_cleanup, dir) = if std::env::var_os("BENCH_LB_LOG").is_some() {
+        let path = tmp.keep();
+        println!("# configurations and logs kept in {}", path.display());
+        (None, path)
+    } else {
+        let path = tmp.path().to_path_buf();
+        (Some(tmp), path)
+    };
     let upstream = echo_server().await?;
     println!(
         "# ferrokube lb vs nginx stream proxy: {conns} connections, {:.0} s runs, {reps} repetition(s); {}",
@@ -457,10 +514,34 @@ async fn main() -> anyhow::Result<()> {
     let buffer = args.buffer.as_deref();
     // Index 0 is the default engine, 1 nginx; runs alternate between them.
     let mut proxies = [
-        start_lb(&bin, dir.path(), upstream, "auto", buffer).await?,
-        start_nginx(dir.path(), upstream, buffer).await?,
-        start_lb(&bin, dir.path(), upstream, "buffer", buffer).await?,
-        start_lb(&bin, dir.path(), upstream, "splice", buffer).await?,
+        start_lb(
+            &bin,
+            dir.as_path(),
+            upstream,
+            "auto",
+            buffer,
+            args.lb_threads,
+        )
+        .await?,
+        start_nginx(dir.as_path(), upstream, buffer).await?,
+        start_lb(
+            &bin,
+            dir.as_path(),
+            upstream,
+            "buffer",
+            buffer,
+            args.lb_threads,
+        )
+        .await?,
+        start_lb(
+            &bin,
+            dir.as_path(),
+            upstream,
+            "splice",
+            buffer,
+            args.lb_threads,
+        )
+        .await?,
     ];
     let mut figures = vec![Figures::default(); proxies.len()];
     let mut f_direct = Figures::default();
@@ -472,13 +553,14 @@ async fn main() -> anyhow::Result<()> {
                 Box::new(move || family(family_of).into_iter().map(rss_mib).sum());
             measure(p.addr, Some(rss), conns, dur, f).await?;
             println!(
-                "rep {}: {:<22} {:>9.0} req/s  p99 {:>6.2} ms  {:>7.0} MB/s  RSS {:>5.1} MiB",
+                "rep {}: {:<22} {:>9.0} req/s  p99 {:>6.2} ms  {:>7.0} MB/s  RSS {:>5.1} MiB  failed connections so far {}",
                 rep + 1,
                 p.name,
                 f.rate.last().copied().unwrap_or(0.0),
                 f.p99.last().copied().unwrap_or(0.0),
                 f.mbps.last().copied().unwrap_or(0.0),
-                p.rss()
+                p.rss(),
+                f.errors
             );
         }
         println!(
