@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source hack/lib/packages.sh
-ensure_packages etcd-server etcd-client protobuf-compiler curl openssl nftables iptables iproute2 containerd runc containernetworking-plugins busybox-static dnsmasq-base
+ensure_packages etcd-server etcd-client protobuf-compiler curl openssl nftables iptables iproute2 containerd runc containernetworking-plugins busybox-static dnsmasq-base nginx-light libnginx-mod-stream
 export PATH="/usr/bin:$PATH" # Debian's etcd
 
 echo ">>> cargo fmt --check"
@@ -36,6 +36,8 @@ cargo build -q -p ferrokube
 cargo run -q -p ferrokube-bench-scheduler -- --quick
 cargo run -q -p ferrokube-bench-controllers -- --quick
 cargo run -q -p ferrokube-bench-node -- --quick
+# ferrokube lb against nginx's stream proxy (nginx-light, libnginx-mod-stream), same config.
+cargo run -q -p ferrokube-bench-lb -- --quick
 cargo run -q -p ferrokube-bench-proxy -- --quick
 # The cluster DNS server in-process; dnsmasq (dnsmasq-base) answers the same names as its peer.
 cargo run -q -p ferrokube-bench-dns -- --quick

@@ -12,9 +12,11 @@
 //!    target ≤ nginx.
 //!
 //! nginx runs `worker_processes 1` (as the seed); ferrokube lb runs its tokio runtime
-//! (one worker thread per core). ferrokube lb also runs with its splice(2) engine
-//! (`FERROKUBE_LB_COPY=splice`) for comparison. Runs alternate between the proxies;
-//! each figure is the median of the repetitions.
+//! (one worker thread per core). Besides its default copy engine (auto), ferrokube lb
+//! also runs with only the buffer and only splice(2) (`FERROKUBE_LB_COPY`) for
+//! comparison. Runs alternate between the proxies,
+//! each repetition starting with the next one; each figure is the median of the
+//! repetitions.
 //!
 //! `cargo build --release -p ferrokube -p ferrokube-bench-lb && target/release/bench-lb`
 //! (`--quick`: 1 s runs, one repetition). The release `ferrokube` is used when built,
@@ -547,7 +549,14 @@ async fn main() -> anyhow::Result<()> {
     let mut f_direct = Figures::default();
     for rep in 0..reps {
         measure(upstream, None, conns, dur, &mut f_direct).await?;
-        for (p, f) in proxies.iter_mut().zip(figures.iter_mut()) {
+        // Each repetition starts with the next proxy: none always follows the same
+        // run (the machine's state after a bulk run differs).
+        let n = proxies.len();
+        for k in 0..n {
+            let i = (k + rep) % n;
+            let (Some(p), Some(f)) = (proxies.get_mut(i), figures.get_mut(i)) else {
+                continue;
+            };
             let family_of = p.child.id();
             let rss: Box<dyn Fn() -> f64 + Send> =
                 Box::new(move || family(family_of).into_iter().map(rss_mib).sum());
