@@ -28,6 +28,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod config_file;
 pub mod delegated;
 pub mod healthz;
 pub mod metrics;

@@ -9,28 +9,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
-use serde_json::Value;
 
-/// What is wrong with a configuration file.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("--config {path}: {source}")]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("--config {path}: not YAML or JSON: {message}")]
-    Syntax { path: PathBuf, message: String },
-    #[error("--config {path}: {message}")]
-    Kind { path: PathBuf, message: String },
-    #[error("--config {path}: field {field}: {message}")]
-    Field {
-        path: PathBuf,
-        field: String,
-        message: String,
-    },
-}
+use ferrokube_component_base::config_file;
+pub use ferrokube_component_base::config_file::ConfigError;
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -431,73 +412,29 @@ fn build(r: Raw) -> Result<KubeletConfig, (String, String)> {
 impl KubeletConfig {
     /// The configuration without a `--config` file: upstream's defaults.
     pub fn defaults() -> Result<KubeletConfig, ConfigError> {
-        build(Raw::default()).map_err(|(field, message)| ConfigError::Field {
-            path: PathBuf::from("(defaults)"),
-            field,
-            message,
-        })
+        build(Raw::default())
+            .map_err(|(field, message)| ConfigError::field("--config (defaults)", field, message))
     }
 
     /// Reads and validates the `--config` file.
     pub fn load(path: &Path) -> Result<KubeletConfig, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text = config_file::read(path, &file_label(path))?;
         Self::parse(path, &text)
     }
 
     /// Decodes a configuration document (`path` only names it in errors).
     pub fn parse(path: &Path, text: &str) -> Result<KubeletConfig, ConfigError> {
-        let p = || path.to_path_buf();
-        let doc: Value = serde_saphyr::from_str(text).map_err(|e| ConfigError::Syntax {
-            path: p(),
-            message: e.to_string(),
-        })?;
-        let Value::Object(map) = doc else {
-            return Err(ConfigError::Kind {
-                path: p(),
-                message: "expected a KubeletConfiguration object".into(),
-            });
-        };
-        let kind = map.get("kind").and_then(Value::as_str).unwrap_or_default();
-        let api_version = map
-            .get("apiVersion")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        if kind != "KubeletConfiguration" || api_version != "kubelet.config.k8s.io/v1beta1" {
-            return Err(ConfigError::Kind {
-                path: p(),
-                message: format!(
-                    "kind {kind:?} apiVersion {api_version:?}: expected kind KubeletConfiguration, apiVersion kubelet.config.k8s.io/v1beta1"
-                ),
-            });
-        }
-        // Field by field first, so a type error names its field.
-        for (key, value) in &map {
-            let one = Value::Object([(key.clone(), value.clone())].into_iter().collect());
-            if let Err(e) = serde_json::from_value::<Raw>(one) {
-                return Err(ConfigError::Field {
-                    path: p(),
-                    field: key.clone(),
-                    message: e.to_string(),
-                });
-            }
-            if !known(key) {
-                tracing::warn!(field = %key, file = %path.display(), "unknown field in KubeletConfiguration, ignored");
-            }
-        }
-        let raw: Raw =
-            serde_json::from_value(Value::Object(map)).map_err(|e| ConfigError::Field {
-                path: p(),
-                field: "(document)".into(),
-                message: e.to_string(),
-            })?;
-        build(raw).map_err(|(field, message)| ConfigError::Field {
-            path: p(),
-            field,
-            message,
-        })
+        let file = file_label(path);
+        let raw: Raw = config_file::decode(
+            &file,
+            text,
+            config_file::DocumentType {
+                kind: "KubeletConfiguration",
+                api_version: "kubelet.config.k8s.io/v1beta1",
+                known,
+            },
+        )?;
+        build(raw).map_err(|(field, message)| ConfigError::field(&file, field, message))
     }
 
     /// `evictionHard[memory.available]` in bytes, if set as a quantity.
@@ -507,6 +444,11 @@ impl KubeletConfig {
             .and_then(|v| ferrokube_api::quantity::value(v))
             .unwrap_or(0)
     }
+}
+
+/// How errors name the file.
+fn file_label(path: &Path) -> String {
+    format!("--config {}", path.display())
 }
 
 fn known(key: &str) -> bool {

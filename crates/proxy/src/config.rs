@@ -7,32 +7,15 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+
+use ferrokube_component_base::config_file;
 use std::time::Duration;
 
 use ferrokube_cni::Cidr;
 use serde::Deserialize;
 use serde_json::Value;
 
-/// What is wrong with a configuration file.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("reading {path}: {source}")]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{path}: not YAML/JSON: {message}")]
-    Syntax { path: PathBuf, message: String },
-    #[error("{path}: {message}")]
-    Kind { path: PathBuf, message: String },
-    #[error("{path}: field {field}: {message}")]
-    Field {
-        path: PathBuf,
-        field: String,
-        message: String,
-    },
-}
+pub use ferrokube_component_base::config_file::ConfigError;
 
 /// How Services become kernel rules.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,63 +119,23 @@ impl ProxyConfig {
 
     /// Reads and validates a `--config` file.
     pub fn load(path: &Path) -> Result<ProxyConfig, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text = config_file::read(path, &path.display().to_string())?;
         Self::parse(path, &text)
     }
 
     /// Decodes a configuration document (`path` only names it in errors).
     pub fn parse(path: &Path, text: &str) -> Result<ProxyConfig, ConfigError> {
-        let p = || path.to_path_buf();
-        let doc: Value = serde_saphyr::from_str(text).map_err(|e| ConfigError::Syntax {
-            path: p(),
-            message: e.to_string(),
-        })?;
-        let Value::Object(map) = doc else {
-            return Err(ConfigError::Kind {
-                path: p(),
-                message: "expected a KubeProxyConfiguration object".into(),
-            });
-        };
-        let kind = map.get("kind").and_then(Value::as_str).unwrap_or_default();
-        let api_version = map
-            .get("apiVersion")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        if kind != "KubeProxyConfiguration" || api_version != "kubeproxy.config.k8s.io/v1alpha1" {
-            return Err(ConfigError::Kind {
-                path: p(),
-                message: format!(
-                    "kind {kind:?} apiVersion {api_version:?}: expected kind KubeProxyConfiguration, apiVersion kubeproxy.config.k8s.io/v1alpha1"
-                ),
-            });
-        }
-        for (key, value) in &map {
-            let one = Value::Object([(key.clone(), value.clone())].into_iter().collect());
-            if let Err(e) = serde_json::from_value::<Raw>(one) {
-                return Err(ConfigError::Field {
-                    path: p(),
-                    field: key.clone(),
-                    message: e.to_string(),
-                });
-            }
-            if !KNOWN.contains(&key.as_str()) {
-                tracing::warn!(field = %key, file = %path.display(), "unknown field in KubeProxyConfiguration, ignored");
-            }
-        }
-        let raw: Raw =
-            serde_json::from_value(Value::Object(map)).map_err(|e| ConfigError::Field {
-                path: p(),
-                field: "(document)".into(),
-                message: e.to_string(),
-            })?;
-        build(raw).map_err(|(field, message)| ConfigError::Field {
-            path: p(),
-            field,
-            message,
-        })
+        let file = path.display().to_string();
+        let raw: Raw = config_file::decode(
+            &file,
+            text,
+            config_file::DocumentType {
+                kind: "KubeProxyConfiguration",
+                api_version: "kubeproxy.config.k8s.io/v1alpha1",
+                known: |k| KNOWN.contains(&k),
+            },
+        )?;
+        build(raw).map_err(|(field, message)| ConfigError::field(&file, field, message))
     }
 }
 
