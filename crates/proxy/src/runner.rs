@@ -240,7 +240,10 @@ pub async fn run(
     tracing::info!(mode = backend.mode().as_str(), %node, "proxier starting");
     let mut cache = Cache::default();
     let mut desired: BTreeMap<ServiceKey, Vec<ServicePort>> = BTreeMap::new();
-    let mut last_sync: Option<Instant> = None;
+    // The earliest the next sync may start (minSyncPeriod after the last one; a second
+    // after a failure), and whether one has run.
+    let mut next_allowed = Instant::now();
+    let mut synced = false;
     let mut last_full = Instant::now();
     let mut check = tokio::time::interval(config.sync_period);
     check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -251,9 +254,7 @@ pub async fn run(
         let ready = cache.services_synced && cache.slices_synced;
         // When the next sync may run: now if nothing ran for minSyncPeriod.
         let wait = if ready && (full_due || !cache.dirty.is_empty()) {
-            last_sync.map_or(Duration::ZERO, |t| {
-                config.min_sync_period.saturating_sub(t.elapsed())
-            })
+            next_allowed.saturating_duration_since(Instant::now())
         } else {
             far
         };
@@ -273,7 +274,7 @@ pub async fn run(
                     backend.force_full();
                     last_full = Instant::now();
                     full_due = true;
-                } else if ready && last_sync.is_some() && !backend.intact().await {
+                } else if ready && synced && !backend.intact().await {
                     tracing::warn!(mode = backend.mode().as_str(), "our rules are gone from the kernel; rewriting them");
                     backend.force_full();
                     full_due = true;
@@ -281,7 +282,8 @@ pub async fn run(
             }
             () = tokio::time::sleep(wait) => {
                 let started = Instant::now();
-                last_sync = Some(started);
+                next_allowed = started + config.min_sync_period;
+                synced = true;
                 full_due = false;
                 let dirty = std::mem::take(&mut cache.dirty);
                 for k in &dirty {
@@ -317,10 +319,15 @@ pub async fn run(
                     Err(e) => {
                         metrics.sync_failures.inc();
                         tracing::error!(error = %e, mode = backend.mode().as_str(), "syncing proxy rules failed; retrying with a full sync");
-                        // Retry everything after minSyncPeriod (at least a second).
-                        cache.dirty.extend(dirty);
-                        cache.dirty.extend(desired.keys().cloned());
-                        last_sync = Some(Instant::now() + Duration::from_secs(1).saturating_sub(config.min_sync_period));
+                        // The backend rewrites everything next time (desired already
+                        // holds these changes), after minSyncPeriod and at least a second.
+                        full_due = true;
+                        next_allowed = next_allowed.max(Instant::now() + Duration::from_secs(1));
+                        health
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .oldest_pending
+                            .get_or_insert(started);
                     }
                 }
                 continue;
