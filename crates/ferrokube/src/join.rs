@@ -250,30 +250,38 @@ pub fn verify_cluster_info(
         .context("cluster-info's certificate-authority-data is not base64")
 }
 
-/// Reads cluster-info from `server` without trusting its certificate (as anonymous)
-/// and returns the CA it carries once its JWS for `token` verifies. Retries (every 2 s)
-/// while the server is unreachable or has not signed it yet.
-pub async fn discover_ca(server: &str, token: &BootstrapToken) -> anyhow::Result<Vec<u8>> {
-    let url: http::Uri = server
-        .parse()
-        .with_context(|| format!("--server {server}: not a URL"))?;
-    let mut config = kube::Config::new(url);
-    config.accept_invalid_certs = true;
-    let client = kube::Client::try_from(config).context("building the discovery client")?;
-    let api: Api<ConfigMap> = Api::namespaced(client, CONFIG_MAP_NAMESPACE);
+/// Reads cluster-info from the `servers` (in turn) without trusting their certificates
+/// (as anonymous) and returns the CA it carries once its JWS for `token` verifies.
+/// Retries (every 2 s) while no server answers or none has signed it yet.
+pub async fn discover_ca(servers: &[String], token: &BootstrapToken) -> anyhow::Result<Vec<u8>> {
+    let mut apis = Vec::new();
+    for server in servers {
+        let url: http::Uri = server
+            .parse()
+            .with_context(|| format!("--server {server}: not a URL"))?;
+        let mut config = kube::Config::new(url);
+        config.accept_invalid_certs = true;
+        let client = kube::Client::try_from(config).context("building the discovery client")?;
+        let api: Api<ConfigMap> = Api::namespaced(client, CONFIG_MAP_NAMESPACE);
+        apis.push((server, api));
+    }
     let key = format!("{JWS_PREFIX}{}", token.id);
     let mut last = String::new();
-    loop {
+    // The servers in turn, until one has cluster-info signed for this token.
+    for (server, api) in apis.iter().cycle() {
         let why = match api.get_opt(CONFIG_MAP_NAME).await {
             Ok(Some(cm)) => {
                 let data = cm.data.unwrap_or_default();
                 match (data.get(KUBECONFIG_KEY), data.get(&key)) {
                     (Some(kc), Some(sig)) => return verify_cluster_info(kc, sig, token),
-                    (None, _) => "cluster-info has no kubeconfig yet".to_string(),
-                    (_, None) => format!("cluster-info is not signed for token {} yet", token.id),
+                    (None, _) => format!("{server}: cluster-info has no kubeconfig yet"),
+                    (_, None) => format!(
+                        "{server}: cluster-info is not signed for token {} yet",
+                        token.id
+                    ),
                 }
             }
-            Ok(None) => "the server has no cluster-info yet".to_string(),
+            Ok(None) => format!("{server}: the server has no cluster-info yet"),
             Err(e) => format!("reading cluster-info from {server}: {e}"),
         };
         if why != last {
@@ -282,6 +290,7 @@ pub async fn discover_ca(server: &str, token: &BootstrapToken) -> anyhow::Result
         }
         tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     }
+    anyhow::bail!("no --server given")
 }
 
 #[cfg(test)]

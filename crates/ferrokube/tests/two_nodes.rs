@@ -32,6 +32,8 @@ const AGENT_IP: &str = "198.18.0.2";
 /// ClusterIPs (the cluster DNS at .10): in the test range as well.
 const SERVICE_RANGE: &str = "198.18.240.0/20";
 const CLUSTER_DNS: &str = "198.18.240.10";
+/// A second API server for the agent that nothing answers at.
+const DEAD_SERVER: &str = "https://198.18.0.3:6443";
 
 /// The namespaces, processes and data directories of the test; all removed on drop.
 struct Lab {
@@ -234,7 +236,9 @@ fn create(lab: &Lab, yaml: &str) {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
 
-/// Starts (or restarts) the agent on host 2; its log is appended to `agent.log`.
+/// Starts (or restarts) the agent on host 2; its log is appended to `agent.log`. It is
+/// given a second API server that does not exist (198.18.0.3), so the node reaches the
+/// real one through the agent's load balancer, which must route around the dead one.
 fn start_agent(lab: &mut Lab, server_url: &str, token: &str) {
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -247,6 +251,8 @@ fn start_agent(lab: &mut Lab, server_url: &str, token: &str) {
             "agent",
             "--server",
             server_url,
+            "--server",
+            DEAD_SERVER,
             "--token",
             token,
             "--data-dir",
@@ -496,6 +502,19 @@ fn an_agent_joins_with_a_token_and_pods_reach_each_other_across_nodes() {
     // Host 2 joins with the token.
     start_agent(&mut lab, &server_url, &token);
     lab.wait("n2 Ready", 90, || ready(&lab, "n2") == "True");
+    // Through the agent's load balancer, past the dead second server.
+    let kubeconfig =
+        std::fs::read_to_string(lab.agent_dir().join("agent/kubelet.kubeconfig")).unwrap();
+    assert!(
+        kubeconfig.contains("server: https://127.0.0.1:6444"),
+        "{kubeconfig}"
+    );
+    let log = std::fs::read_to_string(lab.dir.path().join("agent.log")).unwrap();
+    assert!(
+        log.contains("load balancer on 127.0.0.1:6444") && log.contains("198.18.0.3:6443"),
+        "{}",
+        lab.logs()
+    );
 
     // Its client CSR was approved and issued at once; its serving CSR waits.
     let token_id = token.split('.').next().unwrap();

@@ -357,18 +357,28 @@ impl Config {
     }
 
     /// Adds an HTTPS `GET /readyz` health check, verified with `ca_file`, to every
-    /// upstream (for [`Config::for_api_servers`]).
-    pub fn with_readyz_check(mut self, ca_file: &Path) -> Config {
+    /// upstream (for [`Config::for_api_servers`]). The API servers must let anonymous
+    /// clients read `/readyz` (upstream's default); otherwise use [`Config::with_tcp_check`].
+    pub fn with_readyz_check(self, ca_file: &Path) -> Config {
+        self.with_health_check(HealthCheckKind::Https {
+            path: "/readyz".into(),
+            tls: HealthTls {
+                ca_file: Some(ca_file.to_path_buf()),
+                insecure: false,
+                client_cert: None,
+                server_name: None,
+            },
+        })
+    }
+
+    /// Adds a TCP connect health check to every upstream.
+    pub fn with_tcp_check(self) -> Config {
+        self.with_health_check(HealthCheckKind::Tcp)
+    }
+
+    fn with_health_check(mut self, kind: HealthCheckKind) -> Config {
         for u in &mut self.upstreams {
-            u.health_check = Some(HealthCheckConfig::new(HealthCheckKind::Https {
-                path: "/readyz".into(),
-                tls: HealthTls {
-                    ca_file: Some(ca_file.to_path_buf()),
-                    insecure: false,
-                    client_cert: None,
-                    server_name: None,
-                },
-            }));
+            u.health_check = Some(HealthCheckConfig::new(kind.clone()));
         }
         self
     }
