@@ -1,7 +1,7 @@
 //! Objects every cluster has from the start besides namespaces: the `kubernetes`
-//! Service in `default` (the first IP of the service range, port 443) with Endpoints and
-//! an EndpointSlice listing this API server's advertise address and secure port, as
-//! upstream's `controlplane/controller/kubernetesservice` reconciles them.
+//! Service in `default` (the first IP of the service range, port 443), as upstream's
+//! `controlplane/controller/kubernetesservice` makes it, with Endpoints and an
+//! EndpointSlice listing every live API server ([`crate::endpoint_reconciler`]).
 
 use ferrokube_api::resources;
 use serde_json::{json, Value};
@@ -49,7 +49,7 @@ pub async fn kubernetes_service(reg: &Registry, advertise: &str) -> Result<(), S
     let Some(alloc) = reg.services.as_deref() else {
         return Ok(());
     };
-    let (host, port) = advertise
+    let (_, port) = advertise
         .rsplit_once(':')
         .ok_or_else(|| fail("kubernetes", format!("bad advertise address {advertise:?}")))?;
     let port: u16 = port
@@ -63,114 +63,10 @@ pub async fn kubernetes_service(reg: &Registry, advertise: &str) -> Result<(), S
                  "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": port}]},
     });
     ensure(reg, "", "v1", "services", "kubernetes", svc, |_| None).await?;
-    let address = json!({"ip": host});
-    let endpoints = json!({
-        "apiVersion": "v1", "kind": "Endpoints",
-        "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
-        "subsets": [{"addresses": [address.clone()], "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}],
-    });
-    // Add this server's address to what other API servers registered.
-    let merge_endpoints = |existing: &Value| -> Option<Value> {
-        let addrs = existing
-            .pointer("/subsets/0/addresses")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        if addrs.iter().any(|a| a["ip"] == address["ip"]) {
-            return None;
-        }
-        let mut updated = existing.clone();
-        let mut all = addrs;
-        all.push(address.clone());
-        updated["subsets"] = json!([{"addresses": all, "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}]);
-        Some(updated)
-    };
-    ensure(
-        reg,
-        "",
-        "v1",
-        "endpoints",
-        "kubernetes",
-        endpoints,
-        merge_endpoints,
-    )
-    .await?;
-    let slice = json!({
-        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-        "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"kubernetes.io/service-name": "kubernetes"}},
-        "addressType": "IPv4",
-        "endpoints": [{"addresses": [host], "conditions": {"ready": true}}],
-        "ports": [{"name": "https", "port": port, "protocol": "TCP"}],
-    });
-    let merge_slice = |existing: &Value| -> Option<Value> {
-        let eps = existing
-            .pointer("/endpoints")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        if eps.iter().any(|e| e["addresses"][0] == json!(host)) {
-            return None;
-        }
-        let mut updated = existing.clone();
-        let mut all = eps;
-        all.push(json!({"addresses": [host], "conditions": {"ready": true}}));
-        updated["endpoints"] = json!(all);
-        Some(updated)
-    };
-    ensure(
-        reg,
-        "discovery.k8s.io",
-        "v1",
-        "endpointslices",
-        "kubernetes",
-        slice,
-        merge_slice,
-    )
-    .await
-}
-
-/// Removes this server's address from the `kubernetes` Endpoints and EndpointSlice on a
-/// graceful shutdown (best effort: other API servers keep serving the Service).
-pub async fn withdraw(reg: &Registry, advertise: &str) {
-    let Some((host, _)) = advertise.rsplit_once(':') else {
-        return;
-    };
-    if let Some(info) = resources::lookup("", "v1", "endpoints") {
-        let target = Target::builtin(info, Some("default"));
-        let _ = reg
-            .update_with(&target, "kubernetes", None, false, |current| {
-                let mut ep = current.cloned().unwrap_or(Value::Null);
-                if let Some(addrs) = ep
-                    .pointer_mut("/subsets/0/addresses")
-                    .and_then(Value::as_array_mut)
-                {
-                    addrs.retain(|a| a["ip"] != json!(host));
-                }
-                if ep
-                    .pointer("/subsets/0/addresses")
-                    .and_then(Value::as_array)
-                    .is_some_and(Vec::is_empty)
-                {
-                    if let Some(m) = ep.as_object_mut() {
-                        m.insert("subsets".into(), json!([]));
-                    }
-                }
-                Ok(ep)
-            })
-            .await;
-    }
-    if let Some(info) = resources::lookup("discovery.k8s.io", "v1", "endpointslices") {
-        let target = Target::builtin(info, Some("default"));
-        let _ = reg
-            .update_with(&target, "kubernetes", None, false, |current| {
-                let mut slice = current.cloned().unwrap_or(Value::Null);
-                if let Some(eps) = slice.get_mut("endpoints").and_then(Value::as_array_mut) {
-                    eps.retain(|e| e["addresses"][0] != json!(host));
-                }
-                Ok(slice)
-            })
-            .await;
-    }
+    // This server's lease, and the Service's endpoints: every live API server.
+    crate::endpoint_reconciler::reconcile(reg, advertise)
+        .await
+        .map_err(|e| fail("kubernetes", e))
 }
 
 /// The system PriorityClasses (upstream's `scheduling/bootstrap-system-priority-classes`

@@ -265,6 +265,10 @@ impl Storage for CachedStorage {
         self.inner.current_revision().await
     }
 
+    async fn member_health(&self) -> Vec<std::result::Result<(), String>> {
+        self.inner.member_health().await
+    }
+
     async fn compact(&self, revision: i64) -> Result<()> {
         self.inner.compact(revision).await
     }

@@ -197,6 +197,10 @@ impl Storage for EncryptedStorage {
         self.inner.current_revision().await
     }
 
+    async fn member_health(&self) -> Vec<std::result::Result<(), String>> {
+        self.inner.member_health().await
+    }
+
     async fn compact(&self, revision: i64) -> Result<()> {
         self.inner.compact(revision).await
     }

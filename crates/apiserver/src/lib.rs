@@ -15,6 +15,7 @@ mod cache;
 mod conversion;
 mod crd;
 pub mod encryption;
+mod endpoint_reconciler;
 mod errors;
 mod handlers;
 mod metrics;

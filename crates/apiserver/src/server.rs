@@ -216,6 +216,11 @@ impl ApiServer {
             self.state.registry.clone(),
             shutdown.clone(),
         ));
+        tokio::spawn(crate::endpoint_reconciler::run(
+            self.state.registry.clone(),
+            self.config.advertise.clone(),
+            shutdown.clone(),
+        ));
         loop {
             let (tcp, peer) = tokio::select! {
                 accepted = self.listener.accept() => match accepted {
@@ -228,7 +233,8 @@ impl ApiServer {
                 _ = shutdown.changed() => {
                     let _ = self.stop_feeds.send(true);
                     // Stop being advertised as a backend of the `kubernetes` Service.
-                    crate::bootstrap::withdraw(&self.state.registry, &self.config.advertise).await;
+                    crate::endpoint_reconciler::withdraw(&self.state.registry, &self.config.advertise)
+                        .await;
                     return;
                 }
             };

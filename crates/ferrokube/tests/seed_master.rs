@@ -32,61 +32,6 @@ fn ferrokube(args: &[&str]) -> Output {
         .unwrap()
 }
 
-/// The seeds' kube-apiserver flags with this test's paths.
-fn seed_flags(pki: &Path, dir: &Path, port: u16) -> Vec<String> {
-    let p = |f: &str| pki.join(f).display().to_string();
-    vec![
-        "apiserver".into(),
-        "--advertise-address=127.0.0.1".into(),
-        "--default-not-ready-toleration-seconds=360".into(),
-        "--default-unreachable-toleration-seconds=360".into(),
-        "--max-mutating-requests-inflight=2000".into(),
-        "--max-requests-inflight=4000".into(),
-        "--delete-collection-workers=2".into(),
-        format!(
-            "--encryption-provider-config={}",
-            p("encryption-config.yaml")
-        ),
-        "--bind-address=127.0.0.1".into(),
-        format!("--secure-port={port}"),
-        format!("--tls-cert-file={}", p("kubernetes.pem")),
-        format!("--tls-private-key-file={}", p("kubernetes-key.pem")),
-        "--audit-log-maxage=15".into(),
-        "--audit-log-maxbackup=3".into(),
-        "--audit-log-maxsize=100".into(),
-        "--audit-log-truncate-enabled".into(),
-        format!("--audit-log-path={}", dir.join("audit.log").display()),
-        format!("--audit-policy-file={}", p("audit-policy.yaml")),
-        "--profiling".into(),
-        "--anonymous-auth=false".into(),
-        format!("--client-ca-file={}", p("ca.pem")),
-        "--enable-bootstrap-token-auth".into(),
-        "--requestheader-allowed-names=aggregator".into(),
-        format!("--requestheader-client-ca-file={}", p("ca.pem")),
-        "--requestheader-extra-headers-prefix=X-Remote-Extra-".into(),
-        "--requestheader-group-headers=X-Remote-Group".into(),
-        "--requestheader-username-headers=X-Remote-User".into(),
-        format!("--service-account-key-file={}", p("sa.pub")),
-        format!("--service-account-signing-key-file={}", p("sa.key")),
-        "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
-        "--authorization-mode=Node,RBAC".into(),
-        "--runtime-config=api/all=true".into(),
-        "--enable-admission-plugins=NodeRestriction".into(),
-        "--allow-privileged=true".into(),
-        "--apiserver-count=2".into(),
-        "--event-ttl=168h".into(),
-        format!("--kubelet-certificate-authority={}", p("ca.pem")),
-        format!("--kubelet-client-certificate={}", p("kubernetes.pem")),
-        format!("--kubelet-client-key={}", p("kubernetes-key.pem")),
-        format!("--proxy-client-cert-file={}", p("proxy-client.pem")),
-        format!("--proxy-client-key-file={}", p("proxy-client-key.pem")),
-        "--service-cluster-ip-range=10.254.0.0/16".into(),
-        "--service-node-port-range=30000-32767".into(),
-        "--logtostderr=true".into(),
-        "--v=2".into(),
-    ]
-}
-
 struct Kubectl {
     cache: PathBuf,
 }
@@ -411,7 +356,14 @@ fn seed_master_flow_on_the_embedded_store() {
     let k = Kubectl {
         cache: dir.path().join("cache"),
     };
-    let mut args = seed_flags(&pki, dir.path(), port);
+    let mut args = common::seed::apiserver_flags(
+        &pki,
+        dir.path(),
+        "127.0.0.1",
+        "127.0.0.1",
+        port,
+        "10.254.0.0/16",
+    );
     args.push(format!("--data-dir={}", dir.path().join("db").display()));
     let _server = start(&args, &pki.join("admin.kubeconfig"), &k);
     check_cluster(&pki, port, &k);
@@ -427,7 +379,14 @@ async fn seed_master_flow_on_etcd_over_tls() {
     let k = Kubectl {
         cache: dir.path().join("cache"),
     };
-    let mut args = seed_flags(&pki, dir.path(), port);
+    let mut args = common::seed::apiserver_flags(
+        &pki,
+        dir.path(),
+        "127.0.0.1",
+        "127.0.0.1",
+        port,
+        "10.254.0.0/16",
+    );
     args.push(format!("--etcd-servers={}", etcd.endpoints().join(",")));
     args.push(format!("--etcd-cafile={}", tls.ca_file.display()));
     args.push(format!(

@@ -66,6 +66,7 @@ impl EtcdStorage {
             tracing::warn!(%endpoint, %cause, "etcd member did not answer; using the others");
         }
 
+        let probe_options = options.clone();
         let client = Client::connect(&config.endpoints, Some(options))
             .await
             .map_err(|e| StorageError::Unavailable {
@@ -85,11 +86,49 @@ impl EtcdStorage {
                 leases: LeaseManager::default(),
                 keys: Keys::new(config.key_prefix()),
                 endpoints: config.endpoints.join(","),
+                endpoint_list: config.endpoints.clone(),
+                probe_options,
                 retry_window: config.dial_timeout,
                 compacted: AtomicI64::new(0),
             }),
         })
     }
+}
+
+/// Each endpoint's health, in configuration order: a linearizable read through that
+/// member alone (as upstream's etcd prober: the member answers and has a quorum), within
+/// `timeout`.
+pub(crate) async fn member_health(
+    endpoints: &[String],
+    options: &ConnectOptions,
+    timeout: Duration,
+) -> Vec<std::result::Result<(), String>> {
+    let mut probes = JoinSet::new();
+    for (i, endpoint) in endpoints.iter().enumerate() {
+        let (endpoint, options) = (endpoint.clone(), options.clone());
+        probes.spawn(async move {
+            let attempt = async {
+                let mut client = Client::connect([endpoint.as_str()], Some(options)).await?;
+                client.get("health", None).await
+            };
+            let result = match tokio::time::timeout(timeout, attempt).await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(e)) => Err(format!("{endpoint}: {}", describe(&e))),
+                Err(_) => Err(format!("{endpoint}: no answer within {timeout:?}")),
+            };
+            (i, result)
+        });
+    }
+    let mut out: Vec<std::result::Result<(), String>> =
+        vec![Err("not probed".to_string()); endpoints.len()];
+    while let Some(joined) = probes.join_next().await {
+        if let Ok((i, result)) = joined {
+            if let Some(slot) = out.get_mut(i) {
+                *slot = result;
+            }
+        }
+    }
+    out
 }
 
 /// Probes every endpoint at once; returns the ones that failed, in configuration order.

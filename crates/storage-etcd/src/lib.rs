@@ -49,6 +49,9 @@ pub(crate) struct Inner {
     /// The configured endpoints, for error messages (the balanced client does not say
     /// which member answered).
     endpoints: String,
+    /// The same, one by one, and how to connect to one of them (for health checks).
+    endpoint_list: Vec<String>,
+    probe_options: etcd_client::ConnectOptions,
     /// How long a request is retried across members before its error is returned.
     retry_window: Duration,
     /// The highest revision this client compacted to, a fallback when etcd's error does
@@ -121,6 +124,15 @@ impl Storage for EtcdStorage {
 
     async fn current_revision(&self) -> Result<i64> {
         self.inner.current_revision().await
+    }
+
+    async fn member_health(&self) -> Vec<std::result::Result<(), String>> {
+        connect::member_health(
+            &self.inner.endpoint_list,
+            &self.inner.probe_options,
+            self.inner.retry_window,
+        )
+        .await
     }
 
     async fn compact(&self, revision: i64) -> Result<()> {

@@ -53,6 +53,17 @@ pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
     /// The store's current revision (the revision of the last committed write).
     async fn current_revision(&self) -> Result<i64>;
 
+    /// The health of each server of the store, in configuration order, as
+    /// `kubectl get componentstatuses` lists them (`etcd-0`, `etcd-1`, …). By default
+    /// the store is one server, healthy when it answers [`Storage::current_revision`].
+    async fn member_health(&self) -> Vec<std::result::Result<(), String>> {
+        vec![self
+            .current_revision()
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())]
+    }
+
     /// Discards history older than `revision`: reads and watches below it fail with
     /// [`Compacted`](crate::StorageError::Compacted) afterwards.
     async fn compact(&self, revision: i64) -> Result<()>;

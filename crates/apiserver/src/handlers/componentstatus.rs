@@ -1,5 +1,5 @@
 //! `componentstatuses` (deprecated upstream, still served, and what the seeds show with
-//! `kubectl get cs`): the storage backend's health, and the scheduler's and
+//! `kubectl get cs`): the health of each storage server, and the scheduler's and
 //! controller-manager's `/healthz` on their secure ports (10259, 10257), probed as
 //! upstream probes them (HTTPS, certificate not verified).
 
@@ -56,16 +56,20 @@ fn status(name: &str, result: Result<String, String>) -> Value {
 
 /// Every component's status, in upstream's order.
 pub async fn all(registry: &Registry) -> Vec<Value> {
-    let (scheduler, cm) = tokio::join!(probe(10259), probe(10257));
-    let storage = match registry.storage.current_revision().await {
-        Ok(_) => Ok("ok".to_string()),
-        Err(e) => Err(e.to_string()),
-    };
-    vec![
+    let (scheduler, cm, members) =
+        tokio::join!(probe(10259), probe(10257), registry.storage.member_health());
+    let mut out = vec![
         status("scheduler", scheduler),
         status("controller-manager", cm),
-        status("etcd-0", storage),
-    ]
+    ];
+    // One entry per storage server, as upstream lists every --etcd-servers member.
+    for (i, health) in members.into_iter().enumerate() {
+        out.push(status(
+            &format!("etcd-{i}"),
+            health.map(|()| "ok".to_string()),
+        ));
+    }
+    out
 }
 
 /// The Table kubectl shows: NAME STATUS MESSAGE ERROR.
