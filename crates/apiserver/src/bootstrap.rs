@@ -37,11 +37,23 @@ async fn ensure(
             }
             Ok(())
         }
-        Err(_) => reg
-            .create(&target, obj, false)
-            .await
-            .map(|_| ())
-            .map_err(|e| fail(name, e.into_status(group, resource, name).message)),
+        Err(_) => {
+            // Another API server starting at the same time may make it first, and its
+            // create may take what ours would allocate (the Service's IP) a moment
+            // before its object is stored: look again for a while before failing.
+            let mut attempts = 0;
+            loop {
+                match reg.create(&target, obj.clone(), false).await {
+                    Ok(_) => return Ok(()),
+                    Err(_) if reg.get(&target, name).await.is_ok() => return Ok(()),
+                    Err(_) if attempts < 10 => {
+                        attempts += 1;
+                        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                    }
+                    Err(e) => return Err(fail(name, e.into_status(group, resource, name).message)),
+                }
+            }
+        }
     }
 }
 

@@ -478,10 +478,23 @@ impl LeaderElector {
                 return true;
             }
             tokio::select! {
-                () = tokio::time::sleep(jitter(self.config.retry_period, JITTER_FACTOR)) => {}
+                () = tokio::time::sleep(self.next_attempt_in()) => {}
                 () = signalled(shutdown) => return false,
             }
         }
+    }
+
+    /// How long a candidate waits before its next try: upstream's jittered retry period,
+    /// or less when the observed lease runs out sooner, so the first try after expiry
+    /// is not up to a whole jittered period late (the lease's validity is judged exactly
+    /// as upstream judges it).
+    fn next_attempt_in(&self) -> Duration {
+        let jittered = jitter(self.config.retry_period, JITTER_FACTOR);
+        let now = Instant::now();
+        if !self.is_lease_valid(now) {
+            return jittered;
+        }
+        jittered.min(self.lease_expiry().saturating_duration_since(now) + Duration::from_millis(20))
     }
 
     /// `renew`: every retry period, renew; if no try succeeds within the renew
@@ -533,11 +546,16 @@ impl LeaderElector {
 
     /// `isLeaseValid`: observed time + the record's lease duration still ahead.
     fn is_lease_valid(&self, now: Instant) -> bool {
+        self.lease_expiry() > now
+    }
+
+    /// When the observed lease runs out: observed time + the record's lease duration.
+    fn lease_expiry(&self) -> Instant {
         let secs = self
             .observed
             .as_ref()
             .map_or(0, |r| r.lease_duration_seconds.max(0).unsigned_abs());
-        self.observed_time + Duration::from_secs(u64::from(secs)) > now
+        self.observed_time + Duration::from_secs(u64::from(secs))
     }
 
     /// `setObservedRecord`: remembers the record and when it was seen.

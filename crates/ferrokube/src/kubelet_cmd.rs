@@ -76,12 +76,15 @@ pub async fn start(
         Some(path) => KubeletConfig::load(path)?,
         None => KubeletConfig::defaults()?,
     };
-    let hostname = ferrokube_kubelet::host::hostname();
+    let machine_hostname = ferrokube_kubelet::host::hostname();
+    // As upstream's nodeutil.GetHostname: --hostname-override is the node's name and
+    // its Hostname address.
     let node_name = args
         .hostname_override
         .clone()
         .map(|h| h.trim().to_ascii_lowercase())
-        .unwrap_or_else(|| hostname.clone());
+        .unwrap_or_else(|| machine_hostname.clone());
+    let hostname = node_name.clone();
     let kubeconfig = args
         .kubeconfig
         .clone()
@@ -105,7 +108,7 @@ pub async fn start(
     }
     let node_ip = args
         .node_ip
-        .unwrap_or_else(|| ferrokube_kubelet::host::default_node_ip(&hostname));
+        .unwrap_or_else(|| ferrokube_kubelet::host::default_node_ip(&machine_hostname));
     let endpoint = config
         .container_runtime_endpoint
         .clone()
