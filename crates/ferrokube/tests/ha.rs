@@ -20,7 +20,9 @@
 //! scheduler and controller-manager (the other master's take the Leases within
 //! 20 s), an etcd member stopped (no write lost) and back (it catches up).
 //!
-//! `FK_HOLD=<secs>` keeps the lab up that long when a wait times out.
+//! `FK_HOLD=<secs>` keeps the lab up that long when a wait times out; `FK_HA_KEEP=<secs>`
+//! keeps it up that long after every check passed, to look around (the commands are
+//! printed). docs/ha.md describes the topology.
 
 mod common;
 
@@ -748,6 +750,20 @@ fn the_seed_ha_topology_serves_and_fails_over() {
     leader_failover(&mut lab, &leaders);
     apiserver_failover(&mut lab);
     etcd_member_failover(&mut lab);
+
+    if let Some(secs) = std::env::var("FK_HA_KEEP").ok().and_then(|s| s.parse().ok()) {
+        eprintln!(
+            "the HA lab stays up for {secs} s; for example:\n  \
+             nsenter --net=/run/netns/{}w1 kubectl --kubeconfig {}/admin-lb.kubeconfig get nodes\n  \
+             ip netns exec {}w1 nft list table ip kube-proxy\n  \
+             logs: {}/logs/",
+            lab.prefix,
+            lab.dir.path().display(),
+            lab.prefix,
+            lab.dir.path().display()
+        );
+        std::thread::sleep(Duration::from_secs(secs));
+    }
 }
 
 /// Pods on both workers behind a NodePort Service and a headless one: names resolve
