@@ -12,6 +12,7 @@
 
 pub mod backend;
 pub mod config;
+pub mod conntrack;
 pub mod http;
 pub mod iptables;
 pub mod metrics;

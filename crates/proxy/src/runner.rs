@@ -250,6 +250,9 @@ pub async fn run(
     let far = Duration::from_secs(86400);
     // A full rewrite is due though no Service changed.
     let mut full_due = false;
+    let mut conntrack_warned = false;
+    // Conntrack entries to delete once a sync succeeds.
+    let mut stale = Vec::new();
     loop {
         let ready = cache.services_synced && cache.slices_synced;
         // When the next sync may run: now if nothing ran for minSyncPeriod.
@@ -288,17 +291,21 @@ pub async fn run(
                 let dirty = std::mem::take(&mut cache.dirty);
                 for k in &dirty {
                     let ports = cache.ports(k, &node);
-                    if ports.is_empty() {
-                        desired.remove(k);
+                    let old = if ports.is_empty() {
+                        desired.remove(k)
                     } else {
-                        desired.insert(k.clone(), ports);
-                    }
+                        desired.insert(k.clone(), ports)
+                    };
+                    let new = desired.get(k).map_or(&[][..], Vec::as_slice);
+                    stale.extend(crate::conntrack::stale(old.as_deref().unwrap_or_default(), new));
                 }
                 metrics.service_changes.inc_by(std::mem::take(&mut cache.service_changes) as f64);
                 metrics.endpoint_changes.inc_by(std::mem::take(&mut cache.endpoint_changes) as f64);
                 match backend.sync(&desired, &dirty).await {
                     Ok(stats) => {
                         observe(&metrics, &stats, started);
+                        // Only once the rules send new flows elsewhere.
+                        crate::conntrack::clear(std::mem::take(&mut stale), &mut conntrack_warned).await;
                         if let Some(t) = cache.pending_trigger.take() {
                             if let Ok(d) = SystemTime::now().duration_since(t) {
                                 metrics.network_programming.observe(d.as_secs_f64());

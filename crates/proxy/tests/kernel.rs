@@ -370,3 +370,85 @@ fn nftables_mode_serves_cluster_ips_and_node_ports() {
 fn iptables_mode_serves_cluster_ips_and_node_ports() {
     exercise("iptables", "i", 62);
 }
+
+/// A UDP "flow" (one client socket) keeps its conntrack entry, and so its endpoint,
+/// unless the proxier deletes the entry when the endpoint leaves the Service.
+fn udp_flows_follow_endpoint_changes(mode: &str, tag: &str, subnet: u8) {
+    let lab = Lab::new(tag, subnet);
+    let b = lab.backend_ip();
+    serve_udp(&lab.backends, SocketAddr::from((b, 5353)));
+    serve_udp(&lab.backends, SocketAddr::from((b, 5354)));
+    let config = ProxyConfig {
+        mode: ferrokube_proxy::Mode::parse(mode).unwrap(),
+        cluster_cidrs: vec!["10.244.0.0/16".parse().unwrap()],
+        ..ProxyConfig::default()
+    };
+    let with_udp_port = |port: u16| {
+        let mut m = service(&[SocketAddr::from((b, 8080))]);
+        for p in m.get_mut(&key()).unwrap().iter_mut() {
+            if p.protocol == Protocol::Udp {
+                for e in p
+                    .cluster_endpoints
+                    .iter_mut()
+                    .chain(p.external_endpoints.iter_mut())
+                {
+                    e.port = port;
+                }
+            }
+        }
+        m
+    };
+    let before = with_udp_port(5353);
+    let after = with_udp_port(5354);
+    let backend = sync_in(
+        &lab.proxy,
+        ferrokube_proxy::runner::backend(&config),
+        before.clone(),
+    );
+    let client = in_netns(&lab.proxy, || {
+        std::net::UdpSocket::bind("0.0.0.0:0").unwrap()
+    });
+    client
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let dns = SocketAddr::from(([10, 96, 0, 10], 53));
+    let ask = |c: &std::net::UdpSocket| {
+        c.send_to(b"hello", dns).unwrap();
+        let mut buf = [0u8; 64];
+        match c.recv_from(&mut buf) {
+            Ok((n, _)) => String::from_utf8_lossy(&buf[..n]).into_owned(),
+            Err(e) => format!("error: {:?}", e.kind()),
+        }
+    };
+    assert_eq!(ask(&client), format!("{b}:5353"), "{mode}");
+
+    // The endpoint moves to 5354: without cleanup the flow would stay on 5353 (whose
+    // server still answers) until its entry timed out.
+    let _backend = sync_in(&lab.proxy, backend, after.clone());
+    let stale = ferrokube_proxy::conntrack::stale(&before[&key()], &after[&key()]);
+    assert!(!stale.is_empty());
+    in_netns(&lab.proxy, move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let mut warned = false;
+        rt.block_on(ferrokube_proxy::conntrack::clear(stale, &mut warned));
+        assert!(!warned, "the conntrack tool is missing (install conntrack)");
+    });
+    assert_eq!(
+        ask(&client),
+        format!("{b}:5354"),
+        "{mode}: the flow follows the endpoint"
+    );
+}
+
+#[test]
+fn nftables_mode_moves_udp_flows_off_removed_endpoints() {
+    udp_flows_follow_endpoint_changes("nftables", "nu", 63);
+}
+
+#[test]
+fn iptables_mode_moves_udp_flows_off_removed_endpoints() {
+    udp_flows_follow_endpoint_changes("iptables", "iu", 64);
+}
