@@ -31,7 +31,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::containerd::{busybox_archive, in_path, unmount_under, INSTALL_HINT};
+use common::containerd::{busybox_archive, in_path, INSTALL_HINT};
+use common::netns::sh;
 
 const CLUSTER_CIDR: &str = "198.19.0.0/16";
 const SERVICE_RANGE: &str = "198.18.240.0/20";
@@ -251,51 +252,27 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        // Freeze the agents so their kubelets restart nothing, remove every container
-        // while the runtimes still answer, then stop everything.
         let agents: Vec<u32> = WORKERS
             .iter()
             .filter_map(|w| self.procs.get(*w).and_then(|p| p.1.as_ref()).map(Child::id))
             .collect();
-        for pid in &agents {
-            let _ = Command::new("kill")
-                .args(["-STOP", &pid.to_string()])
-                .status();
-        }
-        for w in WORKERS {
-            let socket = self
-                .dir
-                .path()
-                .join(format!("{w}/agent/containerd/containerd.sock"));
-            if socket.exists() {
-                if let Err(e) = ferrokube_containerd::daemon::remove_all_tasks(&socket) {
-                    eprintln!("removing the containers of {w}: {e}");
-                }
-            }
-        }
-        for (_, (_, child)) in self.procs.iter_mut() {
-            if let Some(mut c) = child.take() {
-                let _ = c.kill();
-                let _ = c.wait();
-            }
-        }
-        let _ = Command::new("pkill")
-            .args(["-f", &self.dir.path().display().to_string()])
-            .status();
-        unmount_under(self.dir.path());
-        for ns in &self.namespaces {
-            let _ = Command::new("ip").args(["netns", "del", ns]).output();
-        }
+        let sockets: Vec<PathBuf> = WORKERS
+            .iter()
+            .map(|w| {
+                self.dir
+                    .path()
+                    .join(format!("{w}/agent/containerd/containerd.sock"))
+            })
+            .collect();
+        let children = self.procs.values_mut().filter_map(|p| p.1.take()).collect();
+        common::netns::teardown(
+            &agents,
+            &sockets,
+            children,
+            self.dir.path(),
+            &self.namespaces,
+        );
     }
-}
-
-fn sh(args: &[&str]) {
-    let o = Command::new(args[0]).args(&args[1..]).output().unwrap();
-    assert!(
-        o.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
 }
 
 /// The switch namespace with bridge br0, and every host on it.
@@ -751,7 +728,10 @@ fn the_seed_ha_topology_serves_and_fails_over() {
     apiserver_failover(&mut lab);
     etcd_member_failover(&mut lab);
 
-    if let Some(secs) = std::env::var("FK_HA_KEEP").ok().and_then(|s| s.parse().ok()) {
+    if let Some(secs) = std::env::var("FK_HA_KEEP")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
         eprintln!(
             "the HA lab stays up for {secs} s; for example:\n  \
              nsenter --net=/run/netns/{}w1 kubectl --kubeconfig {}/admin-lb.kubeconfig get nodes\n  \

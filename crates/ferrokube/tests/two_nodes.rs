@@ -24,7 +24,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::containerd::{busybox_archive, in_path, unmount_under, INSTALL_HINT};
+use common::containerd::{busybox_archive, in_path, INSTALL_HINT};
+use common::netns::sh;
 
 const CLUSTER_CIDR: &str = "198.19.0.0/16";
 const SERVER_IP: &str = "198.18.0.1";
@@ -145,52 +146,27 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        // Freeze the kubelets so they restart nothing, then remove every container
-        // while the runtimes still answer, then stop everything.
-        let children: Vec<u32> = [&self.server, &self.agent]
+        let agents: Vec<u32> = [&self.server, &self.agent]
             .into_iter()
             .flatten()
             .map(Child::id)
             .collect();
-        for pid in &children {
-            let _ = Command::new("kill")
-                .args(["-STOP", &pid.to_string()])
-                .status();
-        }
-        for dir in [self.server_dir(), self.agent_dir()] {
-            let socket = dir.join("agent/containerd/containerd.sock");
-            if socket.exists() {
-                if let Err(e) = ferrokube_containerd::daemon::remove_all_tasks(&socket) {
-                    eprintln!("removing the containers of {}: {e}", dir.display());
-                }
-            }
-        }
-        for child in [self.server.take(), self.agent.take()]
+        let sockets: Vec<PathBuf> = [self.server_dir(), self.agent_dir()]
+            .iter()
+            .map(|d| d.join("agent/containerd/containerd.sock"))
+            .collect();
+        let children = [self.server.take(), self.agent.take()]
             .into_iter()
             .flatten()
-        {
-            let mut child = child;
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        // The containerds, and any shim still serving one of them.
-        let _ = Command::new("pkill")
-            .args(["-f", &self.dir.path().display().to_string()])
-            .status();
-        unmount_under(self.dir.path());
-        for ns in &self.namespaces {
-            let _ = Command::new("ip").args(["netns", "del", ns]).output();
-        }
+            .collect();
+        common::netns::teardown(
+            &agents,
+            &sockets,
+            children,
+            self.dir.path(),
+            &self.namespaces,
+        );
     }
-}
-
-fn sh(args: &[&str]) {
-    let o = Command::new(args[0]).args(&args[1..]).output().unwrap();
-    assert!(
-        o.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
 }
 
 fn write_images(dir: &Path, rootfs: &Path) {

@@ -1,0 +1,51 @@
+//! Labs of "hosts" made of network namespaces (`two_nodes`, `ha`): running the tools
+//! that build them, and tearing everything down.
+
+use std::path::Path;
+use std::process::{Child, Command};
+
+use super::containerd::unmount_under;
+
+/// Runs a command that must succeed (`ip netns add …`).
+pub fn sh(args: &[&str]) {
+    let o = Command::new(args[0]).args(&args[1..]).output().unwrap();
+    assert!(
+        o.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// Tears a lab down: freezes the `agents` (their kubelets restart nothing), removes
+/// every container of the containerds on `sockets` while they still answer, kills
+/// `children`, then every process naming `dir` (containerds, shims), unmounts what is
+/// mounted under `dir` and deletes the `namespaces`.
+pub fn teardown(
+    agents: &[u32],
+    sockets: &[std::path::PathBuf],
+    children: Vec<Child>,
+    dir: &Path,
+    namespaces: &[String],
+) {
+    for pid in agents {
+        let _ = Command::new("kill")
+            .args(["-STOP", &pid.to_string()])
+            .status();
+    }
+    for socket in sockets.iter().filter(|s| s.exists()) {
+        if let Err(e) = ferrokube_containerd::daemon::remove_all_tasks(socket) {
+            eprintln!("removing the containers of {}: {e}", socket.display());
+        }
+    }
+    for mut child in children {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let _ = Command::new("pkill")
+        .args(["-f", &dir.display().to_string()])
+        .status();
+    unmount_under(dir);
+    for ns in namespaces {
+        let _ = Command::new("ip").args(["netns", "del", ns]).output();
+    }
+}
