@@ -219,7 +219,7 @@ mod tests {
     use crate::model::ServiceKey;
 
     fn udp(eps: &[[u8; 4]], node_port: Option<u16>) -> ServicePort {
-        let eps: Vec<Endpoint> = eps
+        let eps = eps
             .iter()
             .map(|ip| Endpoint {
                 ip: Ipv4Addr::from(*ip),
@@ -227,23 +227,20 @@ mod tests {
                 local: false,
             })
             .collect();
-        ServicePort {
-            service: ServiceKey {
-                namespace: "kube-system".into(),
-                name: "kube-dns".into(),
-            },
-            port_name: "dns".into(),
-            protocol: Protocol::Udp,
-            cluster_ip: Some(Ipv4Addr::new(10, 96, 0, 10)),
-            port: 53,
-            node_port,
-            external_ips: vec![],
-            affinity_timeout: None,
-            external_local: false,
-            has_endpoints: !eps.is_empty(),
-            cluster_endpoints: eps.clone(),
-            external_endpoints: eps,
-        }
+        let service = ServiceKey {
+            namespace: "kube-system".into(),
+            name: "kube-dns".into(),
+        };
+        let mut p = ServicePort::new(
+            service,
+            Protocol::Udp,
+            Ipv4Addr::new(10, 96, 0, 10),
+            53,
+            eps,
+        );
+        p.port_name = "dns".into();
+        p.node_port = node_port;
+        p
     }
 
     #[test]

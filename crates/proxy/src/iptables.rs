@@ -583,7 +583,7 @@ mod tests {
     use std::net::Ipv4Addr;
 
     fn port(eps: &[[u8; 4]]) -> ServicePort {
-        let eps: Vec<Endpoint> = eps
+        let eps = eps
             .iter()
             .map(|e| Endpoint {
                 ip: Ipv4Addr::from(*e),
@@ -591,23 +591,10 @@ mod tests {
                 local: false,
             })
             .collect();
-        ServicePort {
-            service: ServiceKey {
-                namespace: "default".into(),
-                name: "web".into(),
-            },
-            port_name: "http".into(),
-            protocol: Protocol::Tcp,
-            cluster_ip: Some(Ipv4Addr::new(10, 96, 0, 10)),
-            port: 80,
-            node_port: Some(30080),
-            external_ips: vec![],
-            affinity_timeout: None,
-            external_local: false,
-            has_endpoints: !eps.is_empty(),
-            cluster_endpoints: eps.clone(),
-            external_endpoints: eps,
-        }
+        let mut p = ServicePort::new(key(), Protocol::Tcp, Ipv4Addr::new(10, 96, 0, 10), 80, eps);
+        p.port_name = "http".into();
+        p.node_port = Some(30080);
+        p
     }
 
     fn key() -> ServiceKey {

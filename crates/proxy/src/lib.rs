@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod model;
 pub mod nftables;
 pub mod runner;
+pub mod service_health;
 
 pub use backend::{Backend, SyncError, SyncStats};
 pub use config::{Mode, ProxyConfig};

@@ -96,9 +96,38 @@ pub struct ServicePort {
     /// Whether the Service has any endpoint at all (ready or not): with none, traffic is
     /// rejected; with some but none usable here, dropped.
     pub has_endpoints: bool,
+    /// `spec.healthCheckNodePort` of a LoadBalancer with `externalTrafficPolicy:
+    /// Local`: where load balancers ask whether this node has endpoints.
+    pub health_check_node_port: Option<u16>,
 }
 
 impl ServicePort {
+    /// An unnamed ClusterIP port of `service` on `port` with `endpoints` (not local),
+    /// every other setting at its default; change fields for the rest.
+    pub fn new(
+        service: ServiceKey,
+        protocol: Protocol,
+        cluster_ip: Ipv4Addr,
+        port: u16,
+        endpoints: Vec<Endpoint>,
+    ) -> ServicePort {
+        ServicePort {
+            service,
+            port_name: String::new(),
+            protocol,
+            cluster_ip: Some(cluster_ip),
+            port,
+            node_port: None,
+            external_ips: Vec::new(),
+            affinity_timeout: None,
+            external_local: false,
+            has_endpoints: !endpoints.is_empty(),
+            cluster_endpoints: endpoints.clone(),
+            external_endpoints: endpoints,
+            health_check_node_port: None,
+        }
+    }
+
     /// `namespace/name:port` as upstream logs it.
     pub fn display_name(&self) -> String {
         if self.port_name.is_empty() {
@@ -195,6 +224,11 @@ pub fn service_ports<'a>(
     let external_local = spec.external_traffic_policy.as_deref() == Some("Local")
         && (node_ports_allowed || !external_ips.is_empty());
     let internal_local = spec.internal_traffic_policy.as_deref() == Some("Local");
+    let health_check_node_port = spec
+        .health_check_node_port
+        .filter(|_| external_local && spec.type_.as_deref() == Some("LoadBalancer"))
+        .and_then(|p| u16::try_from(p).ok())
+        .filter(|p| *p > 0);
     let mut out = Vec::new();
     for p in spec.ports.iter().flatten() {
         let Some(protocol) = Protocol::parse(p.protocol.as_deref()) else {
@@ -225,6 +259,7 @@ pub fn service_ports<'a>(
             cluster_endpoints,
             external_endpoints,
             has_endpoints,
+            health_check_node_port,
         });
     }
     out
@@ -393,6 +428,7 @@ mod tests {
         spec.external_traffic_policy = Some("Local".into());
         let ports = service_ports(&s, [&endpoints()], "n2");
         assert!(ports[0].external_local);
+        assert_eq!(ports[0].health_check_node_port, None, "not a LoadBalancer");
         assert_eq!(ports[0].cluster_endpoints.len(), 2);
         let ext: Vec<_> = ports[0]
             .external_endpoints
@@ -404,6 +440,15 @@ mod tests {
         let ports = service_ports(&s, [&endpoints()], "n3");
         assert!(ports[0].cluster_endpoints.is_empty());
         assert!(ports[0].has_endpoints);
+        // A LoadBalancer with Local traffic policy gets its health check node port.
+        let spec = s.spec.as_mut().unwrap();
+        spec.type_ = Some("LoadBalancer".into());
+        spec.health_check_node_port = Some(32000);
+        let ports = service_ports(&s, [&endpoints()], "n2");
+        assert_eq!(ports[0].health_check_node_port, Some(32000));
+        s.spec.as_mut().unwrap().external_traffic_policy = Some("Cluster".into());
+        let ports = service_ports(&s, [&endpoints()], "n2");
+        assert_eq!(ports[0].health_check_node_port, None);
     }
 
     #[test]

@@ -735,7 +735,7 @@ mod tests {
     use crate::model::Protocol;
 
     fn port(name: &str, ip: [u8; 4], eps: &[[u8; 4]]) -> ServicePort {
-        let eps: Vec<Endpoint> = eps
+        let eps = eps
             .iter()
             .map(|e| Endpoint {
                 ip: Ipv4Addr::from(*e),
@@ -743,23 +743,11 @@ mod tests {
                 local: false,
             })
             .collect();
-        ServicePort {
-            service: ServiceKey {
-                namespace: "default".into(),
-                name: name.into(),
-            },
-            port_name: String::new(),
-            protocol: Protocol::Tcp,
-            cluster_ip: Some(Ipv4Addr::from(ip)),
-            port: 80,
-            node_port: None,
-            external_ips: vec![],
-            affinity_timeout: None,
-            external_local: false,
-            has_endpoints: !eps.is_empty(),
-            cluster_endpoints: eps.clone(),
-            external_endpoints: eps,
-        }
+        let service = ServiceKey {
+            namespace: "default".into(),
+            name: name.into(),
+        };
+        ServicePort::new(service, Protocol::Tcp, Ipv4Addr::from(ip), 80, eps)
     }
 
     fn config() -> ProxyConfig {

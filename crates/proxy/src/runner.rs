@@ -253,6 +253,8 @@ pub async fn run(
     let mut conntrack_warned = false;
     // Conntrack entries to delete once a sync succeeds.
     let mut stale = Vec::new();
+    let mut service_health =
+        crate::service_health::ServiceHealth::new(std::net::Ipv4Addr::UNSPECIFIED, health.clone());
     loop {
         let ready = cache.services_synced && cache.slices_synced;
         // When the next sync may run: now if nothing ran for minSyncPeriod.
@@ -306,6 +308,7 @@ pub async fn run(
                         observe(&metrics, &stats, started);
                         // Only once the rules send new flows elsewhere.
                         crate::conntrack::clear(std::mem::take(&mut stale), &mut conntrack_warned).await;
+                        service_health.sync(&desired).await;
                         if let Some(t) = cache.pending_trigger.take() {
                             if let Ok(d) = SystemTime::now().duration_since(t) {
                                 metrics.network_programming.observe(d.as_secs_f64());

@@ -217,20 +217,8 @@ fn tcp_service(eps: &[SocketAddr]) -> BTreeMap<ServiceKey, Vec<ServicePort>> {
             SocketAddr::V6(_) => unreachable!("IPv4 lab"),
         })
         .collect();
-    let port = ServicePort {
-        service: key(),
-        port_name: String::new(),
-        protocol: Protocol::Tcp,
-        cluster_ip: Some(Ipv4Addr::new(10, 96, 0, 10)),
-        port: 80,
-        node_port: Some(30080),
-        external_ips: vec![],
-        affinity_timeout: None,
-        external_local: false,
-        has_endpoints: !eps.is_empty(),
-        cluster_endpoints: eps.clone(),
-        external_endpoints: eps,
-    };
+    let mut port = ServicePort::new(key(), Protocol::Tcp, Ipv4Addr::new(10, 96, 0, 10), 80, eps);
+    port.node_port = Some(30080);
     [(key(), vec![port])].into()
 }
 
