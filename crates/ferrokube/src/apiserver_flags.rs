@@ -146,6 +146,7 @@ const SUPPORTED_ADMISSION: &[&str] = &[
     "DefaultStorageClass",
     "ResourceQuota",
     "PodSecurity",
+    "ServiceAccount",
 ];
 
 /// Flags the seeds pass that ferrokube accepts for compatibility.
@@ -179,8 +180,9 @@ pub struct CompatFlags {
     /// (others not built yet are only logged).
     #[arg(long, alias = "admission-control")]
     pub enable_admission_plugins: Vec<String>,
-    /// Admission plugins to turn off (of the default-on Priority,
-    /// DefaultTolerationSeconds, LimitRanger, DefaultStorageClass, ResourceQuota).
+    /// Admission plugins to turn off (of the default-on ServiceAccount, Priority,
+    /// DefaultTolerationSeconds, LimitRanger, DefaultStorageClass, ResourceQuota,
+    /// PodSecurity).
     #[arg(long)]
     pub disable_admission_plugins: Vec<String>,
     #[arg(long, hide = true)]

@@ -34,7 +34,9 @@ pub struct ServerArgs {
     /// Do not run the scheduler in this process.
     #[arg(long)]
     disable_scheduler: bool,
-    /// Do not run the controller-manager in this process.
+    /// Do not run the controller-manager in this process (the API server then also
+    /// leaves out the ServiceAccount admission plugin: no controller would create the
+    /// `default` service accounts it requires).
     #[arg(long)]
     disable_controller_manager: bool,
     /// Do not run this machine as a node (no containerd, pod network or kubelet).
@@ -330,6 +332,13 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             kubelet_client_certificate: Some(pki_dir.join("kubernetes.pem")),
             kubelet_client_key: Some(pki_dir.join("kubernetes-key.pem")),
             kubelet_preferred_address_types: Some("InternalIP,ExternalIP,Hostname".into()),
+            // Without the controller-manager nothing creates the `default` service
+            // accounts the ServiceAccount admission plugin requires of every pod.
+            disable_admission_plugins: if args.disable_controller_manager {
+                vec!["ServiceAccount".into()]
+            } else {
+                Vec::new()
+            },
             ..Default::default()
         },
         storage,

@@ -279,3 +279,110 @@ fn pod_security_with_kubectl() {
     let err = s.fails(&["-n", "base", "run", "priv", "--image=nginx", "--privileged"]);
     assert!(err.contains(r#"violates PodSecurity "baseline:latest": privileged (container "priv" must not set securityContext.privileged=true)"#), "{err}");
 }
+
+/// ServiceAccount (default-on; the server runs the controller-manager that creates the
+/// `default` accounts and `kube-root-ca.crt`): the default account, the projected token
+/// volume and its mounts, automount opt-outs, imagePullSecrets, a missing account.
+#[test]
+fn service_account_admission_with_kubectl() {
+    let s = common::start_with(&["--disable-scheduler", "--disable-agent"]);
+    s.ok(&["create", "namespace", "sa-test"]);
+    common::wait_until("the default service account", 30, || {
+        s.kubectl(&["get", "serviceaccount", "default", "-n", "sa-test"])
+            .status
+            .success()
+    });
+    s.ok(&["run", "p", "--image=busybox", "-n", "sa-test"]);
+    let get = |pod: &str, path: &str| {
+        s.ok(&[
+            "get",
+            "pod",
+            pod,
+            "-n",
+            "sa-test",
+            "-o",
+            &format!("jsonpath={path}"),
+        ])
+    };
+    assert_eq!(
+        get("p", "{.spec.serviceAccountName} {.spec.serviceAccount}"),
+        "default default"
+    );
+    let volume = get("p", "{.spec.volumes[0].name}");
+    assert!(
+        volume.len() == "kube-api-access-".len() + 5 && volume.starts_with("kube-api-access-"),
+        "{volume}"
+    );
+    assert_eq!(
+        get(
+            "p",
+            "{.spec.volumes[0].projected.sources[0].serviceAccountToken.expirationSeconds} {.spec.volumes[0].projected.sources[1].configMap.name} {.spec.volumes[0].projected.sources[2].downwardAPI.items[0].fieldRef.fieldPath} {.spec.volumes[0].projected.defaultMode}"
+        ),
+        "3607 kube-root-ca.crt metadata.namespace 420"
+    );
+    assert_eq!(
+        get("p", "{.spec.containers[0].volumeMounts[0].name} {.spec.containers[0].volumeMounts[0].mountPath} {.spec.containers[0].volumeMounts[0].readOnly}"),
+        format!("{volume} /var/run/secrets/kubernetes.io/serviceaccount true")
+    );
+
+    // Opting out on the pod, on the account, and back in on the pod.
+    s.ok(&[
+        "run",
+        "quiet-pod",
+        "--image=busybox",
+        "-n",
+        "sa-test",
+        "--overrides",
+        r#"{"spec":{"automountServiceAccountToken":false}}"#,
+    ]);
+    assert_eq!(get("quiet-pod", "{.spec.volumes}"), "");
+    s.ok(&["create", "serviceaccount", "quiet", "-n", "sa-test"]);
+    s.ok(&[
+        "patch",
+        "serviceaccount",
+        "quiet",
+        "-n",
+        "sa-test",
+        "-p",
+        r#"{"automountServiceAccountToken":false,"imagePullSecrets":[{"name":"regcred"}]}"#,
+    ]);
+    s.ok(&[
+        "run",
+        "quiet-sa",
+        "--image=busybox",
+        "-n",
+        "sa-test",
+        "--overrides",
+        r#"{"spec":{"serviceAccountName":"quiet"}}"#,
+    ]);
+    assert_eq!(get("quiet-sa", "{.spec.volumes}"), "");
+    assert_eq!(
+        get("quiet-sa", "{.spec.imagePullSecrets[0].name}"),
+        "regcred"
+    );
+    s.ok(&[
+        "run",
+        "loud",
+        "--image=busybox",
+        "-n",
+        "sa-test",
+        "--overrides",
+        r#"{"spec":{"serviceAccountName":"quiet","automountServiceAccountToken":true}}"#,
+    ]);
+    assert!(get("loud", "{.spec.volumes[0].name}").starts_with("kube-api-access-"));
+
+    // A missing account: 403 with upstream's message.
+    let err = s.fails(&[
+        "run",
+        "orphan",
+        "--image=busybox",
+        "-n",
+        "sa-test",
+        "--overrides",
+        r#"{"spec":{"serviceAccountName":"nope"}}"#,
+    ]);
+    assert!(
+        err.contains(r#"pods "orphan" is forbidden: error looking up service account sa-test/nope: serviceaccount "nope" not found"#),
+        "{err}"
+    );
+}

@@ -244,6 +244,9 @@ fn check_cluster(pki: &Path, port: u16, k: &Kubectl) {
     );
 
     // The Node authorizer: k8s-01 reads the secret of its own pod, not another node's.
+    // (No controller-manager runs here to create the `default` service account the
+    // ServiceAccount admission plugin wants: made by hand.)
+    ok(&["create", "serviceaccount", "default"]);
     for (node, secret) in [("k8s-01", "s1"), ("k8s-02", "s2")] {
         ok(&["create", "secret", "generic", secret, "--from-literal=k=v"]);
         let pod = format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: p-{node}}}\nspec:\n  nodeName: {node}\n  containers: [{{name: c, image: busybox}}]\n  volumes: [{{name: s, secret: {{secretName: {secret}}}}}]\n");

@@ -263,6 +263,22 @@ fn streaming_through_the_api_server(s: &Server, web_pod: &str) {
         .any(|l| l == "www"));
     let failing = s.kubectl(&["exec", "talker", "--", "sh", "-c", "exit 3"]);
     assert_eq!(failing.status.code(), Some(3));
+    // The ServiceAccount admission plugin's volume, as the kubelet mounts it: a bound
+    // token, the cluster CA and the namespace.
+    let sa = s.kubectl(&[
+        "exec",
+        "talker",
+        "--",
+        "sh",
+        "-c",
+        "cd /var/run/secrets/kubernetes.io/serviceaccount && cat namespace && echo && head -c 3 token && echo && grep -c CERTIFICATE ca.crt",
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&sa.stdout),
+        "default\neyJ\n2\n",
+        "{}",
+        String::from_utf8_lossy(&sa.stderr)
+    );
 
     // port-forward: a local port to the web pod's 8080.
     let mut pf = std::process::Command::new(common::KUBECTL)

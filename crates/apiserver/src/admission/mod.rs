@@ -7,6 +7,7 @@
 pub mod defaults;
 pub mod pod_security;
 pub mod quota;
+pub mod service_account;
 
 use ferrokube_api::status::{Status, Subject};
 use ferrokube_authz::UserInfo;
@@ -24,6 +25,7 @@ pub struct Admission {
     pub default_storage_class: bool,
     pub resource_quota: bool,
     pub pod_security: bool,
+    pub service_account: bool,
 }
 
 /// What a write does.
@@ -76,6 +78,7 @@ impl Admission {
             default_storage_class: on("DefaultStorageClass", true),
             resource_quota: on("ResourceQuota", true),
             pod_security: on("PodSecurity", true),
+            service_account: on("ServiceAccount", true),
         }
     }
 
@@ -119,6 +122,9 @@ impl Admission {
             "pods" => {
                 if self.limit_ranger {
                     defaults::limit_ranger(registry, a.namespace, obj, a.name).await?;
+                }
+                if self.service_account {
+                    service_account::admit(registry, a.namespace, obj, a.name).await?;
                 }
                 if self.priority {
                     defaults::priority(registry, obj, a.name).await?;
