@@ -26,6 +26,8 @@
 
 mod common;
 
+use common::Kubectl as _;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
@@ -165,30 +167,6 @@ impl Lab {
             .unwrap()
     }
 
-    /// kubectl as admin on m2 (its own API server).
-    fn kubectl(&self, args: &[&str]) -> Output {
-        self.kubectl_with("m2", "pki/admin.kubeconfig", args)
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let o = self.kubectl(args);
-        assert!(
-            o.status.success(),
-            "kubectl {args:?}: {}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
-        String::from_utf8_lossy(&o.stdout).into_owned()
-    }
-
-    fn get(&self, what: &[&str], path: &str) -> String {
-        let p = format!("jsonpath={path}");
-        let mut args = vec!["get"];
-        args.extend_from_slice(what);
-        args.extend(["-o", &p]);
-        String::from_utf8_lossy(&self.kubectl(&args).stdout).into_owned()
-    }
-
     fn apply(&self, yaml: &str) {
         let mut child = self
             .cmd("m2", common::KUBECTL)
@@ -247,6 +225,13 @@ impl Lab {
             .args(args)
             .output()
             .unwrap()
+    }
+}
+
+impl common::Kubectl for Lab {
+    /// kubectl as admin on m2 (its own API server).
+    fn kubectl(&self, args: &[&str]) -> Output {
+        self.kubectl_with("m2", "pki/admin.kubeconfig", args)
     }
 }
 

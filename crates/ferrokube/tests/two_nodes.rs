@@ -19,6 +19,8 @@
 
 mod common;
 
+use common::Kubectl as _;
+
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -67,36 +69,6 @@ impl Lab {
         c
     }
 
-    fn kubectl(&self, args: &[&str]) -> Output {
-        self.cmd("1", common::KUBECTL)
-            .arg("--kubeconfig")
-            .arg(self.server_dir().join("admin.kubeconfig"))
-            .arg("--cache-dir")
-            .arg(self.dir.path().join("kubectl-cache"))
-            .args(args)
-            .output()
-            .unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let o = self.kubectl(args);
-        assert!(
-            o.status.success(),
-            "kubectl {args:?}: {}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
-        String::from_utf8_lossy(&o.stdout).into_owned()
-    }
-
-    fn get(&self, what: &[&str], path: &str) -> String {
-        let p = format!("jsonpath={path}");
-        let mut args = vec!["get"];
-        args.extend_from_slice(what);
-        args.extend(["-o", &p]);
-        String::from_utf8_lossy(&self.kubectl(&args).stdout).into_owned()
-    }
-
     fn logs(&self) -> String {
         let read = |p: PathBuf| std::fs::read_to_string(p).unwrap_or_default();
         let tail = |s: String| {
@@ -141,6 +113,19 @@ impl Lab {
             let _ = a.kill();
             let _ = a.wait();
         }
+    }
+}
+
+impl common::Kubectl for Lab {
+    fn kubectl(&self, args: &[&str]) -> Output {
+        self.cmd("1", common::KUBECTL)
+            .arg("--kubeconfig")
+            .arg(self.server_dir().join("admin.kubeconfig"))
+            .arg("--cache-dir")
+            .arg(self.dir.path().join("kubectl-cache"))
+            .args(args)
+            .output()
+            .unwrap()
     }
 }
 

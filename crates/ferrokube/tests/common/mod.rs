@@ -13,6 +13,39 @@ use std::time::{Duration, Instant};
 
 pub const KUBECTL: &str = "/usr/bin/kubectl";
 
+/// kubectl against some cluster of a test: implementors say how to run it.
+pub trait Kubectl {
+    /// Runs kubectl with `args`.
+    fn kubectl(&self, args: &[&str]) -> Output;
+
+    /// Runs kubectl, requires success, returns stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let o = self.kubectl(args);
+        assert!(
+            o.status.success(),
+            "kubectl {args:?} failed: {}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// `kubectl get <what> -o jsonpath=<path>`: stdout, whether it succeeded or not.
+    fn get(&self, what: &[&str], path: &str) -> String {
+        let p = format!("jsonpath={path}");
+        let mut args = vec!["get"];
+        args.extend_from_slice(what);
+        args.extend(["-o", &p]);
+        String::from_utf8_lossy(&self.kubectl(&args).stdout).into_owned()
+    }
+}
+
+impl Kubectl for Server {
+    fn kubectl(&self, args: &[&str]) -> Output {
+        Server::kubectl(self, args)
+    }
+}
+
 pub struct Server {
     pub child: Child,
     pub kubeconfig: PathBuf,
@@ -192,14 +225,7 @@ impl Server {
 
     /// Runs kubectl, requires success, returns stdout.
     pub fn ok(&self, args: &[&str]) -> String {
-        let o = self.kubectl(args);
-        assert!(
-            o.status.success(),
-            "kubectl {args:?} failed: {}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
-        String::from_utf8_lossy(&o.stdout).into_owned()
+        Kubectl::ok(self, args)
     }
 
     /// Runs kubectl, requires failure, returns stderr.
