@@ -291,12 +291,43 @@ fn render(ports: &[ServicePort], masq: &Masquerade) -> Fragment {
                 }
                 rules.extend(pick(&p.external_endpoints));
                 f.chains.insert(ext_chain.clone(), rules);
+                let fw_chain = format!("KUBE-FW-{id}");
                 for ip in &p.external_ips {
+                    let firewalled =
+                        p.load_balancer_ips.contains(ip) && !p.source_ranges.is_empty();
+                    if !firewalled {
+                        f.services.push(format!(
+                            "-d {ip}/32 -p {proto} -m comment --comment {} -m {proto} --dport {} -j {ext_chain}",
+                            quote(&format!("{name} external IP")),
+                            p.port
+                        ));
+                        continue;
+                    }
+                    // loadBalancerSourceRanges: only clients in the ranges are sent on
+                    // (DNATed); the filter table drops what was left un-DNATed.
                     f.services.push(format!(
-                        "-d {ip}/32 -p {proto} -m comment --comment {} -m {proto} --dport {} -j {ext_chain}",
-                        quote(&format!("{name} external IP")),
+                        "-d {ip}/32 -p {proto} -m comment --comment {} -m {proto} --dport {} -j {fw_chain}",
+                        quote(&format!("{name} loadbalancer IP")),
                         p.port
                     ));
+                    f.filter_external.push(format!(
+                        "-d {ip}/32 -p {proto} -m comment --comment {} -m {proto} --dport {} -m conntrack ! --ctstate DNAT -j DROP",
+                        quote(&format!("{name} traffic not accepted by {fw_chain}")),
+                        p.port
+                    ));
+                }
+                if !p.load_balancer_ips.is_empty() && !p.source_ranges.is_empty() {
+                    let rules = p
+                        .source_ranges
+                        .iter()
+                        .map(|r| {
+                            format!(
+                                "-s {r} -m comment --comment {} -j {ext_chain}",
+                                quote(&format!("{name} loadbalancer IP"))
+                            )
+                        })
+                        .collect();
+                    f.chains.insert(fw_chain, rules);
                 }
                 if let Some(np) = p.node_port {
                     f.nodeports.push(format!(
@@ -354,6 +385,7 @@ impl Iptables {
                     c.starts_with("KUBE-SVC-")
                         || c.starts_with("KUBE-SEP-")
                         || c.starts_with("KUBE-EXT-")
+                        || c.starts_with("KUBE-FW-")
                 })
                 .cloned()
                 .collect()
@@ -550,6 +582,7 @@ pub async fn cleanup() -> Result<(), SyncError> {
             || c.starts_with("KUBE-SVC-")
             || c.starts_with("KUBE-SEP-")
             || c.starts_with("KUBE-EXT-")
+            || c.starts_with("KUBE-FW-")
     });
     let mut input = String::from("*nat\n");
     for c in &chains {

@@ -99,6 +99,11 @@ pub struct ServicePort {
     /// `spec.healthCheckNodePort` of a LoadBalancer with `externalTrafficPolicy:
     /// Local`: where load balancers ask whether this node has endpoints.
     pub health_check_node_port: Option<u16>,
+    /// The LoadBalancer ingress IPs among `external_ips`.
+    pub load_balancer_ips: Vec<Ipv4Addr>,
+    /// `spec.loadBalancerSourceRanges` (or the older annotation): when not empty, only
+    /// clients in these ranges reach the Service through its load balancer IPs.
+    pub source_ranges: Vec<ferrokube_cni::Cidr>,
 }
 
 impl ServicePort {
@@ -125,6 +130,8 @@ impl ServicePort {
             cluster_endpoints: endpoints.clone(),
             external_endpoints: endpoints,
             health_check_node_port: None,
+            load_balancer_ips: Vec::new(),
+            source_ranges: Vec::new(),
         }
     }
 
@@ -167,6 +174,51 @@ struct Conditions {
     terminating: bool,
 }
 
+/// The annotation older clients set instead of `spec.loadBalancerSourceRanges`.
+pub const SOURCE_RANGES_ANNOTATION: &str = "service.beta.kubernetes.io/load-balancer-source-ranges";
+
+/// `spec.loadBalancerSourceRanges`, else the annotation (comma-separated); the IPv4
+/// ranges, as networks. Unparsable entries (the API validates the field, not the
+/// annotation) are left out with a warning.
+fn load_balancer_source_ranges(svc: &Service) -> Vec<ferrokube_cni::Cidr> {
+    let from_spec: Vec<String> = svc
+        .spec
+        .as_ref()
+        .and_then(|s| s.load_balancer_source_ranges.clone())
+        .unwrap_or_default();
+    let texts: Vec<String> = if from_spec.is_empty() {
+        svc.metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(SOURCE_RANGES_ANNOTATION))
+            .map(|v| {
+                v.split(',')
+                    .map(|r| r.trim().to_string())
+                    .filter(|r| !r.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default()
+    } else {
+        from_spec
+    };
+    let mut out = Vec::new();
+    for t in texts {
+        // Host bits are masked, as Go's net.ParseCIDR does.
+        let parsed = t
+            .trim()
+            .split_once('/')
+            .and_then(|(a, p)| ferrokube_cni::Cidr::new(a.parse().ok()?, p.parse().ok()?));
+        match parsed {
+            Some(c) if c.is_ipv4() => out.push(c),
+            Some(_) => {}
+            None => {
+                tracing::warn!(range = %t, "ignoring a load balancer source range that is not a CIDR")
+            }
+        }
+    }
+    out
+}
+
 /// Every port of `svc`, with endpoints from `slices` (those of this Service, any order).
 /// `node` is this node's name.
 pub fn service_ports<'a>(
@@ -196,18 +248,24 @@ pub fn service_ports<'a>(
         .flatten()
         .filter_map(|ip| ip.parse().ok())
         .collect();
+    let mut load_balancer_ips: Vec<Ipv4Addr> = Vec::new();
+    let mut source_ranges = Vec::new();
     if spec.type_.as_deref() == Some("LoadBalancer") {
         let ingress = svc
             .status
             .as_ref()
             .and_then(|s| s.load_balancer.as_ref())
             .and_then(|lb| lb.ingress.as_ref());
-        external_ips.extend(
+        load_balancer_ips.extend(
             ingress
                 .into_iter()
                 .flatten()
                 .filter_map(|i| i.ip.as_deref()?.parse::<Ipv4Addr>().ok()),
         );
+        load_balancer_ips.sort();
+        load_balancer_ips.dedup();
+        external_ips.extend(load_balancer_ips.iter().copied());
+        source_ranges = load_balancer_source_ranges(svc);
     }
     external_ips.sort();
     external_ips.dedup();
@@ -260,6 +318,8 @@ pub fn service_ports<'a>(
             external_endpoints,
             has_endpoints,
             health_check_node_port,
+            load_balancer_ips: load_balancer_ips.clone(),
+            source_ranges: source_ranges.clone(),
         });
     }
     out
@@ -463,6 +523,48 @@ mod tests {
             assert!(skip_reason(&s).is_some());
             assert!(service_ports(&s, [], "n").is_empty());
         }
+    }
+
+    #[test]
+    fn load_balancer_source_ranges_from_the_field_or_the_annotation() {
+        let lb = |extra_spec: serde_json::Value, annotations: serde_json::Value| {
+            let mut spec = json!({"clusterIP": "10.96.0.12", "type": "LoadBalancer", "externalIPs": ["198.18.9.8"],
+                                  "ports": [{"port": 80, "nodePort": 30080}]});
+            for (k, v) in extra_spec.as_object().unwrap() {
+                spec[k] = v.clone();
+            }
+            svc(json!({
+                "metadata": {"name": "lb", "namespace": "d", "annotations": annotations},
+                "spec": spec,
+                "status": {"loadBalancer": {"ingress": [{"ip": "198.18.9.10"}]}}
+            }))
+        };
+        let p = &service_ports(
+            &lb(
+                json!({"loadBalancerSourceRanges": ["198.18.0.0/16", "fd00::/8"]}),
+                json!({}),
+            ),
+            [],
+            "n",
+        )[0];
+        assert_eq!(p.load_balancer_ips, [Ipv4Addr::new(198, 18, 9, 10)]);
+        assert_eq!(
+            p.external_ips.len(),
+            2,
+            "externalIPs and ingress IPs both served"
+        );
+        let ranges: Vec<String> = p.source_ranges.iter().map(ToString::to_string).collect();
+        assert_eq!(ranges, ["198.18.0.0/16"], "IPv6 ranges are left out");
+        let p = &service_ports(
+            &lb(
+                json!({}),
+                json!({"service.beta.kubernetes.io/load-balancer-source-ranges": "198.18.1.7/24, nonsense"}),
+            ),
+            [],
+            "n",
+        )[0];
+        let ranges: Vec<String> = p.source_ranges.iter().map(ToString::to_string).collect();
+        assert_eq!(ranges, ["198.18.1.0/24"]);
     }
 
     #[test]

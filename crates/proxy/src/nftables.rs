@@ -242,6 +242,9 @@ pub fn render(ports: &[ServicePort], masq: &Masquerade) -> Fragment {
         };
         for ip in &p.external_ips {
             destination(&mut f, p, *ip, &p.external_endpoints, kind, masq);
+            if p.load_balancer_ips.contains(ip) && !p.source_ranges.is_empty() {
+                firewall(&mut f, p, *ip);
+            }
         }
         // NodePort.
         if let Some(np) = p.node_port {
@@ -279,6 +282,29 @@ pub fn render(ports: &[ServicePort], masq: &Masquerade) -> Fragment {
         }
     }
     f
+}
+
+/// `loadBalancerSourceRanges`: traffic to load balancer IP `ip` goes through a chain
+/// that drops clients outside the ranges before the usual verdict.
+fn firewall(f: &mut Fragment, p: &ServicePort, ip: Ipv4Addr) {
+    let key = format!("{ip} . {} . {}", p.protocol.as_str(), p.port);
+    let Some(verdict) = f.elements.get(&(Map::ServiceIps, key.clone())).cloned() else {
+        return; // no endpoints: rejected or dropped anyway
+    };
+    let chain = format!(
+        "firewall-{}",
+        short_hash(&format!("{}/{}/{key}", p.service, p.port_name))
+    );
+    let ranges: Vec<String> = p.source_ranges.iter().map(ToString::to_string).collect();
+    f.chains.insert(
+        chain.clone(),
+        vec![
+            format!("ip saddr != {{ {} }} drop", ranges.join(", ")),
+            verdict,
+        ],
+    );
+    f.elements
+        .insert((Map::ServiceIps, key), format!("goto {chain}"));
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -440,3 +440,74 @@ fn nftables_mode_moves_udp_flows_off_removed_endpoints() {
 fn iptables_mode_moves_udp_flows_off_removed_endpoints() {
     udp_flows_follow_endpoint_changes("iptables", "iu", 64);
 }
+
+/// `loadBalancerSourceRanges`: clients in the ranges reach the Service through its load
+/// balancer IP, others do not; the ClusterIP is not affected.
+fn source_ranges(mode: &str, tag: &str, subnet: u8) {
+    let lab = Lab::new(tag, subnet);
+    let b = lab.backend_ip();
+    let e = SocketAddr::from((b, 8080));
+    serve(&lab.backends, vec![e]);
+    let lb_ip = Ipv4Addr::new(10, 96, 0, 50);
+    // The "outside" (the backends host) reaches the load balancer IP through the proxy.
+    sh(&[
+        "ip",
+        "-n",
+        &lab.backends,
+        "route",
+        "add",
+        &format!("{lb_ip}/32"),
+        "via",
+        &lab.proxy_ip().to_string(),
+    ]);
+    let config = ProxyConfig {
+        mode: ferrokube_proxy::Mode::parse(mode).unwrap(),
+        cluster_cidrs: vec!["10.244.0.0/16".parse().unwrap()],
+        ..ProxyConfig::default()
+    };
+    let with_ranges = |ranges: &[&str]| {
+        let mut m = tcp_service(&[e]);
+        for p in m.get_mut(&key()).unwrap().iter_mut() {
+            p.external_ips = vec![lb_ip];
+            p.load_balancer_ips = vec![lb_ip];
+            p.source_ranges = ranges.iter().map(|r| r.parse().unwrap()).collect();
+        }
+        m
+    };
+    let to_lb = SocketAddr::from((lb_ip, 80));
+    let allowed = format!("198.18.{subnet}.0/24");
+    let backend = sync_in(
+        &lab.proxy,
+        ferrokube_proxy::runner::backend(&config),
+        with_ranges(&["198.18.250.0/24", &allowed]),
+    );
+    let seen = probe(&lab.backends, to_lb, 3);
+    assert_eq!(
+        seen.get(&e.to_string()),
+        Some(&3),
+        "{mode}: in range: {seen:?}"
+    );
+
+    let _backend = sync_in(&lab.proxy, backend, with_ranges(&["198.18.250.0/24"]));
+    let seen = probe(&lab.backends, to_lb, 2);
+    assert!(
+        !seen.contains_key(&e.to_string()),
+        "{mode}: out of range: {seen:?}"
+    );
+    let seen = probe(&lab.proxy, SocketAddr::from(([10, 96, 0, 10], 80)), 2);
+    assert_eq!(
+        seen.get(&e.to_string()),
+        Some(&2),
+        "{mode}: the ClusterIP: {seen:?}"
+    );
+}
+
+#[test]
+fn nftables_mode_honours_load_balancer_source_ranges() {
+    source_ranges("nftables", "ns", 65);
+}
+
+#[test]
+fn iptables_mode_honours_load_balancer_source_ranges() {
+    source_ranges("iptables", "is", 66);
+}
