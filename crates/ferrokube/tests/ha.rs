@@ -30,7 +30,7 @@ use common::Kubectl as _;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
 
 use common::containerd::{busybox_archive, in_path, INSTALL_HINT};
@@ -168,19 +168,7 @@ impl Lab {
     }
 
     fn apply(&self, yaml: &str) {
-        let mut child = self
-            .cmd("m2", common::KUBECTL)
-            .arg("--kubeconfig")
-            .arg(self.pki().join("admin.kubeconfig"))
-            .args(["apply", "-f", "-"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        std::io::Write::write_all(&mut child.stdin.take().unwrap(), yaml.as_bytes()).unwrap();
-        let o = child.wait_with_output().unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        self.feed("apply", yaml);
     }
 
     fn wait(&self, what: &str, secs: u64, mut f: impl FnMut() -> bool) {
@@ -230,8 +218,14 @@ impl Lab {
 
 impl common::Kubectl for Lab {
     /// kubectl as admin on m2 (its own API server).
-    fn kubectl(&self, args: &[&str]) -> Output {
-        self.kubectl_with("m2", "pki/admin.kubeconfig", args)
+    fn command(&self) -> Command {
+        let mut c = self.cmd("m2", common::KUBECTL);
+        c.arg("--kubeconfig")
+            .arg(self.pki().join("admin.kubeconfig"))
+            .arg("--cache-dir")
+            .arg(self.dir.path().join("kubectl-cache-m2"))
+            .args(["--request-timeout", "10s"]);
+        c
     }
 }
 

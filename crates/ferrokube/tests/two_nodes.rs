@@ -23,7 +23,7 @@ use common::Kubectl as _;
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::containerd::{busybox_archive, in_path, INSTALL_HINT};
@@ -117,15 +117,13 @@ impl Lab {
 }
 
 impl common::Kubectl for Lab {
-    fn kubectl(&self, args: &[&str]) -> Output {
-        self.cmd("1", common::KUBECTL)
-            .arg("--kubeconfig")
+    fn command(&self) -> Command {
+        let mut c = self.cmd("1", common::KUBECTL);
+        c.arg("--kubeconfig")
             .arg(self.server_dir().join("admin.kubeconfig"))
             .arg("--cache-dir")
-            .arg(self.dir.path().join("kubectl-cache"))
-            .args(args)
-            .output()
-            .unwrap()
+            .arg(self.dir.path().join("kubectl-cache"));
+        c
     }
 }
 
@@ -182,19 +180,7 @@ spec:
 }
 
 fn create(lab: &Lab, yaml: &str) {
-    let mut child = lab
-        .cmd("1", common::KUBECTL)
-        .arg("--kubeconfig")
-        .arg(lab.server_dir().join("admin.kubeconfig"))
-        .args(["create", "-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(&mut child.stdin.take().unwrap(), yaml.as_bytes()).unwrap();
-    let o = child.wait_with_output().unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    lab.feed("create", yaml);
 }
 
 /// Starts (or restarts) the agent on host 2; its log is appended to `agent.log`. It is

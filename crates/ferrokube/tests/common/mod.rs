@@ -13,10 +13,39 @@ use std::time::{Duration, Instant};
 
 pub const KUBECTL: &str = "/usr/bin/kubectl";
 
-/// kubectl against some cluster of a test: implementors say how to run it.
+/// kubectl against some cluster of a test: implementors say how to start it.
 pub trait Kubectl {
+    /// kubectl with this cluster's kubeconfig and cache, no arguments yet.
+    fn command(&self) -> Command;
+
     /// Runs kubectl with `args`.
-    fn kubectl(&self, args: &[&str]) -> Output;
+    fn kubectl(&self, args: &[&str]) -> Output {
+        self.kubectl_stdin(args, None)
+    }
+
+    /// Runs kubectl with `args`, feeding `stdin` when given.
+    fn kubectl_stdin(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        let mut cmd = self.command();
+        cmd.args(args)
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        if let Some(input) = stdin {
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(input.as_bytes())
+                .unwrap();
+        }
+        child.wait_with_output().unwrap()
+    }
 
     /// Runs kubectl, requires success, returns stdout.
     fn ok(&self, args: &[&str]) -> String {
@@ -30,6 +59,16 @@ pub trait Kubectl {
         String::from_utf8_lossy(&o.stdout).into_owned()
     }
 
+    /// Feeds `yaml` to `kubectl <verb> -f -`; requires success.
+    fn feed(&self, verb: &str, yaml: &str) {
+        let o = self.kubectl_stdin(&[verb, "-f", "-"], Some(yaml));
+        assert!(
+            o.status.success(),
+            "kubectl {verb}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+
     /// `kubectl get <what> -o jsonpath=<path>`: stdout, whether it succeeded or not.
     fn get(&self, what: &[&str], path: &str) -> String {
         let p = format!("jsonpath={path}");
@@ -41,8 +80,12 @@ pub trait Kubectl {
 }
 
 impl Kubectl for Server {
-    fn kubectl(&self, args: &[&str]) -> Output {
-        Server::kubectl(self, args)
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(KUBECTL);
+        cmd.env("KUBECONFIG", &self.kubeconfig)
+            .env("KUBECACHEDIR", &self.cache)
+            .env("HOME", self.cache.parent().unwrap());
+        cmd
     }
 }
 
@@ -194,33 +237,11 @@ impl Server {
     }
 
     pub fn kubectl(&self, args: &[&str]) -> Output {
-        self.kubectl_stdin(args, None)
+        Kubectl::kubectl(self, args)
     }
 
     pub fn kubectl_stdin(&self, args: &[&str], stdin: Option<&str>) -> Output {
-        let mut cmd = Command::new(KUBECTL);
-        cmd.args(args)
-            .env("KUBECONFIG", &self.kubeconfig)
-            .env("KUBECACHEDIR", &self.cache)
-            .env("HOME", self.cache.parent().unwrap())
-            .stdin(if stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().unwrap();
-        if let Some(input) = stdin {
-            use std::io::Write;
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(input.as_bytes())
-                .unwrap();
-        }
-        child.wait_with_output().unwrap()
+        Kubectl::kubectl_stdin(self, args, stdin)
     }
 
     /// Runs kubectl, requires success, returns stdout.
