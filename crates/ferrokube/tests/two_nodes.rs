@@ -82,23 +82,16 @@ impl Lab {
         )
     }
 
-    fn wait(&self, what: &str, secs: u64, mut f: impl FnMut() -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        while !f() {
-            if Instant::now() > deadline {
-                if let Ok(secs) = std::env::var("FK_HOLD") {
-                    eprintln!("holding for inspection: {}", self.prefix);
-                    std::thread::sleep(Duration::from_secs(secs.parse().unwrap_or(300)));
-                }
-                let nodes = self.kubectl(&["get", "nodes,pods,csr", "-A", "-o", "wide"]);
-                panic!(
-                    "timed out waiting for {what}\n{}\n{}",
-                    String::from_utf8_lossy(&nodes.stdout),
-                    self.logs()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(250));
-        }
+    fn wait(&self, what: &str, secs: u64, f: impl FnMut() -> bool) {
+        common::netns::wait(&self.prefix, what, secs, f, || {
+            let state = self.kubectl(&["get", "nodes,pods,csr", "-A", "-o", "wide"]);
+            format!(
+                "{}{}\n{}",
+                String::from_utf8_lossy(&state.stdout),
+                String::from_utf8_lossy(&state.stderr),
+                self.logs()
+            )
+        });
     }
 
     fn stop_agent(&mut self) {

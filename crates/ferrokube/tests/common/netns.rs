@@ -49,3 +49,26 @@ pub fn teardown(
         let _ = Command::new("ip").args(["netns", "del", ns]).output();
     }
 }
+
+/// Polls `f` every 250 ms until it holds. After `secs` it panics with `report()` (the
+/// cluster's state and logs); with `FK_HOLD=<secs>` set it first keeps the lab `name`
+/// up that long for a look with `ip netns exec`.
+pub fn wait(
+    name: &str,
+    what: &str,
+    secs: u64,
+    mut f: impl FnMut() -> bool,
+    report: impl Fn() -> String,
+) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while !f() {
+        if std::time::Instant::now() > deadline {
+            if let Ok(hold) = std::env::var("FK_HOLD") {
+                eprintln!("holding for inspection: {name}");
+                std::thread::sleep(std::time::Duration::from_secs(hold.parse().unwrap_or(300)));
+            }
+            panic!("timed out waiting for {what}\n{}", report());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+}
