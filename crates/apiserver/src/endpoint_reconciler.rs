@@ -63,26 +63,21 @@ async fn renew(reg: &Registry, ip: &str, port: u16) -> Result<(), String> {
         .ok_or("leases are not registered")?;
     let name = lease_name(ip);
     let now = micro_time(ferrokube_api::time::now_unix());
-    let lease = json!({
-        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-        "metadata": {"name": name, "namespace": "kube-system",
-                     "labels": {LABEL: "true"},
-                     "annotations": {"ferrokube.io/advertise-address": format!("{ip}:{port}")}},
-        "spec": {"holderIdentity": format!("{ip}:{port}"),
-                 "leaseDurationSeconds": TTL.as_secs(),
-                 "renewTime": now},
-    });
+    // The holder is the address the Service's endpoints get.
+    let address = format!("{ip}:{port}");
     reg.update_or_create_with(&t, &name, None, false, true, |current| {
-        let mut l = current.cloned().unwrap_or_else(|| lease.clone());
+        let acquired = current
+            .and_then(|c| c.pointer("/spec/acquireTime").cloned())
+            .unwrap_or_else(|| json!(now));
+        let mut l = current.cloned().unwrap_or_else(|| {
+            json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                   "metadata": {"name": name, "namespace": "kube-system"}})
+        });
         l["metadata"]["labels"][LABEL] = json!("true");
-        l["metadata"]["annotations"]["ferrokube.io/advertise-address"] =
-            lease["metadata"]["annotations"]["ferrokube.io/advertise-address"].clone();
-        l["spec"] = lease["spec"].clone();
-        if l["spec"].get("acquireTime").is_none() {
-            l["spec"]["acquireTime"] = current
-                .and_then(|c| c.pointer("/spec/acquireTime").cloned())
-                .unwrap_or_else(|| json!(now));
-        }
+        l["spec"] = json!({"holderIdentity": address,
+                           "leaseDurationSeconds": TTL.as_secs(),
+                           "acquireTime": acquired,
+                           "renewTime": now});
         Ok(l)
     })
     .await
@@ -115,7 +110,7 @@ async fn live(reg: &Registry, except: Option<&str>) -> Result<Vec<String>, Strin
     let mut ips = Vec::new();
     for l in leases {
         let Some(ip) = l
-            .pointer("/metadata/annotations/ferrokube.io~1advertise-address")
+            .pointer("/spec/holderIdentity")
             .and_then(Value::as_str)
             .and_then(split)
             .map(|(ip, _)| ip)
