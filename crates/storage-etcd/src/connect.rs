@@ -95,40 +95,29 @@ impl EtcdStorage {
     }
 }
 
-/// Each endpoint's health, in configuration order: a linearizable read through that
-/// member alone (as upstream's etcd prober: the member answers and has a quorum), within
-/// `timeout`.
+/// What a probe of one endpoint asks.
+#[derive(Debug, Clone, Copy)]
+enum Probe {
+    /// Its status (what `etcdctl endpoint status` does): the member answers.
+    Status,
+    /// A linearizable read through it alone (upstream's etcd prober): the member
+    /// answers and has a quorum.
+    Read,
+}
+
+/// Each endpoint's health, in configuration order (a [`Probe::Read`] within
+/// `timeout`); errors name the endpoint.
 pub(crate) async fn member_health(
     endpoints: &[String],
     options: &ConnectOptions,
     timeout: Duration,
 ) -> Vec<std::result::Result<(), String>> {
-    let mut probes = JoinSet::new();
-    for (i, endpoint) in endpoints.iter().enumerate() {
-        let (endpoint, options) = (endpoint.clone(), options.clone());
-        probes.spawn(async move {
-            let attempt = async {
-                let mut client = Client::connect([endpoint.as_str()], Some(options)).await?;
-                client.get("health", None).await
-            };
-            let result = match tokio::time::timeout(timeout, attempt).await {
-                Ok(Ok(_)) => Ok(()),
-                Ok(Err(e)) => Err(format!("{endpoint}: {}", describe(&e))),
-                Err(_) => Err(format!("{endpoint}: no answer within {timeout:?}")),
-            };
-            (i, result)
-        });
-    }
-    let mut out: Vec<std::result::Result<(), String>> =
-        vec![Err("not probed".to_string()); endpoints.len()];
-    while let Some(joined) = probes.join_next().await {
-        if let Ok((i, result)) = joined {
-            if let Some(slot) = out.get_mut(i) {
-                *slot = result;
-            }
-        }
-    }
-    out
+    probe_each(endpoints, options, timeout, Probe::Read)
+        .await
+        .into_iter()
+        .zip(endpoints)
+        .map(|(r, endpoint)| r.map_err(|cause| format!("{endpoint}: {cause}")))
+        .collect()
 }
 
 /// Probes every endpoint at once; returns the ones that failed, in configuration order.
@@ -137,35 +126,56 @@ async fn probe_all(
     options: &ConnectOptions,
     timeout: Duration,
 ) -> Vec<(String, String)> {
-    let mut probes = JoinSet::new();
-    for (i, endpoint) in endpoints.iter().enumerate() {
-        let (endpoint, options) = (endpoint.clone(), options.clone());
-        probes.spawn(async move { (i, probe(&endpoint, options, timeout).await) });
-    }
-    let mut failures = Vec::new();
-    while let Some(joined) = probes.join_next().await {
-        match joined {
-            Ok((_, Ok(()))) => {}
-            Ok((i, Err(cause))) => failures.push((i, cause)),
-            Err(e) => failures.push((usize::MAX, format!("probe task failed: {e}"))),
-        }
-    }
-    failures.sort_by_key(|(i, _)| *i);
-    failures
+    probe_each(endpoints, options, timeout, Probe::Status)
+        .await
         .into_iter()
-        .map(|(i, cause)| (endpoints.get(i).cloned().unwrap_or_default(), cause))
+        .zip(endpoints)
+        .filter_map(|(r, endpoint)| r.err().map(|cause| (endpoint.clone(), cause)))
         .collect()
 }
 
-/// Connects to one endpoint and asks for its status (what `etcdctl endpoint status`
-/// does), within `timeout`.
-async fn probe(endpoint: &str, options: ConnectOptions, timeout: Duration) -> Result<(), String> {
+/// Probes every endpoint at once; the results in configuration order.
+async fn probe_each(
+    endpoints: &[String],
+    options: &ConnectOptions,
+    timeout: Duration,
+    kind: Probe,
+) -> Vec<std::result::Result<(), String>> {
+    let mut probes = JoinSet::new();
+    for (i, endpoint) in endpoints.iter().enumerate() {
+        let (endpoint, options) = (endpoint.clone(), options.clone());
+        probes.spawn(async move { (i, probe(&endpoint, options, timeout, kind).await) });
+    }
+    let mut out = vec![Err("probe task failed".to_string()); endpoints.len()];
+    while let Some(joined) = probes.join_next().await {
+        match joined {
+            Ok((i, result)) => {
+                if let Some(slot) = out.get_mut(i) {
+                    *slot = result;
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "etcd probe task failed"),
+        }
+    }
+    out
+}
+
+/// Connects to one endpoint and asks what `kind` says, within `timeout`.
+async fn probe(
+    endpoint: &str,
+    options: ConnectOptions,
+    timeout: Duration,
+    kind: Probe,
+) -> Result<(), String> {
     let attempt = async {
         let mut client = Client::connect([endpoint], Some(options)).await?;
-        client.status().await
+        match kind {
+            Probe::Status => client.status().await.map(drop),
+            Probe::Read => client.get("health", None).await.map(drop),
+        }
     };
     match tokio::time::timeout(timeout, attempt).await {
-        Ok(Ok(_)) => Ok(()),
+        Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(describe(&e)),
         Err(_) => Err(format!("no answer within the dial timeout ({timeout:?})")),
     }
