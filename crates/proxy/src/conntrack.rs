@@ -219,14 +219,7 @@ mod tests {
     use crate::model::ServiceKey;
 
     fn udp(eps: &[[u8; 4]], node_port: Option<u16>) -> ServicePort {
-        let eps = eps
-            .iter()
-            .map(|ip| Endpoint {
-                ip: Ipv4Addr::from(*ip),
-                port: 5353,
-                local: false,
-            })
-            .collect();
+        let eps = crate::model::endpoints(eps, 5353, false);
         let service = ServiceKey {
             namespace: "kube-system".into(),
             name: "kube-dns".into(),

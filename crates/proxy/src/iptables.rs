@@ -616,14 +616,7 @@ mod tests {
     use std::net::Ipv4Addr;
 
     fn port(eps: &[[u8; 4]]) -> ServicePort {
-        let eps = eps
-            .iter()
-            .map(|e| Endpoint {
-                ip: Ipv4Addr::from(*e),
-                port: 8080,
-                local: false,
-            })
-            .collect();
+        let eps = crate::model::endpoints(eps, 8080, false);
         let mut p = ServicePort::new(key(), Protocol::Tcp, Ipv4Addr::new(10, 96, 0, 10), 80, eps);
         p.port_name = "http".into();
         p.node_port = Some(30080);

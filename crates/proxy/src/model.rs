@@ -73,6 +73,18 @@ pub struct Endpoint {
     pub local: bool,
 }
 
+/// Endpoints at `ips`, all on `port` (tests).
+#[cfg(test)]
+pub(crate) fn endpoints(ips: &[[u8; 4]], port: u16, local: bool) -> Vec<Endpoint> {
+    ips.iter()
+        .map(|ip| Endpoint {
+            ip: Ipv4Addr::from(*ip),
+            port,
+            local,
+        })
+        .collect()
+}
+
 /// One port of a Service, as this node proxies it (IPv4).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServicePort {

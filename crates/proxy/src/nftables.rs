@@ -761,14 +761,7 @@ mod tests {
     use crate::model::Protocol;
 
     fn port(name: &str, ip: [u8; 4], eps: &[[u8; 4]]) -> ServicePort {
-        let eps = eps
-            .iter()
-            .map(|e| Endpoint {
-                ip: Ipv4Addr::from(*e),
-                port: 8080,
-                local: false,
-            })
-            .collect();
+        let eps = crate::model::endpoints(eps, 8080, false);
         let service = ServiceKey {
             namespace: "default".into(),
             name: name.into(),

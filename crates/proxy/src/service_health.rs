@@ -189,7 +189,7 @@ async fn answer(mut conn: TcpStream, ok: bool, body: String) -> std::io::Result<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Endpoint, Protocol};
+    use crate::model::Protocol;
 
     fn lb(
         name: &str,
@@ -200,14 +200,7 @@ mod tests {
             namespace: "default".into(),
             name: name.into(),
         };
-        let eps = local
-            .iter()
-            .map(|ip| Endpoint {
-                ip: Ipv4Addr::from(*ip),
-                port: 8080,
-                local: true,
-            })
-            .collect();
+        let eps = crate::model::endpoints(local, 8080, true);
         let mut p = ServicePort::new(
             key.clone(),
             Protocol::Tcp,

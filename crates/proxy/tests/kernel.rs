@@ -243,17 +243,22 @@ fn sync_in(ns: &str, backend: Backend, desired: BTreeMap<ServiceKey, Vec<Service
     })
 }
 
+/// The proxier's configuration in `mode`, pods in 10.244.0.0/16.
+fn config(mode: &str) -> ProxyConfig {
+    ProxyConfig {
+        mode: ferrokube_proxy::Mode::parse(mode).unwrap(),
+        cluster_cidrs: vec!["10.244.0.0/16".parse().unwrap()],
+        ..ProxyConfig::default()
+    }
+}
+
 fn exercise(mode: &str, tag: &str, subnet: u8) {
     let lab = Lab::new(tag, subnet);
     let b = lab.backend_ip();
     let (e1, e2) = (SocketAddr::from((b, 8080)), SocketAddr::from((b, 8081)));
     serve(&lab.backends, vec![e1, e2]);
     serve_udp(&lab.backends, SocketAddr::from((b, 5353)));
-    let config = ProxyConfig {
-        mode: ferrokube_proxy::Mode::parse(mode).unwrap(),
-        cluster_cidrs: vec!["10.244.0.0/16".parse().unwrap()],
-        ..ProxyConfig::default()
-    };
+    let config = config(mode);
     let backend = ferrokube_proxy::runner::backend(&config);
     let cluster_ip = SocketAddr::from(([10, 96, 0, 10], 80));
 
@@ -366,11 +371,7 @@ fn udp_flows_follow_endpoint_changes(mode: &str, tag: &str, subnet: u8) {
     let b = lab.backend_ip();
     serve_udp(&lab.backends, SocketAddr::from((b, 5353)));
     serve_udp(&lab.backends, SocketAddr::from((b, 5354)));
-    let config = ProxyConfig {
-        mode: ferrokube_proxy::Mode::parse(mode).unwrap(),
-        cluster_cidrs: vec!["10.244.0.0/16".parse().unwrap()],
-        ..ProxyConfig::default()
-    };
+    let config = config(mode);
     let with_udp_port = |port: u16| {
         let mut m = service(&[SocketAddr::from((b, 8080))]);
         for p in m.get_mut(&key()).unwrap().iter_mut() {
@@ -460,11 +461,7 @@ fn source_ranges(mode: &str, tag: &str, subnet: u8) {
         "via",
         &lab.proxy_ip().to_string(),
     ]);
-    let config = ProxyConfig {
-        mode: ferrokube_proxy::Mode::parse(mode).unwrap(),
-        cluster_cidrs: vec!["10.244.0.0/16".parse().unwrap()],
-        ..ProxyConfig::default()
-    };
+    let config = config(mode);
     let with_ranges = |ranges: &[&str]| {
         let mut m = tcp_service(&[e]);
         for p in m.get_mut(&key()).unwrap().iter_mut() {
