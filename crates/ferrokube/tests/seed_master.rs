@@ -36,37 +36,42 @@ struct Kubectl {
     cache: PathBuf,
 }
 
+/// kubectl with one kubeconfig.
+struct As<'a> {
+    kubeconfig: &'a Path,
+    cache: &'a Path,
+}
+
+impl common::Kubectl for As<'_> {
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(KUBECTL);
+        cmd.env("KUBECONFIG", self.kubeconfig)
+            .env("KUBECACHEDIR", self.cache);
+        cmd
+    }
+}
+
 impl Kubectl {
     fn run(&self, kubeconfig: &Path, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
-        use std::io::Write;
-        let mut child = Command::new(KUBECTL)
-            .args(args)
-            .env("KUBECONFIG", kubeconfig)
-            .env("KUBECACHEDIR", &self.cache)
-            .stdin(if stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        if let Some(input) = stdin {
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(input.as_bytes())
-                .unwrap();
-        }
-        let o = child.wait_with_output().unwrap();
+        let o = common::Kubectl::kubectl_stdin(
+            &As {
+                kubeconfig,
+                cache: &self.cache,
+            },
+            args,
+            stdin,
+        );
         (
             o.status.success(),
             String::from_utf8_lossy(&o.stdout).into_owned(),
             String::from_utf8_lossy(&o.stderr).into_owned(),
         )
     }
+}
+
+/// The seeds' kube-apiserver flags with this test's paths, on loopback.
+fn seed_flags(pki: &Path, dir: &Path, port: u16) -> Vec<String> {
+    common::seed::apiserver_flags(pki, dir, "127.0.0.1", "127.0.0.1", port, "10.254.0.0/16")
 }
 
 fn start(args: &[String], admin: &Path, k: &Kubectl) -> ApiServer {
@@ -359,14 +364,7 @@ fn seed_master_flow_on_the_embedded_store() {
     let k = Kubectl {
         cache: dir.path().join("cache"),
     };
-    let mut args = common::seed::apiserver_flags(
-        &pki,
-        dir.path(),
-        "127.0.0.1",
-        "127.0.0.1",
-        port,
-        "10.254.0.0/16",
-    );
+    let mut args = seed_flags(&pki, dir.path(), port);
     args.push(format!("--data-dir={}", dir.path().join("db").display()));
     let _server = start(&args, &pki.join("admin.kubeconfig"), &k);
     check_cluster(&pki, port, &k);
@@ -382,14 +380,7 @@ async fn seed_master_flow_on_etcd_over_tls() {
     let k = Kubectl {
         cache: dir.path().join("cache"),
     };
-    let mut args = common::seed::apiserver_flags(
-        &pki,
-        dir.path(),
-        "127.0.0.1",
-        "127.0.0.1",
-        port,
-        "10.254.0.0/16",
-    );
+    let mut args = seed_flags(&pki, dir.path(), port);
     args.push(format!("--etcd-servers={}", etcd.endpoints().join(",")));
     args.push(format!("--etcd-cafile={}", tls.ca_file.display()));
     args.push(format!(
