@@ -171,34 +171,46 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     let kubeconfig = dir.join("kubelet.kubeconfig");
     let ca_file = dir.join("ca.pem");
     let bootstrap = dir.join("bootstrap.kubeconfig");
-    if let Some(ca) = &given_ca {
-        ferrokube_pki::files::write_atomic(&ca_file, ca, ferrokube_pki::files::Mode::Public, true)?;
-    } else if !kubeconfig.exists() || !ca_file.exists() {
-        println!(
-            "ferrokube agent: reading the cluster's CA from {} (kube-public/cluster-info)",
-            servers.join(", ")
-        );
-        let ca = tokio::select! {
-            ca = crate::join::discover_ca(&servers, &token) => ca?,
-            r = crate::server::wait_for_signal() => return r,
-        };
-        ferrokube_pki::files::write_atomic(
-            &ca_file,
-            &ca,
-            ferrokube_pki::files::Mode::Public,
-            true,
-        )?;
-    }
+    // The CA: given, found in cluster-info (first start), or kept from before.
+    let discover = given_ca.is_none() && (!kubeconfig.exists() || !ca_file.exists());
+    let anonymous_readyz = given_ca.is_none();
+    let ca = match given_ca {
+        Some(ca) => Some(ca),
+        None if discover => {
+            println!(
+                "ferrokube agent: reading the cluster's CA from {} (kube-public/cluster-info)",
+                servers.join(", ")
+            );
+            tokio::select! {
+                ca = crate::join::discover_ca(&servers, &token) => Some(ca?),
+                r = crate::server::wait_for_signal() => return r,
+            }
+        }
+        None => None,
+    };
+    let ca = match ca {
+        Some(ca) => {
+            ferrokube_pki::files::write_atomic(
+                &ca_file,
+                &ca,
+                ferrokube_pki::files::Mode::Public,
+                true,
+            )?;
+            ca
+        }
+        None => {
+            std::fs::read(&ca_file).with_context(|| format!("reading {}", ca_file.display()))?
+        }
+    };
     // One server is reached directly; several through the load balancer.
     let (server, lb) = match servers.as_slice() {
         [one] => (one.clone(), None),
         many => {
             let listen = args.lb_address;
-            let lb = start_lb(listen, many, &ca_file, given_ca.is_none()).await?;
+            let lb = start_lb(listen, many, &ca_file, anonymous_readyz).await?;
             (format!("https://{listen}"), Some(lb))
         }
     };
-    let ca = std::fs::read(&ca_file).with_context(|| format!("reading {}", ca_file.display()))?;
     bootstrap_kubeconfig(&server, &ca, &token)?.write(&bootstrap, true)?;
     if kubeconfig.exists() {
         repoint_kubeconfig(&kubeconfig, &server)?;
