@@ -335,6 +335,9 @@ impl NodeAgent {
             Some(c) => c.clone(),
             None => {
                 let path = opts.dir.join("kubelet-config.yaml");
+                let manifests = opts.dir.join("manifests");
+                std::fs::create_dir_all(&manifests)
+                    .with_context(|| format!("creating {}", manifests.display()))?;
                 let ca = serde_json::to_string(&opts.client_ca_file.display().to_string())
                     .unwrap_or_default();
                 std::fs::write(
@@ -345,13 +348,15 @@ impl NodeAgent {
                          failSwapOn: false\ncgroupDriver: cgroupfs\nclusterDomain: {}\n{}\
                          authentication:\n  anonymous: {{enabled: false}}\n  webhook: {{enabled: true}}\n  \
                          x509: {{clientCAFile: {ca}}}\nauthorization: {{mode: Webhook}}\n\
-                         port: {}\nhealthzPort: {}\n{}",
+                         port: {}\nhealthzPort: {}\nstaticPodPath: {}\n{}",
                         serde_json::to_string(&opts.cluster_domain).unwrap_or_default(),
                         opts.cluster_dns
                             .map(|ip| format!("clusterDNS: [\"{ip}\"]\n"))
                             .unwrap_or_default(),
                         opts.kubelet_port,
                         opts.kubelet_healthz_port,
+                        serde_json::to_string(&manifests.display().to_string())
+                            .unwrap_or_default(),
                         if opts.bootstrap_kubeconfig.is_some() {
                             "rotateCertificates: true\nserverTLSBootstrap: true\n"
                         } else {

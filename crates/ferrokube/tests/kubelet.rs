@@ -68,12 +68,13 @@ fn write_network(ctd: &TestContainerd, bridge: &str, subnet: &str) {
     std::fs::write(ctd.cni_conf_dir.join("10-test.conflist"), conf).unwrap();
 }
 
-fn start_kubelet(s: &Server, ctd: &TestContainerd, dir: &Path) -> (Kubelet, String) {
+/// Starts the kubelet; `extra` is added to its KubeletConfiguration.
+fn start_kubelet(s: &Server, ctd: &TestContainerd, dir: &Path, extra: &str) -> (Kubelet, String) {
     let (kubeconfig, node) = node_credentials(s);
     let config = dir.join("kubelet-config.yaml");
     std::fs::write(
         &config,
-        "kind: KubeletConfiguration\napiVersion: kubelet.config.k8s.io/v1beta1\nfailSwapOn: false\nnodeStatusUpdateFrequency: 2s\nclusterDomain: cluster.local\nport: 0\nevictionHard: {memory.available: 1Mi}\n",
+        format!("kind: KubeletConfiguration\napiVersion: kubelet.config.k8s.io/v1beta1\nfailSwapOn: false\nnodeStatusUpdateFrequency: 2s\nclusterDomain: cluster.local\nport: 0\nevictionHard: {{memory.available: 1Mi}}\n{extra}"),
     )
     .unwrap();
     let log = dir.join("kubelet.log");
@@ -169,7 +170,7 @@ fn kubelet_registers_and_runs_pods_in_containerd() {
     let _bridge = BridgeGuard(bridge.clone());
     write_network(&ctd, &bridge, &format!("198.19.{subnet_octet}.0/24"));
     let dir = tempfile::tempdir().unwrap();
-    let (kubelet, node) = start_kubelet(&s, &ctd, dir.path());
+    let (kubelet, node) = start_kubelet(&s, &ctd, dir.path(), "");
 
     // Registration, Ready (runtime and network up), and the heartbeat lease.
     wait(&s, &kubelet, "the node Ready", 30, || {
@@ -440,6 +441,125 @@ fn probes(s: &Server, kubelet: &Kubelet, node: &str) {
     for pod in ["probed", "dying"] {
         s.ok(&["delete", "pod", pod, "--wait=false"]);
     }
+}
+
+/// A static pod runs from staticPodPath with a mirror pod in the API: deleting the
+/// mirror makes it again without restarting the pod, an edit to the manifest is a new
+/// pod, removing the manifest stops it and deletes the mirror.
+#[test]
+fn static_pods_run_with_mirror_pods() {
+    let s = start();
+    let ctd = TestContainerd::start();
+    ctd.import_busybox();
+    let subnet_octet = 100 + (std::process::id() % 100);
+    let bridge = format!("fks{}", std::process::id() % 100000);
+    let _bridge = BridgeGuard(bridge.clone());
+    write_network(&ctd, &bridge, &format!("198.18.{subnet_octet}.0/24"));
+    let dir = tempfile::tempdir().unwrap();
+    let manifests = dir.path().join("manifests");
+    std::fs::create_dir_all(&manifests).unwrap();
+    let image = ferrokube_containerd::testimage::BUSYBOX_IMAGE;
+    let manifest = |cmd: &str| {
+        format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: static-web, namespace: kube-system, labels: {{tier: control}}}}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: c\n    image: {image}\n    command: [sh, -c, {cmd:?}]\n")
+    };
+    let file = manifests.join("static-web.yaml");
+    std::fs::write(&file, manifest("echo one; sleep 3600")).unwrap();
+    std::fs::write(manifests.join("broken.yaml"), "kind: [").unwrap();
+    let (kubelet, node) = start_kubelet(
+        &s,
+        &ctd,
+        dir.path(),
+        &format!("staticPodPath: {}\n", manifests.display()),
+    );
+    let mirror = format!("static-web-{node}");
+    // Empty while the mirror pod does not exist.
+    let get = |path: &str| {
+        let out = s.kubectl(&[
+            "get",
+            "pod",
+            "-n",
+            "kube-system",
+            &mirror,
+            "-o",
+            &format!("jsonpath={path}"),
+        ]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    wait(&s, &kubelet, "the mirror pod Running", 60, || {
+        get("{.status.phase}") == "Running"
+    });
+    let hash = get("{.metadata.annotations.kubernetes\\.io/config\\.mirror}");
+    assert_eq!(hash.len(), 32, "{hash}");
+    assert_eq!(
+        get("{.metadata.annotations.kubernetes\\.io/config\\.source}"),
+        "file"
+    );
+    assert_eq!(
+        get("{.metadata.ownerReferences[0].kind}/{.metadata.ownerReferences[0].name}"),
+        format!("Node/{node}")
+    );
+    assert_eq!(get("{.spec.nodeName}"), node);
+    assert_eq!(get("{.metadata.labels.tier}"), "control");
+    let container = get("{.status.containerStatuses[0].containerID}");
+    assert!(container.starts_with("containerd://"), "{container}");
+    let first_uid = get("{.metadata.uid}");
+
+    // Deleting the mirror pod: a new mirror, the same running container.
+    s.ok(&[
+        "delete",
+        "pod",
+        "-n",
+        "kube-system",
+        &mirror,
+        "--wait=false",
+    ]);
+    wait(&s, &kubelet, "the mirror pod made again", 30, || {
+        let uid = get("{.metadata.uid}");
+        !uid.is_empty() && uid != first_uid && get("{.status.phase}") == "Running"
+    });
+    assert_eq!(get("{.status.containerStatuses[0].containerID}"), container);
+
+    // An edit is a new pod: a new hash and a new container.
+    std::fs::write(&file, manifest("echo two; sleep 3600")).unwrap();
+    wait(&s, &kubelet, "the edited static pod running", 60, || {
+        let h = get("{.metadata.annotations.kubernetes\\.io/config\\.mirror}");
+        let c = get("{.status.containerStatuses[0].containerID}");
+        !h.is_empty()
+            && h != hash
+            && c.starts_with("containerd://")
+            && c != container
+            && get("{.status.phase}") == "Running"
+    });
+
+    // Removing the manifest: the mirror is deleted and the containers stopped.
+    std::fs::remove_file(&file).unwrap();
+    wait(&s, &kubelet, "the mirror pod deleted", 30, || {
+        !s.kubectl(&["get", "pod", "-n", "kube-system", &mirror])
+            .status
+            .success()
+    });
+    wait(
+        &s,
+        &kubelet,
+        "the static pod's containers removed",
+        30,
+        || {
+            let out = ctd.ctr(
+                &["-n", "k8s.io", "containers", "ls", "-q"],
+                std::time::Duration::from_secs(10),
+            );
+            let ids = String::from_utf8_lossy(&out.stdout).into_owned();
+            !ids.contains(container.trim_start_matches("containerd://"))
+        },
+    );
+    assert!(
+        kubelet
+            .log()
+            .contains("could not process static pod manifest"),
+        "{}",
+        kubelet.log()
+    );
+    drop(kubelet);
 }
 
 #[test]

@@ -15,6 +15,7 @@ pub mod pods;
 pub mod probes;
 pub mod runtime;
 pub mod server;
+pub mod static_pods;
 pub mod status;
 pub mod volumes;
 

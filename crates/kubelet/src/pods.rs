@@ -2,11 +2,15 @@
 //! `spec.nodeName=<node>` feeds one worker task per pod; a relist of the runtime every
 //! second (the PLEG) wakes the worker of any pod whose sandboxes or containers
 //! changed, and cleans up what belongs to no pod. Each worker runs [`sync`] —
-//! upstream's `SyncPod`/`SyncTerminatingPod` — until its pod is gone.
+//! upstream's `SyncPod`/`SyncTerminatingPod` — until its pod is gone. Static pods
+//! ([`crate::static_pods`]) get workers as API pods do, and [`mirror`] pods in the
+//! API; the watch's mirror pods are never run themselves.
 
+mod mirror;
 mod sync;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,6 +21,7 @@ use kube::api::Api;
 use kube::runtime::watcher;
 use tokio::sync::{watch, Notify};
 
+use crate::static_pods::{self, is_mirror};
 use crate::Kubelet;
 
 pub use sync::PodWorker;
@@ -25,6 +30,8 @@ pub use sync::PodWorker;
 struct Handle {
     pod: watch::Sender<Option<Pod>>,
     wake: Arc<Notify>,
+    /// Set when the pod's status must be written again (a new mirror pod).
+    resync: Arc<AtomicBool>,
 }
 
 /// Runs the pod workers until the kubelet stops.
@@ -40,6 +47,15 @@ pub async fn run(k: Arc<Kubelet>) {
     let mut relists: u64 = 0;
     let mut synced = false;
     let mut init_pods: Vec<Pod> = Vec::new();
+    let mut init_mirrors: Vec<Pod> = Vec::new();
+    let mut source = k
+        .config
+        .static_pod_path
+        .clone()
+        .map(|p| static_pods::Source::new(p, &k.opts.node_name));
+    // The static pods by UID, and the API's mirror pods.
+    let mut statics: HashMap<String, Pod> = HashMap::new();
+    let mut mirrors = mirror::Mirrors::default();
     let mut stop = k.stop.clone();
     let spawn = |workers: &mut HashMap<String, Handle>, pod: Pod| {
         let uid = pod.metadata.uid.clone().unwrap_or_default();
@@ -49,31 +65,49 @@ pub async fn run(k: Arc<Kubelet>) {
         }
         let (tx, rx) = watch::channel(Some(pod));
         let wake = Arc::new(Notify::new());
-        let worker = PodWorker::new(k.clone(), uid.clone(), rx, wake.clone());
+        let resync = Arc::new(AtomicBool::new(false));
+        let worker = PodWorker::new(k.clone(), uid.clone(), rx, wake.clone(), resync.clone());
         let done = done_tx.clone();
         let key = uid.clone();
         tokio::spawn(async move {
             worker.run().await;
             let _ = done.send(key);
         });
-        workers.insert(uid, Handle { pod: tx, wake });
+        workers.insert(
+            uid,
+            Handle {
+                pod: tx,
+                wake,
+                resync,
+            },
+        );
     };
+    // Static pods start at once, before the API's pods are listed.
+    if let Some(pods) = source.as_mut().and_then(static_pods::Source::poll) {
+        update_statics(&mut statics, pods, &mut workers, &spawn);
+    }
     loop {
         tokio::select! {
             ev = stream.next() => {
                 let Some(ev) = ev else { return };
                 match ev {
+                    Ok(watcher::Event::Apply(pod)) if is_mirror(&pod) => mirrors.applied(pod),
                     Ok(watcher::Event::Apply(pod)) => spawn(&mut workers, pod),
                     // A (re)list is collected whole: at InitDone, workers whose pod it
                     // does not hold are told their pod is gone.
+                    Ok(watcher::Event::InitApply(pod)) if is_mirror(&pod) => init_mirrors.push(pod),
                     Ok(watcher::Event::InitApply(pod)) => init_pods.push(pod),
+                    Ok(watcher::Event::Delete(pod)) if is_mirror(&pod) => mirrors.deleted(&pod),
                     Ok(watcher::Event::Delete(pod)) => {
                         let uid = pod.metadata.uid.clone().unwrap_or_default();
                         if let Some(h) = workers.get(&uid) {
                             h.pod.send_replace(None);
                         }
                     }
-                    Ok(watcher::Event::Init) => init_pods.clear(),
+                    Ok(watcher::Event::Init) => {
+                        init_pods.clear();
+                        init_mirrors.clear();
+                    }
                     Ok(watcher::Event::InitDone) => {
                         // Pods that vanished while the watch restarted are gone.
                         let live: std::collections::HashSet<String> = init_pods
@@ -81,12 +115,16 @@ pub async fn run(k: Arc<Kubelet>) {
                             .filter_map(|p| p.metadata.uid.clone())
                             .collect();
                         for (uid, h) in &workers {
-                            if !live.contains(uid) {
+                            if !live.contains(uid) && !statics.contains_key(uid) {
                                 h.pod.send_replace(None);
                             }
                         }
                         for pod in std::mem::take(&mut init_pods) {
                             spawn(&mut workers, pod);
+                        }
+                        mirrors.seen.clear();
+                        for pod in std::mem::take(&mut init_mirrors) {
+                            mirrors.applied(pod);
                         }
                         synced = true;
                     }
@@ -94,15 +132,26 @@ pub async fn run(k: Arc<Kubelet>) {
                 }
             }
             Some(uid) = done_rx.recv() => {
-                if let Some(h) = workers.get(&uid) {
-                    // A worker ends only once its pod is gone; a newer object with the
-                    // same uid cannot exist.
-                    if h.pod.borrow().is_none() {
-                        workers.remove(&uid);
-                    }
+                // A worker ends once its pod is gone; a static pod whose file came
+                // back meanwhile (same UID) gets a new worker.
+                let back = workers.get(&uid).and_then(|h| h.pod.borrow().clone());
+                workers.remove(&uid);
+                if let Some(pod) = back {
+                    spawn(&mut workers, pod);
                 }
             }
             _ = relist.tick() => {
+                if let Some(pods) = source.as_mut().and_then(static_pods::Source::poll) {
+                    update_statics(&mut statics, pods, &mut workers, &spawn);
+                }
+                if synced && source.is_some() {
+                    for uid in mirrors.reconcile(&k, &statics).await {
+                        if let Some(h) = workers.get(&uid) {
+                            h.resync.store(true, Ordering::Relaxed);
+                            h.wake.notify_one();
+                        }
+                    }
+                }
                 if synced {
                     relist_runtime(&k, &workers, &mut fingerprints).await;
                     // The node's image list (for its status) every ten relists.
@@ -116,6 +165,35 @@ pub async fn run(k: Arc<Kubelet>) {
             () = async { let _ = stop.wait_for(|s| *s).await; } => return,
         }
     }
+}
+
+/// Takes the static source's new pod set: workers of pods no longer in it are told
+/// their pod is gone; new and changed ones are (re)started.
+fn update_statics(
+    statics: &mut HashMap<String, Pod>,
+    pods: Vec<Pod>,
+    workers: &mut HashMap<String, Handle>,
+    spawn: &impl Fn(&mut HashMap<String, Handle>, Pod),
+) {
+    let now: HashMap<String, Pod> = pods
+        .into_iter()
+        .map(|p| (p.metadata.uid.clone().unwrap_or_default(), p))
+        .collect();
+    for uid in statics.keys() {
+        if !now.contains_key(uid) {
+            tracing::info!(pod_uid = %uid, "static pod removed");
+            if let Some(h) = workers.get(uid) {
+                h.pod.send_replace(None);
+            }
+        }
+    }
+    for (uid, pod) in &now {
+        if !statics.contains_key(uid) {
+            tracing::info!(pod = ?pod.metadata.name, pod_uid = %uid, "static pod added");
+            spawn(workers, pod.clone());
+        }
+    }
+    *statics = now;
 }
 
 /// The PLEG relist: one ListPodSandbox and one ListContainers for the whole node;

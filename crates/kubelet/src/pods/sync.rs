@@ -4,6 +4,7 @@
 //! object), reporting the pod's status after every pass.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,7 +16,7 @@ use tokio::sync::{watch, Notify};
 use crate::events::container_field;
 use crate::runtime::{self, ContainerInputs};
 use crate::status::{self, Observed};
-use crate::{volumes, Kubelet};
+use crate::{static_pods, volumes, Kubelet};
 
 const INITIAL_BACKOFF: Duration = Duration::from_secs(10);
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
@@ -33,6 +34,10 @@ pub struct PodWorker {
     uid: String,
     pod: watch::Receiver<Option<Pod>>,
     wake: Arc<Notify>,
+    /// Set by the mirror pod reconciler: the status is written again.
+    resync: Arc<AtomicBool>,
+    /// A static pod's last computed status: its object (from the manifest) has none.
+    static_status: Option<k8s_openapi::api::core::v1::PodStatus>,
     restart_backoff: HashMap<String, Backoff>,
     image_backoff: HashMap<String, Backoff>,
     waiting: HashMap<String, (String, String)>,
@@ -84,12 +89,15 @@ impl PodWorker {
         uid: String,
         pod: watch::Receiver<Option<Pod>>,
         wake: Arc<Notify>,
+        resync: Arc<AtomicBool>,
     ) -> PodWorker {
         PodWorker {
             k,
             uid,
             pod,
             wake,
+            resync,
+            static_status: None,
             restart_backoff: HashMap::new(),
             image_backoff: HashMap::new(),
             waiting: HashMap::new(),
@@ -107,6 +115,9 @@ impl PodWorker {
         let mut stop = self.k.stop.clone();
         loop {
             let pod = self.pod.borrow_and_update().clone();
+            if self.resync.swap(false, Ordering::Relaxed) {
+                self.last_status = None;
+            }
             let next = match pod {
                 Some(p) => {
                     let next = self.sync(&p).await;
@@ -167,6 +178,16 @@ impl PodWorker {
     /// remove everything of it.
     async fn gone(&mut self) {
         if let Ok((sandboxes, containers)) = self.runtime_state().await {
+            // A static pod whose manifest was removed stops gracefully, as a deleted
+            // API pod does; an API pod seen gone was already stopped (or forced).
+            if let Some(pod) = self.last_pod.clone().filter(static_pods::is_static) {
+                let grace = pod
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.termination_grace_period_seconds)
+                    .unwrap_or(30);
+                self.kill(&containers, grace, Some(&pod)).await;
+            }
             super::remove_from_runtime(&mut self.rt(), &sandboxes, &containers).await;
         }
         volumes::tear_down(&self.k, &self.uid);
@@ -998,7 +1019,17 @@ impl PodWorker {
             o.containers.insert(name, statuses);
         }
         let host_ip = self.k.opts.node_ip.to_string();
-        let status = status::pod_status(pod, &o, &host_ip);
+        let status = if static_pods::is_static(pod) {
+            let mut with_last = pod.clone();
+            if self.static_status.is_some() {
+                with_last.status.clone_from(&self.static_status);
+            }
+            let s = status::pod_status(&with_last, &o, &host_ip);
+            self.static_status = Some(s.clone());
+            s
+        } else {
+            status::pod_status(pod, &o, &host_ip)
+        };
         let phase = status.phase.clone();
         let fp = status::fingerprint(&status);
         if self.last_status.as_deref() == Some(fp.as_str()) {
@@ -1018,6 +1049,8 @@ impl PodWorker {
             .await
         {
             Ok(_) => self.last_status = Some(fp),
+            // A static pod's mirror may not be made yet: written once it is.
+            Err(kube::Error::Api(e)) if e.code == 404 && static_pods::is_static(pod) => {}
             Err(e) => tracing::warn!(pod = %pod_desc(pod), error = %e, "updating pod status"),
         }
         phase
