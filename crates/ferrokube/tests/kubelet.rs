@@ -170,7 +170,12 @@ fn kubelet_registers_and_runs_pods_in_containerd() {
     let _bridge = BridgeGuard(bridge.clone());
     write_network(&ctd, &bridge, &format!("198.19.{subnet_octet}.0/24"));
     let dir = tempfile::tempdir().unwrap();
-    let (kubelet, node) = start_kubelet(&s, &ctd, dir.path(), "");
+    let (kubelet, node) = start_kubelet(
+        &s,
+        &ctd,
+        dir.path(),
+        "containerLogMaxSize: 4Ki\ncontainerLogMaxFiles: 3\ncontainerLogMonitorInterval: 3s\n",
+    );
 
     // Registration, Ready (runtime and network up), and the heartbeat lease.
     wait(&s, &kubelet, "the node Ready", 30, || {
@@ -336,6 +341,7 @@ fn kubelet_registers_and_runs_pods_in_containerd() {
     });
 
     probes(&s, &kubelet, &node);
+    log_rotation(&s, &kubelet, &node, &dir.path().join("logs"));
 
     // Graceful deletion: the kubelet stops the containers and removes the object.
     s.ok(&["delete", "pod", "web", "--wait=false"]);
@@ -368,6 +374,63 @@ fn kubelet_registers_and_runs_pods_in_containerd() {
         !ids.contains(id.trim_start_matches("containerd://"))
     });
     drop(kubelet);
+}
+
+/// A chatty container's log is rotated at containerLogMaxSize: never more than
+/// containerLogMaxFiles files, the older rotated ones compressed.
+fn log_rotation(s: &Server, kubelet: &Kubelet, node: &str, logs: &Path) {
+    let image = ferrokube_containerd::testimage::BUSYBOX_IMAGE;
+    create(
+        s,
+        &format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: chatty}}\nspec:\n  nodeName: {node}\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: c\n    image: {image}\n    command: [sh, -c, 'i=0; while true; do echo line-$i-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx; i=$((i+1)); sleep 0.005; done']\n"
+        ),
+    );
+    wait(s, kubelet, "chatty Running", 60, || {
+        jsonpath(s, &["pod", "chatty"], "{.status.phase}") == "Running"
+    });
+    let uid = jsonpath(s, &["pod", "chatty"], "{.metadata.uid}");
+    let dir = logs.join(format!("default_chatty_{uid}")).join("c");
+    let files = || -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(&dir)
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    };
+    // Seen between passes (a pass briefly has a `.tmp` file or no `0.log`).
+    let settled =
+        |v: &[String]| v.contains(&"0.log".to_string()) && !v.iter().any(|f| f.ends_with(".tmp"));
+    wait(s, kubelet, "two rotations (a compressed log)", 40, || {
+        let v = files();
+        settled(&v) && v.iter().any(|f| f.ends_with(".gz"))
+    });
+    for _ in 0..10 {
+        let v = files();
+        if settled(&v) {
+            assert!(v.len() <= 3, "{v:?}");
+            assert!(
+                v.iter()
+                    .any(|f| f.starts_with("0.log.") && !f.ends_with(".gz")),
+                "{v:?}"
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    let now = files();
+    // The runtime writes to the reopened file.
+    let current = std::fs::read_to_string(dir.join("0.log")).unwrap_or_default();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let later = std::fs::read_to_string(dir.join("0.log")).unwrap_or_default();
+    assert!(
+        later.len() != current.len() || files() != now,
+        "the log stopped growing"
+    );
+    s.ok(&["delete", "pod", "chatty", "--wait=false"]);
 }
 
 /// Readiness gates the Ready condition (exec and httpGet handlers), a failing liveness

@@ -87,6 +87,7 @@ struct Raw {
     static_pod_path: Option<String>,
     container_log_max_size: Option<String>,
     container_log_max_files: Option<i32>,
+    container_log_monitor_interval: Option<String>,
     fail_swap_on: Option<bool>,
     serialize_image_pulls: Option<bool>,
     #[serde(rename = "kubeAPIQPS")]
@@ -160,7 +161,6 @@ const OTHER_UPSTREAM_FIELDS: &[&str] = &[
     "memoryManagerPolicy",
     "topologyManagerPolicy",
     "containerLogMaxWorkers",
-    "containerLogMonitorInterval",
     "kubeAPIContentType",
     "makeIPTablesUtilChains",
     "iptablesMasqueradeBit",
@@ -214,6 +214,8 @@ pub struct KubeletConfig {
     pub static_pod_path: Option<PathBuf>,
     pub container_log_max_size: i64,
     pub container_log_max_files: i32,
+    /// How often container logs are checked for rotation (≥ 3 s).
+    pub container_log_monitor_interval: Duration,
     pub fail_swap_on: bool,
     pub serialize_image_pulls: bool,
     pub kube_api_qps: f32,
@@ -331,6 +333,17 @@ fn build(r: Raw) -> Result<KubeletConfig, (String, String)> {
             format!("{container_log_max_files} must be greater than 1"),
         ));
     }
+    let container_log_monitor_interval = duration(
+        "containerLogMonitorInterval",
+        r.container_log_monitor_interval,
+        Duration::from_secs(10),
+    )?;
+    if container_log_monitor_interval < Duration::from_secs(3) {
+        return Err((
+            "containerLogMonitorInterval".into(),
+            "must be a positive time duration greater than or equal to 3s".into(),
+        ));
+    }
     let node_lease_duration_seconds = r.node_lease_duration_seconds.unwrap_or(40);
     if node_lease_duration_seconds <= 0 {
         return Err((
@@ -390,6 +403,7 @@ fn build(r: Raw) -> Result<KubeletConfig, (String, String)> {
             .map(PathBuf::from),
         container_log_max_size: log_size(r.container_log_max_size)?,
         container_log_max_files,
+        container_log_monitor_interval,
         fail_swap_on: r.fail_swap_on.unwrap_or(true),
         serialize_image_pulls: r.serialize_image_pulls.unwrap_or(true),
         kube_api_qps: r.kube_api_qps.unwrap_or(50.0),
@@ -478,6 +492,7 @@ fn known(key: &str) -> bool {
         "staticPodPath",
         "containerLogMaxSize",
         "containerLogMaxFiles",
+        "containerLogMonitorInterval",
         "failSwapOn",
         "serializeImagePulls",
         "nodeLeaseDurationSeconds",
@@ -636,6 +651,10 @@ enforceNodeAllocatable: ["pods"]
                 "authentication",
             ),
             ("containerLogMaxFiles: 1\n", "containerLogMaxFiles"),
+            (
+                "containerLogMonitorInterval: 1s\n",
+                "containerLogMonitorInterval",
+            ),
         ] {
             let e =
                 KubeletConfig::parse(Path::new("k.yaml"), &format!("{head}{body}")).unwrap_err();

@@ -10,6 +10,7 @@ pub mod certificate;
 pub mod config;
 pub mod events;
 pub mod host;
+pub mod log_rotation;
 pub mod node;
 pub mod pods;
 pub mod probes;
@@ -228,7 +229,8 @@ impl Kubelet {
         let status = tokio::spawn(self.clone().run_status(node.clone()));
         let lease = tokio::spawn(self.clone().run_lease(node));
         let pods = tokio::spawn(pods::run(self.clone()));
-        let _ = tokio::join!(status, lease, pods);
+        let logs = tokio::spawn(log_rotation::run(self.clone()));
+        let _ = tokio::join!(status, lease, pods, logs);
         Ok(())
     }
 }

@@ -248,6 +248,15 @@ pub async fn serve(
             if tx.is_closed() {
                 return;
             }
+            // Rotated: the path is a new file (the old one was read to its end).
+            if let Some(ino) = rotated_to(&path, &file).await {
+                if let Ok(f) = tokio::fs::File::open(&path).await {
+                    tracing::debug!(path = %path.display(), ino, "following the rotated log");
+                    file = f;
+                    offset = 0;
+                    continue;
+                }
+            }
             since_check += 1;
             if since_check >= 5 {
                 since_check = 0;
@@ -265,6 +274,14 @@ pub async fn serve(
         header::HeaderValue::from_static("text/plain"),
     );
     r
+}
+
+/// The inode now at `path`, if it is not the open `file`'s (the log was rotated).
+async fn rotated_to(path: &std::path::Path, file: &tokio::fs::File) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    let now = tokio::fs::metadata(path).await.ok()?.ino();
+    let open = file.metadata().await.ok()?.ino();
+    (now != open).then_some(now)
 }
 
 /// An mpsc receiver as a stream of body frames.
