@@ -74,7 +74,10 @@ fn start_kubelet(s: &Server, ctd: &TestContainerd, dir: &Path, extra: &str) -> (
     let config = dir.join("kubelet-config.yaml");
     std::fs::write(
         &config,
-        format!("kind: KubeletConfiguration\napiVersion: kubelet.config.k8s.io/v1beta1\nfailSwapOn: false\nnodeStatusUpdateFrequency: 2s\nclusterDomain: cluster.local\nport: 0\nevictionHard: {{memory.available: 1Mi}}\n{extra}"),
+        format!(
+            "kind: KubeletConfiguration\napiVersion: kubelet.config.k8s.io/v1beta1\nfailSwapOn: false\nnodeStatusUpdateFrequency: 2s\nclusterDomain: cluster.local\nport: 0\n{}{extra}",
+            if extra.contains("evictionHard:") { "" } else { "evictionHard: {memory.available: 1Mi}\n" }
+        ),
     )
     .unwrap();
     let log = dir.join("kubelet.log");
@@ -622,6 +625,130 @@ fn static_pods_run_with_mirror_pods() {
         "{}",
         kubelet.log()
     );
+    drop(kubelet);
+}
+
+/// Unmounts a test's mount when the test ends.
+struct MountGuard(PathBuf);
+
+impl Drop for MountGuard {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// Disk pressure on the kubelet's root filesystem (a small tmpfs here, filled by the
+/// test): DiskPressure, a running pod evicted as upstream marks it, a new pod
+/// rejected; freed space clears the condition.
+#[test]
+fn disk_pressure_evicts_and_rejects_pods() {
+    let s = start();
+    let ctd = TestContainerd::start();
+    ctd.import_busybox();
+    let subnet_octet = 100 + (std::process::id() % 100);
+    let bridge = format!("fke{}", std::process::id() % 100000);
+    let _bridge = BridgeGuard(bridge.clone());
+    write_network(&ctd, &bridge, &format!("198.19.{subnet_octet}.0/24"));
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=64m", "fk-evict"])
+        .arg(&root)
+        .status()
+        .unwrap();
+    assert!(mounted.success(), "mounting a tmpfs");
+    let _mount = MountGuard(root.clone());
+    let (kubelet, node) = start_kubelet(
+        &s,
+        &ctd,
+        dir.path(),
+        "evictionHard: {memory.available: 1Mi, nodefs.available: 40%}\n",
+    );
+    let condition = |kind: &str| {
+        jsonpath(
+            &s,
+            &["node", &node],
+            &format!("{{.status.conditions[?(@.type==\"{kind}\")].status}}"),
+        )
+    };
+    wait(&s, &kubelet, "the node Ready", 30, || {
+        condition("Ready") == "True"
+    });
+    assert_eq!(condition("DiskPressure"), "False");
+    let image = ferrokube_containerd::testimage::BUSYBOX_IMAGE;
+    let pod = |name: &str| {
+        format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  nodeName: {node}\n  terminationGracePeriodSeconds: 30\n  containers:\n  - name: c\n    image: {image}\n    command: [sleep, '3600']\n")
+    };
+    create(&s, &pod("victim"));
+    wait(&s, &kubelet, "victim Running", 60, || {
+        jsonpath(&s, &["pod", "victim"], "{.status.phase}") == "Running"
+    });
+
+    // 45 of 64 MiB used: less than 40 % available.
+    std::fs::write(root.join("fill"), vec![0u8; 45 << 20]).unwrap();
+    wait(&s, &kubelet, "victim evicted", 40, || {
+        jsonpath(&s, &["pod", "victim"], "{.status.reason}") == "Evicted"
+    });
+    assert_eq!(
+        jsonpath(&s, &["pod", "victim"], "{.status.phase}"),
+        "Failed"
+    );
+    let msg = jsonpath(&s, &["pod", "victim"], "{.status.message}");
+    assert!(
+        msg.starts_with(
+            "The node was low on resource: ephemeral-storage. Threshold quantity: 40%, available: "
+        ),
+        "{msg}"
+    );
+    assert_eq!(
+        jsonpath(
+            &s,
+            &["pod", "victim"],
+            "{.status.conditions[?(@.type==\"DisruptionTarget\")].reason}"
+        ),
+        "TerminationByKubelet"
+    );
+    // Stopped at once (no 30 s grace) and reported so.
+    wait(&s, &kubelet, "victim's container stopped", 20, || {
+        !jsonpath(
+            &s,
+            &["pod", "victim"],
+            "{.status.containerStatuses[0].state.terminated}",
+        )
+        .is_empty()
+    });
+    wait(&s, &kubelet, "DiskPressure", 20, || {
+        condition("DiskPressure") == "True"
+    });
+    let events = s.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=victim",
+        "-o",
+        "jsonpath={.items[*].reason}",
+    ]);
+    assert!(events.contains("Evicted"), "{events}");
+
+    // A new pod is not admitted under disk pressure.
+    create(&s, &pod("late"));
+    wait(&s, &kubelet, "late rejected", 30, || {
+        jsonpath(&s, &["pod", "late"], "{.status.phase}") == "Failed"
+    });
+    assert_eq!(
+        jsonpath(&s, &["pod", "late"], "{.status.reason}"),
+        "Evicted"
+    );
+    assert_eq!(
+        jsonpath(&s, &["pod", "late"], "{.status.message}"),
+        "The node had condition: [DiskPressure]. "
+    );
+
+    std::fs::remove_file(root.join("fill")).unwrap();
+    wait(&s, &kubelet, "DiskPressure cleared", 30, || {
+        condition("DiskPressure") == "False"
+    });
     drop(kubelet);
 }
 

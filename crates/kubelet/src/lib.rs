@@ -9,6 +9,7 @@ pub mod bootstrap;
 pub mod certificate;
 pub mod config;
 pub mod events;
+pub mod eviction;
 pub mod host;
 pub mod log_rotation;
 pub mod node;
@@ -90,6 +91,8 @@ pub struct Kubelet {
     pub stop: watch::Receiver<bool>,
     /// When this kubelet started (ns since the epoch): the node's startTime in stats.
     pub started_ns: i64,
+    /// The pressure conditions the last eviction pass found.
+    pub pressure: Mutex<Vec<eviction::Pressure>>,
 }
 
 impl std::fmt::Debug for Kubelet {
@@ -143,6 +146,7 @@ impl Kubelet {
             events,
             stop,
             started_ns: host::now_ns(),
+            pressure: Mutex::new(Vec::new()),
         }))
     }
 
@@ -230,7 +234,8 @@ impl Kubelet {
         let lease = tokio::spawn(self.clone().run_lease(node));
         let pods = tokio::spawn(pods::run(self.clone()));
         let logs = tokio::spawn(log_rotation::run(self.clone()));
-        let _ = tokio::join!(status, lease, pods, logs);
+        let eviction = tokio::spawn(eviction::run(self.clone()));
+        let _ = tokio::join!(status, lease, pods, logs, eviction);
         Ok(())
     }
 }

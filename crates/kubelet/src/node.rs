@@ -108,40 +108,14 @@ fn resources(
 
 /// The pressure signals: `(memory, disk, pid)` pressure against `evictionHard`.
 pub fn pressure(k: &Kubelet) -> (bool, bool, bool) {
-    let threshold = |signal: &str, total: i64| -> Option<i64> {
-        let t = k.config.eviction_hard.get(signal)?;
-        match t.strip_suffix('%') {
-            Some(p) => p
-                .parse::<f64>()
-                .ok()
-                .map(|p| (total as f64 * p / 100.0) as i64),
-            None => ferrokube_api::quantity::value(t),
-        }
-    };
-    let mem_total = host::mem_total();
-    let memory =
-        threshold("memory.available", mem_total).is_some_and(|t| host::mem_available() < t);
-    let fs = host::fs_stats(&k.opts.root_dir);
-    let disk = threshold("nodefs.available", fs.capacity).is_some_and(|t| fs.available < t)
-        || threshold("nodefs.inodesFree", fs.inodes).is_some_and(|t| fs.inodes_free < t);
-    let pid_max: i64 = std::fs::read_to_string("/proc/sys/kernel/pid_max")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(32768);
-    let running = std::fs::read_dir("/proc")
-        .map(|d| {
-            d.filter_map(Result::ok)
-                .filter(|e| {
-                    e.file_name()
-                        .to_string_lossy()
-                        .bytes()
-                        .all(|b| b.is_ascii_digit())
-                })
-                .count() as i64
-        })
-        .unwrap_or(0);
-    let pid = threshold("pid.available", pid_max).is_some_and(|t| pid_max - running < t);
-    (memory, disk, pid)
+    use crate::eviction::Pressure;
+    let met = crate::eviction::thresholds_met(k);
+    let any = |p: Pressure| met.iter().any(|m| m.pressure == p);
+    (
+        any(Pressure::Memory),
+        any(Pressure::Disk),
+        any(Pressure::Pid),
+    )
 }
 
 fn condition(kind: &str, on: bool, reason: &str, message: &str, now: &Time) -> NodeCondition {

@@ -22,7 +22,7 @@
 //! cert dir (upstream's default).
 
 mod logs;
-mod stats;
+pub(crate) mod stats;
 mod stream;
 
 use std::convert::Infallible;

@@ -284,7 +284,15 @@ pub fn pod_status(pod: &Pod, o: &Observed, host_ip: &str) -> PodStatus {
         .iter()
         .map(|c| container_status(c, o, false))
         .collect();
-    let phase = if o.init_failed {
+    // A terminal phase is never left (as upstream's status manager): an evicted or
+    // rejected pod stays Failed while its containers stop.
+    let phase = if let Some(p) = old
+        .phase
+        .clone()
+        .filter(|p| p == "Failed" || p == "Succeeded")
+    {
+        p
+    } else if o.init_failed {
         "Failed".to_string()
     } else {
         phase(pod, &init, &regular).to_string()

@@ -38,6 +38,8 @@ pub struct PodWorker {
     resync: Arc<AtomicBool>,
     /// A static pod's last computed status: its object (from the manifest) has none.
     static_status: Option<k8s_openapi::api::core::v1::PodStatus>,
+    /// The pod passed admission (it is not checked again).
+    admitted: bool,
     restart_backoff: HashMap<String, Backoff>,
     image_backoff: HashMap<String, Backoff>,
     waiting: HashMap<String, (String, String)>,
@@ -98,6 +100,7 @@ impl PodWorker {
             wake,
             resync,
             static_status: None,
+            admitted: false,
             restart_backoff: HashMap::new(),
             image_backoff: HashMap::new(),
             waiting: HashMap::new(),
@@ -290,6 +293,14 @@ impl PodWorker {
         {
             return self.terminate(pod, &sandboxes, &containers).await;
         }
+        // Admission of a pod that never ran here: refused under node pressure.
+        if !self.admitted && sandboxes.is_empty() && containers.is_empty() {
+            if let Some(msg) = crate::eviction::admit(&self.k, pod) {
+                self.reject(pod, "Evicted", &msg).await;
+                return Duration::from_secs(2);
+            }
+        }
+        self.admitted = true;
         let mut observed = Observed::default();
         let vols = match volumes::set_up(&self.k, pod).await {
             Ok(v) => {
@@ -984,6 +995,29 @@ impl PodWorker {
             }
         }
         self.k.config.sync_frequency
+    }
+
+    /// Upstream's `rejectPod`: the pod is Failed with `reason` and never started.
+    async fn reject(&mut self, pod: &Pod, reason: &str, message: &str) {
+        self.k
+            .events
+            .pod(pod, None, true, reason, message.to_string());
+        let api: Api<Pod> = Api::namespaced(
+            self.k.client.clone(),
+            pod.metadata.namespace.as_deref().unwrap_or_default(),
+        );
+        let patch = serde_json::json!({"status": {
+            "phase": "Failed", "reason": reason, "message": message}});
+        if let Err(e) = api
+            .patch_status(
+                pod.metadata.name.as_deref().unwrap_or_default(),
+                &PatchParams::default(),
+                &Patch::Strategic(&patch),
+            )
+            .await
+        {
+            tracing::warn!(pod = %pod_desc(pod), error = %e, "rejecting a pod");
+        }
     }
 
     /// Computes and (when it changed) patches the pod's status; returns the phase.

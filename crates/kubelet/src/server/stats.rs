@@ -60,22 +60,22 @@ type Gauge = (&'static str, &'static str, fn(&Sample) -> Option<u64>);
 
 /// One running container's usage.
 #[derive(Debug, Clone, Default)]
-struct Sample {
+pub(crate) struct Sample {
     id: String,
     pod: String,
     namespace: String,
-    pod_uid: String,
-    container: String,
+    pub(crate) pod_uid: String,
+    pub(crate) container: String,
     image: String,
     /// Creation time (ns since the epoch).
     created_ns: i64,
     /// Sample time (ns since the epoch).
     at_ns: i64,
     cpu_ns: Option<u64>,
-    working_set: Option<u64>,
+    pub(crate) working_set: Option<u64>,
     usage: Option<u64>,
     rss: Option<u64>,
-    rootfs_used: Option<u64>,
+    pub(crate) rootfs_used: Option<u64>,
 }
 
 fn val(v: Option<&cri::UInt64Value>) -> Option<u64> {
@@ -83,7 +83,7 @@ fn val(v: Option<&cri::UInt64Value>) -> Option<u64> {
 }
 
 /// The running containers' usage, joined with their pods and images.
-async fn samples(k: &Kubelet) -> Result<Vec<Sample>, String> {
+pub(crate) async fn samples(k: &Kubelet) -> Result<Vec<Sample>, String> {
     let mut rt = k.cri.runtime.clone();
     let running = rt
         .list_containers(cri::ListContainersRequest {
