@@ -22,6 +22,8 @@ pub mod v1 {
     tonic::include_proto!("runtime.v1");
 }
 
+pub mod health;
+
 pub use tonic::transport::Channel;
 pub use tonic::Code;
 pub use v1::image_service_client::ImageServiceClient;

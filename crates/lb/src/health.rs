@@ -19,53 +19,6 @@ use crate::config::{HealthCheckConfig, HealthCheckKind, HealthTls};
 use crate::upstream::Pool;
 use crate::Error;
 
-/// Accepts any server certificate (`insecure: true`), still checking handshake
-/// signatures.
-#[derive(Debug)]
-struct AnyServerCert(Arc<rustls::crypto::CryptoProvider>);
-
-impl rustls::client::danger::ServerCertVerifier for AnyServerCert {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: rustls::pki_types::UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        Ok(rustls::client::danger::ServerCertVerified::assertion())
-    }
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
 fn tls_error(upstream: &str, message: String) -> Error {
     Error::HealthCheckTls {
         upstream: upstream.to_string(),
@@ -85,9 +38,9 @@ pub(crate) fn connector(upstream: &str, tls: &HealthTls) -> Result<TlsConnector,
         .with_safe_default_protocol_versions()
         .map_err(|e| tls_error(upstream, e.to_string()))?;
     let builder = match (&tls.ca_file, tls.insecure) {
-        (_, true) => builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AnyServerCert(provider))),
+        (_, true) => builder.dangerous().with_custom_certificate_verifier(
+            ferrokube_component_base::tls::AnyServerCert::new(provider),
+        ),
         (Some(ca), false) => {
             let pem = read(upstream, ca)?;
             let mut roots = rustls::RootCertStore::empty();

@@ -15,9 +15,7 @@ use ferrokube_api::resources;
 use ferrokube_api::status::Status;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::DigitallySignedStruct;
+use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::Value;
 
 use crate::body::{Body, Response};
@@ -71,56 +69,6 @@ impl std::fmt::Debug for KubeletClient {
     }
 }
 
-/// No CA configured: the kubelet's (often self-signed) certificate is not checked, as
-/// upstream without `--kubelet-certificate-authority`.
-#[derive(Debug)]
-struct AnyServerCert(Arc<rustls::crypto::CryptoProvider>);
-
-impl ServerCertVerifier for AnyServerCert {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
 fn read_pem(flag: &str, path: &PathBuf) -> Result<Vec<u8>, String> {
     std::fs::read(path).map_err(|e| format!("{flag} {}: {e}", path.display()))
 }
@@ -148,9 +96,11 @@ impl KubeletClient {
                 }
                 builder.with_root_certificates(roots)
             }
-            None => builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(AnyServerCert(provider))),
+            // No CA configured: the kubelet's (often self-signed) certificate is not
+            // checked, as upstream without --kubelet-certificate-authority.
+            None => builder.dangerous().with_custom_certificate_verifier(
+                ferrokube_component_base::tls::AnyServerCert::new(provider),
+            ),
         };
         let mut config = match (&cfg.client_certificate, &cfg.client_key) {
             (Some(c), Some(k)) => {
