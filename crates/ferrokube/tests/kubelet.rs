@@ -177,7 +177,7 @@ fn kubelet_registers_and_runs_pods_in_containerd() {
         &s,
         &ctd,
         dir.path(),
-        "containerLogMaxSize: 4Ki\ncontainerLogMaxFiles: 3\ncontainerLogMonitorInterval: 3s\n",
+        "containerLogMaxSize: 4Ki\ncontainerLogMaxFiles: 3\ncontainerLogMonitorInterval: 3s\npodPidsLimit: 64\n",
     );
 
     // Registration, Ready (runtime and network up), and the heartbeat lease.
@@ -250,6 +250,21 @@ fn kubelet_registers_and_runs_pods_in_containerd() {
     assert_eq!(
         jsonpath(&s, &["pod", "web"], "{.status.qosClass}"),
         "BestEffort"
+    );
+    // podPidsLimit on the pod cgroup (cgroupfs, v1 or v2 layout).
+    let web_uid = jsonpath(&s, &["pod", "web"], "{.metadata.uid}");
+    let pod_cgroup = if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        PathBuf::from(format!("/sys/fs/cgroup/kubepods/besteffort/pod{web_uid}"))
+    } else {
+        PathBuf::from(format!(
+            "/sys/fs/cgroup/pids/kubepods/besteffort/pod{web_uid}"
+        ))
+    };
+    assert_eq!(
+        std::fs::read_to_string(pod_cgroup.join("pids.max"))
+            .unwrap_or_default()
+            .trim(),
+        "64"
     );
     assert_eq!(
         jsonpath(&s, &["pod", "web"], "{.status.hostIP}"),
@@ -375,6 +390,9 @@ fn kubelet_registers_and_runs_pods_in_containerd() {
         );
         let ids = String::from_utf8_lossy(&out.stdout).into_owned();
         !ids.contains(id.trim_start_matches("containerd://"))
+    });
+    wait(&s, &kubelet, "web's pod cgroup removed", 20, || {
+        !pod_cgroup.exists()
     });
     drop(kubelet);
 }

@@ -7,6 +7,7 @@
 
 pub mod bootstrap;
 pub mod certificate;
+pub mod cgroups;
 pub mod config;
 pub mod events;
 pub mod eviction;

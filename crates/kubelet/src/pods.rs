@@ -264,9 +264,16 @@ async fn relist_runtime(
             .cloned()
             .collect();
         remove_from_runtime(&mut rt, std::slice::from_ref(s), &own).await;
-        crate::volumes::tear_down(k, uid);
+        clean_up(k, uid);
     }
     *fingerprints = now;
+}
+
+/// What is left of a pod once its sandboxes and containers are removed: its volumes
+/// and its pod cgroup.
+pub(crate) fn clean_up(k: &Kubelet, uid: &str) {
+    crate::volumes::tear_down(k, uid);
+    crate::cgroups::remove_pod(k, uid);
 }
 
 /// Stops (at once) and removes containers, then stops and removes sandboxes; errors

@@ -103,7 +103,7 @@ pub fn qos_class(pod: &Pod) -> &'static str {
 
 /// The pod's cgroup parent under the `kubepods` hierarchy (cgroups-per-QoS), in the
 /// form of the configured driver.
-fn cgroup_parent(k: &Kubelet, pod: &Pod, uid: &str) -> String {
+pub(crate) fn cgroup_parent(k: &Kubelet, pod: &Pod, uid: &str) -> String {
     let qos = qos_class(pod);
     if k.config.cgroup_driver == "systemd" {
         let id = uid.replace('-', "_");

@@ -193,7 +193,7 @@ impl PodWorker {
             }
             super::remove_from_runtime(&mut self.rt(), &sandboxes, &containers).await;
         }
-        volumes::tear_down(&self.k, &self.uid);
+        super::clean_up(&self.k, &self.uid);
     }
 
     /// Stops running containers (concurrently) with `grace` seconds each; events when
@@ -344,6 +344,11 @@ impl PodWorker {
                     .and_then(|s| s.metadata.as_ref())
                     .map_or(0, |m| m.attempt + 1);
                 let config = runtime::sandbox_config(&self.k, pod, attempt);
+                let parent = config.linux.as_ref().map(|l| l.cgroup_parent.as_str());
+                if let Err(e) = crate::cgroups::set_pids_limit(&self.k, parent.unwrap_or_default())
+                {
+                    tracing::warn!(pod = %pod_desc(pod), error = %e, "setting the pod's pids limit");
+                }
                 match self
                     .rt()
                     .run_pod_sandbox(cri::RunPodSandboxRequest {
@@ -970,7 +975,7 @@ impl PodWorker {
             return self.k.config.sync_frequency;
         }
         super::remove_from_runtime(&mut self.rt(), sandboxes, &after).await;
-        volumes::tear_down(&self.k, &self.uid);
+        super::clean_up(&self.k, &self.uid);
         let api: Api<Pod> = Api::namespaced(
             self.k.client.clone(),
             pod.metadata.namespace.as_deref().unwrap_or_default(),
