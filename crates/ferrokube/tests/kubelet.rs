@@ -115,6 +115,39 @@ fn start_kubelet(s: &Server, ctd: &TestContainerd, dir: &Path, extra: &str) -> (
     )
 }
 
+/// What each test here runs on: the API server, a containerd with the busybox image,
+/// a bridge network of the test's own and a directory. Test `n` (0, 1, 2, …) gets
+/// pod subnets in 198.18.(64 + 32n …).0/24, away from other tests' host networks
+/// (server_node's 198.19.128.0/17).
+struct Lab {
+    // Dropped in order: the bridge after containerd, the server last.
+    ctd: TestContainerd,
+    _bridge: BridgeGuard,
+    dir: tempfile::TempDir,
+    server: Server,
+    /// `198.18.x.`: the pods' addresses start so.
+    subnet: String,
+}
+
+impl Lab {
+    fn new(tag: &str, n: u32) -> Lab {
+        let server = start();
+        let ctd = TestContainerd::start();
+        ctd.import_busybox();
+        let octet = 64 + 32 * n + std::process::id() % 32;
+        let bridge = format!("{tag}{}", std::process::id() % 100000);
+        let guard = BridgeGuard(bridge.clone());
+        write_network(&ctd, &bridge, &format!("198.18.{octet}.0/24"));
+        Lab {
+            ctd,
+            _bridge: guard,
+            dir: tempfile::tempdir().unwrap(),
+            server,
+            subnet: format!("198.18.{octet}."),
+        }
+    }
+}
+
 /// Deletes the test's bridge when the test ends (the CNI plugin leaves it behind).
 struct BridgeGuard(String);
 
@@ -165,23 +198,17 @@ fn pod_yaml(name: &str, node: &str, policy: &str, image: &str, script: &str) -> 
 
 #[test]
 fn kubelet_registers_and_runs_pods_in_containerd() {
-    let s = start();
-    let ctd = TestContainerd::start();
-    ctd.import_busybox();
-    let subnet_octet = 100 + (std::process::id() % 100);
-    let bridge = format!("fkt{}", std::process::id() % 100000);
-    let _bridge = BridgeGuard(bridge.clone());
-    write_network(&ctd, &bridge, &format!("198.19.{subnet_octet}.0/24"));
-    let dir = tempfile::tempdir().unwrap();
+    let lab = Lab::new("fkt", 0);
+    let (s, ctd, dir) = (&lab.server, &lab.ctd, &lab.dir);
     let (kubelet, node) = start_kubelet(
-        &s,
-        &ctd,
+        s,
+        ctd,
         dir.path(),
         "containerLogMaxSize: 4Ki\ncontainerLogMaxFiles: 3\ncontainerLogMonitorInterval: 3s\npodPidsLimit: 64\n",
     );
 
     // Registration, Ready (runtime and network up), and the heartbeat lease.
-    wait(&s, &kubelet, "the node Ready", 30, || {
+    wait(s, &kubelet, "the node Ready", 30, || {
         s.kubectl(&[
             "get",
             "node",
@@ -193,23 +220,19 @@ fn kubelet_registers_and_runs_pods_in_containerd() {
             == b"True"
     });
     let runtime = jsonpath(
-        &s,
+        s,
         &["node", &node],
         "{.status.nodeInfo.containerRuntimeVersion}",
     );
     assert!(runtime.starts_with("containerd://"), "{runtime}");
     assert_eq!(
-        jsonpath(
-            &s,
-            &["node", &node],
-            "{.metadata.labels.kubernetes\\.io/os}"
-        ),
+        jsonpath(s, &["node", &node], "{.metadata.labels.kubernetes\\.io/os}"),
         "linux"
     );
-    assert!(!jsonpath(&s, &["node", &node], "{.status.capacity.cpu}").is_empty());
+    assert!(!jsonpath(s, &["node", &node], "{.status.capacity.cpu}").is_empty());
     assert_eq!(
         jsonpath(
-            &s,
+            s,
             &["lease", "-n", "kube-node-lease", &node],
             "{.spec.holderIdentity}"
         ),
@@ -224,35 +247,35 @@ fn kubelet_registers_and_runs_pods_in_containerd() {
     ]);
     let image = "ferrokube.local/busybox:test";
     // A long-running pod: Running, Ready, an IP from the bridge network.
-    create(&s, &pod_yaml("web", &node, "Always", image, "sleep 3600"));
-    wait(&s, &kubelet, "web Running", 60, || {
-        jsonpath(&s, &["pod", "web"], "{.status.phase}") == "Running"
+    create(s, &pod_yaml("web", &node, "Always", image, "sleep 3600"));
+    wait(s, &kubelet, "web Running", 60, || {
+        jsonpath(s, &["pod", "web"], "{.status.phase}") == "Running"
     });
-    wait(&s, &kubelet, "web Ready", 20, || {
+    wait(s, &kubelet, "web Ready", 20, || {
         jsonpath(
-            &s,
+            s,
             &["pod", "web"],
             "{.status.conditions[?(@.type==\"Ready\")].status}",
         ) == "True"
     });
-    let ip = jsonpath(&s, &["pod", "web"], "{.status.podIP}");
+    let ip = jsonpath(s, &["pod", "web"], "{.status.podIP}");
     assert!(
-        ip.starts_with(&format!("198.19.{subnet_octet}.")),
+        ip.starts_with(&lab.subnet),
         "pod IP {ip}\n{}",
         kubelet.log()
     );
     let id = jsonpath(
-        &s,
+        s,
         &["pod", "web"],
         "{.status.containerStatuses[0].containerID}",
     );
     assert!(id.starts_with("containerd://"), "{id}");
     assert_eq!(
-        jsonpath(&s, &["pod", "web"], "{.status.qosClass}"),
+        jsonpath(s, &["pod", "web"], "{.status.qosClass}"),
         "BestEffort"
     );
     // podPidsLimit on the pod cgroup (cgroupfs, v1 or v2 layout).
-    let web_uid = jsonpath(&s, &["pod", "web"], "{.metadata.uid}");
+    let web_uid = jsonpath(s, &["pod", "web"], "{.metadata.uid}");
     let pod_cgroup = if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
         PathBuf::from(format!("/sys/fs/cgroup/kubepods/besteffort/pod{web_uid}"))
     } else {
@@ -267,14 +290,14 @@ fn kubelet_registers_and_runs_pods_in_containerd() {
         "64"
     );
     assert_eq!(
-        jsonpath(&s, &["pod", "web"], "{.status.hostIP}"),
+        jsonpath(s, &["pod", "web"], "{.status.hostIP}"),
         "127.0.0.1"
     );
 
     // What the container saw: env with $(VAR) expansion, the downward API and the
     // configMap volume, reported through its termination message.
     create(
-        &s,
+        s,
         &pod_yaml(
             "report",
             &node,
@@ -283,27 +306,27 @@ fn kubelet_registers_and_runs_pods_in_containerd() {
             "echo \"$GREETING $MYNAME $(cat /cfg/key)\" > /dev/termination-log; exit 1",
         ),
     );
-    wait(&s, &kubelet, "report Failed", 60, || {
-        jsonpath(&s, &["pod", "report"], "{.status.phase}") == "Failed"
+    wait(s, &kubelet, "report Failed", 60, || {
+        jsonpath(s, &["pod", "report"], "{.status.phase}") == "Failed"
     });
     let term = "{.status.containerStatuses[0].state.terminated}";
     assert_eq!(
-        jsonpath(&s, &["pod", "report"], &term.replace('}', ".exitCode}")),
+        jsonpath(s, &["pod", "report"], &term.replace('}', ".exitCode}")),
         "1"
     );
     assert_eq!(
-        jsonpath(&s, &["pod", "report"], &term.replace('}', ".message}")).trim(),
+        jsonpath(s, &["pod", "report"], &term.replace('}', ".message}")).trim(),
         "hi-bar report from-configmap"
     );
 
     // Succeeded under restartPolicy Never.
-    create(&s, &pod_yaml("done", &node, "Never", image, "exit 0"));
-    wait(&s, &kubelet, "done Succeeded", 60, || {
-        jsonpath(&s, &["pod", "done"], "{.status.phase}") == "Succeeded"
+    create(s, &pod_yaml("done", &node, "Never", image, "exit 0"));
+    wait(s, &kubelet, "done Succeeded", 60, || {
+        jsonpath(s, &["pod", "done"], "{.status.phase}") == "Succeeded"
     });
     assert_eq!(
         jsonpath(
-            &s,
+            s,
             &["pod", "done"],
             "{.status.containerStatuses[0].state.terminated.reason}"
         ),
@@ -311,10 +334,10 @@ fn kubelet_registers_and_runs_pods_in_containerd() {
     );
 
     // A crashing container restarts, then backs off.
-    create(&s, &pod_yaml("crash", &node, "Always", image, "exit 3"));
-    wait(&s, &kubelet, "crash restarted", 60, || {
+    create(s, &pod_yaml("crash", &node, "Always", image, "exit 3"));
+    wait(s, &kubelet, "crash restarted", 60, || {
         jsonpath(
-            &s,
+            s,
             &["pod", "crash"],
             "{.status.containerStatuses[0].restartCount}",
         )
@@ -322,16 +345,16 @@ fn kubelet_registers_and_runs_pods_in_containerd() {
         .unwrap_or(0)
             >= 1
     });
-    wait(&s, &kubelet, "CrashLoopBackOff", 60, || {
+    wait(s, &kubelet, "CrashLoopBackOff", 60, || {
         jsonpath(
-            &s,
+            s,
             &["pod", "crash"],
             "{.status.containerStatuses[0].state.waiting.reason}",
         ) == "CrashLoopBackOff"
     });
     assert_eq!(
         jsonpath(
-            &s,
+            s,
             &["pod", "crash"],
             "{.status.containerStatuses[0].lastState.terminated.exitCode}"
         ),
@@ -340,7 +363,7 @@ fn kubelet_registers_and_runs_pods_in_containerd() {
 
     // An image that does not exist: ErrImagePull / ImagePullBackOff, nothing crashes.
     create(
-        &s,
+        s,
         &pod_yaml(
             "noimage",
             &node,
@@ -349,21 +372,21 @@ fn kubelet_registers_and_runs_pods_in_containerd() {
             "true",
         ),
     );
-    wait(&s, &kubelet, "image pull error", 60, || {
+    wait(s, &kubelet, "image pull error", 60, || {
         let r = jsonpath(
-            &s,
+            s,
             &["pod", "noimage"],
             "{.status.containerStatuses[0].state.waiting.reason}",
         );
         r == "ErrImagePull" || r == "ImagePullBackOff"
     });
 
-    probes(&s, &kubelet, &node);
-    log_rotation(&s, &kubelet, &node, &dir.path().join("logs"));
+    probes(s, &kubelet, &node);
+    log_rotation(s, &kubelet, &node, &dir.path().join("logs"));
 
     // Graceful deletion: the kubelet stops the containers and removes the object.
     s.ok(&["delete", "pod", "web", "--wait=false"]);
-    wait(&s, &kubelet, "web gone", 30, || {
+    wait(s, &kubelet, "web gone", 30, || {
         !s.kubectl(&["get", "pod", "web"]).status.success()
     });
     let events = s.ok(&[
@@ -383,7 +406,7 @@ fn kubelet_registers_and_runs_pods_in_containerd() {
         );
     }
     // Nothing of it is left in the runtime.
-    wait(&s, &kubelet, "web's containers removed", 20, || {
+    wait(s, &kubelet, "web's containers removed", 20, || {
         let out = ctd.ctr(
             &["-n", "k8s.io", "containers", "ls", "-q"],
             std::time::Duration::from_secs(10),
@@ -391,7 +414,7 @@ fn kubelet_registers_and_runs_pods_in_containerd() {
         let ids = String::from_utf8_lossy(&out.stdout).into_owned();
         !ids.contains(id.trim_start_matches("containerd://"))
     });
-    wait(&s, &kubelet, "web's pod cgroup removed", 20, || {
+    wait(s, &kubelet, "web's pod cgroup removed", 20, || {
         !pod_cgroup.exists()
     });
     drop(kubelet);
@@ -532,14 +555,8 @@ fn probes(s: &Server, kubelet: &Kubelet, node: &str) {
 /// pod, removing the manifest stops it and deletes the mirror.
 #[test]
 fn static_pods_run_with_mirror_pods() {
-    let s = start();
-    let ctd = TestContainerd::start();
-    ctd.import_busybox();
-    let subnet_octet = 100 + (std::process::id() % 100);
-    let bridge = format!("fks{}", std::process::id() % 100000);
-    let _bridge = BridgeGuard(bridge.clone());
-    write_network(&ctd, &bridge, &format!("198.18.{subnet_octet}.0/24"));
-    let dir = tempfile::tempdir().unwrap();
+    let lab = Lab::new("fks", 1);
+    let (s, ctd, dir) = (&lab.server, &lab.ctd, &lab.dir);
     let manifests = dir.path().join("manifests");
     std::fs::create_dir_all(&manifests).unwrap();
     let image = ferrokube_containerd::testimage::BUSYBOX_IMAGE;
@@ -550,8 +567,8 @@ fn static_pods_run_with_mirror_pods() {
     std::fs::write(&file, manifest("echo one; sleep 3600")).unwrap();
     std::fs::write(manifests.join("broken.yaml"), "kind: [").unwrap();
     let (kubelet, node) = start_kubelet(
-        &s,
-        &ctd,
+        s,
+        ctd,
         dir.path(),
         &format!("staticPodPath: {}\n", manifests.display()),
     );
@@ -569,7 +586,7 @@ fn static_pods_run_with_mirror_pods() {
         ]);
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
-    wait(&s, &kubelet, "the mirror pod Running", 60, || {
+    wait(s, &kubelet, "the mirror pod Running", 60, || {
         get("{.status.phase}") == "Running"
     });
     let hash = get("{.metadata.annotations.kubernetes\\.io/config\\.mirror}");
@@ -597,7 +614,7 @@ fn static_pods_run_with_mirror_pods() {
         &mirror,
         "--wait=false",
     ]);
-    wait(&s, &kubelet, "the mirror pod made again", 30, || {
+    wait(s, &kubelet, "the mirror pod made again", 30, || {
         let uid = get("{.metadata.uid}");
         !uid.is_empty() && uid != first_uid && get("{.status.phase}") == "Running"
     });
@@ -605,7 +622,7 @@ fn static_pods_run_with_mirror_pods() {
 
     // An edit is a new pod: a new hash and a new container.
     std::fs::write(&file, manifest("echo two; sleep 3600")).unwrap();
-    wait(&s, &kubelet, "the edited static pod running", 60, || {
+    wait(s, &kubelet, "the edited static pod running", 60, || {
         let h = get("{.metadata.annotations.kubernetes\\.io/config\\.mirror}");
         let c = get("{.status.containerStatuses[0].containerID}");
         !h.is_empty()
@@ -617,13 +634,13 @@ fn static_pods_run_with_mirror_pods() {
 
     // Removing the manifest: the mirror is deleted and the containers stopped.
     std::fs::remove_file(&file).unwrap();
-    wait(&s, &kubelet, "the mirror pod deleted", 30, || {
+    wait(s, &kubelet, "the mirror pod deleted", 30, || {
         !s.kubectl(&["get", "pod", "-n", "kube-system", &mirror])
             .status
             .success()
     });
     wait(
-        &s,
+        s,
         &kubelet,
         "the static pod's containers removed",
         30,
@@ -660,14 +677,8 @@ impl Drop for MountGuard {
 /// rejected; freed space clears the condition.
 #[test]
 fn disk_pressure_evicts_and_rejects_pods() {
-    let s = start();
-    let ctd = TestContainerd::start();
-    ctd.import_busybox();
-    let subnet_octet = 100 + (std::process::id() % 100);
-    let bridge = format!("fke{}", std::process::id() % 100000);
-    let _bridge = BridgeGuard(bridge.clone());
-    write_network(&ctd, &bridge, &format!("198.19.{subnet_octet}.0/24"));
-    let dir = tempfile::tempdir().unwrap();
+    let lab = Lab::new("fke", 2);
+    let (s, ctd, dir) = (&lab.server, &lab.ctd, &lab.dir);
     let root = dir.path().join("root");
     std::fs::create_dir_all(&root).unwrap();
     let mounted = Command::new("mount")
@@ -678,19 +689,19 @@ fn disk_pressure_evicts_and_rejects_pods() {
     assert!(mounted.success(), "mounting a tmpfs");
     let _mount = MountGuard(root.clone());
     let (kubelet, node) = start_kubelet(
-        &s,
-        &ctd,
+        s,
+        ctd,
         dir.path(),
         "evictionHard: {memory.available: 1Mi, nodefs.available: 40%}\n",
     );
     let condition = |kind: &str| {
         jsonpath(
-            &s,
+            s,
             &["node", &node],
             &format!("{{.status.conditions[?(@.type==\"{kind}\")].status}}"),
         )
     };
-    wait(&s, &kubelet, "the node Ready", 30, || {
+    wait(s, &kubelet, "the node Ready", 30, || {
         condition("Ready") == "True"
     });
     assert_eq!(condition("DiskPressure"), "False");
@@ -698,21 +709,18 @@ fn disk_pressure_evicts_and_rejects_pods() {
     let pod = |name: &str| {
         format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  nodeName: {node}\n  terminationGracePeriodSeconds: 30\n  containers:\n  - name: c\n    image: {image}\n    command: [sleep, '3600']\n")
     };
-    create(&s, &pod("victim"));
-    wait(&s, &kubelet, "victim Running", 60, || {
-        jsonpath(&s, &["pod", "victim"], "{.status.phase}") == "Running"
+    create(s, &pod("victim"));
+    wait(s, &kubelet, "victim Running", 60, || {
+        jsonpath(s, &["pod", "victim"], "{.status.phase}") == "Running"
     });
 
     // 45 of 64 MiB used: less than 40 % available.
     std::fs::write(root.join("fill"), vec![0u8; 45 << 20]).unwrap();
-    wait(&s, &kubelet, "victim evicted", 40, || {
-        jsonpath(&s, &["pod", "victim"], "{.status.reason}") == "Evicted"
+    wait(s, &kubelet, "victim evicted", 40, || {
+        jsonpath(s, &["pod", "victim"], "{.status.reason}") == "Evicted"
     });
-    assert_eq!(
-        jsonpath(&s, &["pod", "victim"], "{.status.phase}"),
-        "Failed"
-    );
-    let msg = jsonpath(&s, &["pod", "victim"], "{.status.message}");
+    assert_eq!(jsonpath(s, &["pod", "victim"], "{.status.phase}"), "Failed");
+    let msg = jsonpath(s, &["pod", "victim"], "{.status.message}");
     assert!(
         msg.starts_with(
             "The node was low on resource: ephemeral-storage. Threshold quantity: 40%, available: "
@@ -721,22 +729,22 @@ fn disk_pressure_evicts_and_rejects_pods() {
     );
     assert_eq!(
         jsonpath(
-            &s,
+            s,
             &["pod", "victim"],
             "{.status.conditions[?(@.type==\"DisruptionTarget\")].reason}"
         ),
         "TerminationByKubelet"
     );
     // Stopped at once (no 30 s grace) and reported so.
-    wait(&s, &kubelet, "victim's container stopped", 20, || {
+    wait(s, &kubelet, "victim's container stopped", 20, || {
         !jsonpath(
-            &s,
+            s,
             &["pod", "victim"],
             "{.status.containerStatuses[0].state.terminated}",
         )
         .is_empty()
     });
-    wait(&s, &kubelet, "DiskPressure", 20, || {
+    wait(s, &kubelet, "DiskPressure", 20, || {
         condition("DiskPressure") == "True"
     });
     let events = s.ok(&[
@@ -750,21 +758,18 @@ fn disk_pressure_evicts_and_rejects_pods() {
     assert!(events.contains("Evicted"), "{events}");
 
     // A new pod is not admitted under disk pressure.
-    create(&s, &pod("late"));
-    wait(&s, &kubelet, "late rejected", 30, || {
-        jsonpath(&s, &["pod", "late"], "{.status.phase}") == "Failed"
+    create(s, &pod("late"));
+    wait(s, &kubelet, "late rejected", 30, || {
+        jsonpath(s, &["pod", "late"], "{.status.phase}") == "Failed"
     });
+    assert_eq!(jsonpath(s, &["pod", "late"], "{.status.reason}"), "Evicted");
     assert_eq!(
-        jsonpath(&s, &["pod", "late"], "{.status.reason}"),
-        "Evicted"
-    );
-    assert_eq!(
-        jsonpath(&s, &["pod", "late"], "{.status.message}"),
+        jsonpath(s, &["pod", "late"], "{.status.message}"),
         "The node had condition: [DiskPressure]. "
     );
 
     std::fs::remove_file(root.join("fill")).unwrap();
-    wait(&s, &kubelet, "DiskPressure cleared", 30, || {
+    wait(s, &kubelet, "DiskPressure cleared", 30, || {
         condition("DiskPressure") == "False"
     });
     drop(kubelet);
