@@ -86,11 +86,7 @@ impl Lab {
 
     /// `program` in `host`'s network namespace (nothing else changes).
     fn cmd(&self, host: &str, program: &str) -> Command {
-        let mut c = Command::new("nsenter");
-        c.arg(format!("--net=/run/netns/{}", self.ns(host)))
-            .arg("--")
-            .arg(program);
-        c
+        common::netns::command(&self.ns(host), program)
     }
 
     /// Starts process `name` (log: `logs/<name>.log`, appended).
@@ -126,18 +122,9 @@ impl Lab {
 
     /// Sends `signal` to process `name` and reaps it.
     fn stop(&mut self, name: &str, signal: &str) {
-        let Some(mut child) = self.procs.get_mut(name).unwrap().1.take() else {
-            return;
-        };
-        let _ = Command::new("kill")
-            .args([&format!("-{signal}"), &child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while child.try_wait().unwrap().is_none() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(50));
+        if let Some(child) = self.procs.get_mut(name).unwrap().1.take() {
+            common::netns::stop(child, signal);
         }
-        let _ = child.kill();
-        let _ = child.wait();
     }
 
     fn log(&self, name: &str) -> String {

@@ -62,11 +62,7 @@ impl Lab {
 
     /// A command run in network namespace `short` (nothing else changes).
     fn cmd(&self, short: &str, program: &str) -> Command {
-        let mut c = Command::new("nsenter");
-        c.arg(format!("--net=/run/netns/{}", self.ns(short)))
-            .arg("--")
-            .arg(program);
-        c
+        common::netns::command(&self.ns(short), program)
     }
 
     fn logs(&self) -> String {
@@ -95,16 +91,8 @@ impl Lab {
     }
 
     fn stop_agent(&mut self) {
-        if let Some(mut a) = self.agent.take() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &a.id().to_string()])
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while a.try_wait().unwrap().is_none() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            let _ = a.kill();
-            let _ = a.wait();
+        if let Some(a) = self.agent.take() {
+            common::netns::stop(a, "TERM");
         }
     }
 }

@@ -16,6 +16,30 @@ pub fn sh(args: &[&str]) {
     );
 }
 
+/// `program` run in network namespace `ns` only (its mounts and the rest stay the
+/// host's).
+pub fn command(ns: &str, program: &str) -> Command {
+    let mut c = Command::new("nsenter");
+    c.arg(format!("--net=/run/netns/{ns}"))
+        .arg("--")
+        .arg(program);
+    c
+}
+
+/// Sends `signal` (`TERM`, `KILL`, …) to `child`, gives it 20 s to exit, then kills
+/// and reaps it.
+pub fn stop(mut child: Child, signal: &str) {
+    let _ = Command::new("kill")
+        .args([&format!("-{signal}"), &child.id().to_string()])
+        .status();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while child.try_wait().ok().flatten().is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 /// Tears a lab down: freezes the `agents` (their kubelets restart nothing), removes
 /// every container of the containerds on `sockets` while they still answer, kills
 /// `children`, then every process naming `dir` (containerds, shims), unmounts what is
