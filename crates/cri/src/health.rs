@@ -8,16 +8,7 @@ use std::time::Duration;
 use tonic::transport::Endpoint;
 
 /// The generated health messages and client.
-#[allow(
-    clippy::all,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    missing_debug_implementations
-)]
-pub mod v1 {
-    tonic::include_proto!("grpc.health.v1");
-}
+pub use crate::generated::health as v1;
 
 use v1::health_check_response::ServingStatus;
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 use hyper_util::rt::TokioIo;
 use tonic::transport::{Endpoint, Uri};
 
-/// The generated CRI v1 messages and service clients.
+/// The code generated from proto/ (not held to the workspace's lints).
 #[allow(
     clippy::all,
     clippy::unwrap_used,
@@ -18,9 +18,17 @@ use tonic::transport::{Endpoint, Uri};
     clippy::panic,
     missing_debug_implementations
 )]
-pub mod v1 {
-    tonic::include_proto!("runtime.v1");
+mod generated {
+    pub mod runtime {
+        tonic::include_proto!("runtime.v1");
+    }
+    pub mod health {
+        tonic::include_proto!("grpc.health.v1");
+    }
 }
+
+/// The generated CRI v1 messages and service clients.
+pub use generated::runtime as v1;
 
 pub mod health;
 
