@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, ListParams};
 use serde_json::json;
 
 use crate::{host, Kubelet};
@@ -170,12 +170,10 @@ pub fn admit(k: &Kubelet, pod: &Pod) -> Option<String> {
 pub async fn run(k: Arc<Kubelet>) {
     let mut tick = tokio::time::interval(PERIOD);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut stop = k.stop.clone();
     loop {
         tokio::select! {
             _ = tick.tick() => pass(&k).await,
-            // The guard `wait_for` returns must not live across the other arm's await.
-            () = async { let _ = stop.wait_for(|s| *s).await; } => return,
+            () = k.stopped() => return,
         }
     }
 }
@@ -341,7 +339,7 @@ async fn evict(k: &Kubelet, c: &Candidate, m: &Met) {
     let msg = message(c, m);
     tracing::warn!(pod = %format!("{ns}/{name}"), message = %msg, "evicting a pod");
     let now = k8s_openapi::jiff::Timestamp::now().to_string();
-    let status = json!({"status": {
+    let status = json!({
         "phase": "Failed",
         "reason": "Evicted",
         "message": msg,
@@ -352,12 +350,8 @@ async fn evict(k: &Kubelet, c: &Candidate, m: &Met) {
             "message": msg,
             "lastTransitionTime": now,
         }],
-    }});
-    let api: Api<Pod> = Api::namespaced(k.client.clone(), &ns);
-    match api
-        .patch_status(&name, &PatchParams::default(), &Patch::Strategic(&status))
-        .await
-    {
+    });
+    match crate::status::patch(&k.client, pod, &status).await {
         Ok(_) => k.events.pod(pod, None, true, "Evicted", msg),
         Err(e) => {
             tracing::warn!(pod = %format!("{ns}/{name}"), error = %e, "marking a pod evicted")

@@ -192,6 +192,13 @@ impl Kubelet {
         Ok(())
     }
 
+    /// Resolves once the kubelet is told to stop. Unlike a `wait_for` on `stop` in a
+    /// `select!` arm, it holds no watch guard across the other arms' awaits.
+    pub async fn stopped(&self) {
+        let mut stop = self.stop.clone();
+        let _ = stop.wait_for(|s| *s).await;
+    }
+
     /// The runtime's status of a container (`None` if it is gone or CRI fails).
     pub async fn container_status(&self, id: &str) -> Option<cri::ContainerStatus> {
         self.cri

@@ -17,12 +17,10 @@ use crate::Kubelet;
 pub async fn run(k: Arc<Kubelet>) {
     let mut tick = tokio::time::interval(k.config.container_log_monitor_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut stop = k.stop.clone();
     loop {
         tokio::select! {
             _ = tick.tick() => rotate_all(&k).await,
-            // The guard `wait_for` returns must not live across the other arm's await.
-            () = async { let _ = stop.wait_for(|s| *s).await; } => return,
+            () = k.stopped() => return,
         }
     }
 }

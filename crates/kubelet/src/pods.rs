@@ -56,7 +56,6 @@ pub async fn run(k: Arc<Kubelet>) {
     // The static pods by UID, and the API's mirror pods.
     let mut statics: HashMap<String, Pod> = HashMap::new();
     let mut mirrors = mirror::Mirrors::default();
-    let mut stop = k.stop.clone();
     let spawn = |workers: &mut HashMap<String, Handle>, pod: Pod| {
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         if let Some(h) = workers.get(&uid) {
@@ -161,8 +160,7 @@ pub async fn run(k: Arc<Kubelet>) {
                     relists += 1;
                 }
             }
-            // The guard `wait_for` returns must not live across the relist's await.
-            () = async { let _ = stop.wait_for(|s| *s).await; } => return,
+            () = k.stopped() => return,
         }
     }
 }

@@ -405,6 +405,26 @@ pub fn pod_status(pod: &Pod, o: &Observed, host_ip: &str) -> PodStatus {
     }
 }
 
+/// Writes `status` (a strategic merge patch of the `status` subresource, so that
+/// others' conditions stay) to the API's copy of `pod`.
+pub async fn patch(
+    client: &kube::Client,
+    pod: &Pod,
+    status: &serde_json::Value,
+) -> Result<(), kube::Error> {
+    let api: kube::Api<Pod> = kube::Api::namespaced(
+        client.clone(),
+        pod.metadata.namespace.as_deref().unwrap_or_default(),
+    );
+    api.patch_status(
+        pod.metadata.name.as_deref().unwrap_or_default(),
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Strategic(&serde_json::json!({ "status": status })),
+    )
+    .await
+    .map(|_| ())
+}
+
 /// The status with times of the kubelet's own making removed, to tell whether a
 /// patch is needed.
 pub fn fingerprint(s: &PodStatus) -> String {

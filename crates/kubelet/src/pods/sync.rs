@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use ferrokube_cri::{v1 as cri, CallExt};
 use k8s_openapi::api::core::v1::{Container, Pod};
-use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use kube::api::{Api, DeleteParams, Preconditions};
 use tokio::sync::{watch, Notify};
 
 use crate::events::container_field;
@@ -74,6 +74,19 @@ fn policy(pod: &Pod) -> String {
         .as_ref()
         .and_then(|s| s.restart_policy.clone())
         .unwrap_or_else(|| "Always".into())
+}
+
+/// The seconds a stopping pod's containers get: the deletion's grace period, else the
+/// pod's `terminationGracePeriodSeconds`, else 30.
+fn grace_period(pod: &Pod) -> i64 {
+    pod.metadata
+        .deletion_grace_period_seconds
+        .or_else(|| {
+            pod.spec
+                .as_ref()
+                .and_then(|s| s.termination_grace_period_seconds)
+        })
+        .unwrap_or(30)
 }
 
 fn pod_desc(pod: &Pod) -> String {
@@ -184,12 +197,7 @@ impl PodWorker {
             // A static pod whose manifest was removed stops gracefully, as a deleted
             // API pod does; an API pod seen gone was already stopped (or forced).
             if let Some(pod) = self.last_pod.clone().filter(static_pods::is_static) {
-                let grace = pod
-                    .spec
-                    .as_ref()
-                    .and_then(|s| s.termination_grace_period_seconds)
-                    .unwrap_or(30);
-                self.kill(&containers, grace, Some(&pod)).await;
+                self.kill(&containers, grace_period(&pod), Some(&pod)).await;
             }
             super::remove_from_runtime(&mut self.rt(), &sandboxes, &containers).await;
         }
@@ -950,17 +958,8 @@ impl PodWorker {
         containers: &[cri::Container],
     ) -> Duration {
         let deleting = pod.metadata.deletion_timestamp.is_some();
-        let grace = pod
-            .metadata
-            .deletion_grace_period_seconds
-            .or_else(|| {
-                pod.spec
-                    .as_ref()
-                    .and_then(|s| s.termination_grace_period_seconds)
-            })
-            .unwrap_or(30);
-        self.kill(containers, if deleting { grace } else { 0 }, Some(pod))
-            .await;
+        let grace = if deleting { grace_period(pod) } else { 0 };
+        self.kill(containers, grace, Some(pod)).await;
         for s in sandboxes {
             let _ = self
                 .rt()
@@ -1007,20 +1006,8 @@ impl PodWorker {
         self.k
             .events
             .pod(pod, None, true, reason, message.to_string());
-        let api: Api<Pod> = Api::namespaced(
-            self.k.client.clone(),
-            pod.metadata.namespace.as_deref().unwrap_or_default(),
-        );
-        let patch = serde_json::json!({"status": {
-            "phase": "Failed", "reason": reason, "message": message}});
-        if let Err(e) = api
-            .patch_status(
-                pod.metadata.name.as_deref().unwrap_or_default(),
-                &PatchParams::default(),
-                &Patch::Strategic(&patch),
-            )
-            .await
-        {
+        let status = serde_json::json!({"phase": "Failed", "reason": reason, "message": message});
+        if let Err(e) = status::patch(&self.k.client, pod, &status).await {
             tracing::warn!(pod = %pod_desc(pod), error = %e, "rejecting a pod");
         }
     }
@@ -1074,19 +1061,8 @@ impl PodWorker {
         if self.last_status.as_deref() == Some(fp.as_str()) {
             return phase;
         }
-        let api: Api<Pod> = Api::namespaced(
-            self.k.client.clone(),
-            pod.metadata.namespace.as_deref().unwrap_or_default(),
-        );
-        let patch = serde_json::json!({ "status": status });
-        match api
-            .patch_status(
-                pod.metadata.name.as_deref().unwrap_or_default(),
-                &PatchParams::default(),
-                &Patch::Strategic(&patch),
-            )
-            .await
-        {
+        let value = serde_json::to_value(&status).unwrap_or_default();
+        match status::patch(&self.k.client, pod, &value).await {
             Ok(_) => self.last_status = Some(fp),
             // A static pod's mirror may not be made yet: written once it is.
             Err(kube::Error::Api(e)) if e.code == 404 && static_pods::is_static(pod) => {}
