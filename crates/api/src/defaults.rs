@@ -275,7 +275,31 @@ pub fn apply(group: &str, resource: &str, o: &mut Value) {
                 }
             }
         }
+        (
+            "admissionregistration.k8s.io",
+            r @ ("mutatingwebhookconfigurations" | "validatingwebhookconfigurations"),
+        ) => {
+            let mutating = r.starts_with("mutating");
+            each_obj(m, "webhooks", |h| webhook(h, mutating));
+        }
         _ => {}
+    }
+}
+
+/// `SetDefaults_ValidatingWebhook` / `SetDefaults_MutatingWebhook`, `SetDefaults_Rule`
+/// and `SetDefaults_ServiceReference` of admissionregistration/v1.
+fn webhook(h: &mut Map<String, Value>, mutating: bool) {
+    default(h, "failurePolicy", json!("Fail"));
+    default(h, "matchPolicy", json!("Equivalent"));
+    default(h, "namespaceSelector", json!({}));
+    default(h, "objectSelector", json!({}));
+    default(h, "timeoutSeconds", json!(10));
+    if mutating {
+        default(h, "reinvocationPolicy", json!("Never"));
+    }
+    each_obj(h, "rules", |r| default(r, "scope", json!("*")));
+    if let Some(svc) = obj_in(h, "clientConfig").and_then(|c| obj_in(c, "service")) {
+        default(svc, "port", json!(443));
     }
 }
 
@@ -338,6 +362,32 @@ mod tests {
             ),
             (json!(10), json!("HTTP"), json!("/"))
         );
+    }
+
+    #[test]
+    fn webhook_configurations_get_v1_defaults() {
+        let mut o = json!({"webhooks": [{"name": "a", "clientConfig": {"service": {"namespace": "n", "name": "s"}}, "rules": [{"operations": ["CREATE"]}]}]});
+        apply(
+            "admissionregistration.k8s.io",
+            "mutatingwebhookconfigurations",
+            &mut o,
+        );
+        let h = &o["webhooks"][0];
+        assert_eq!(h["failurePolicy"], "Fail");
+        assert_eq!(h["matchPolicy"], "Equivalent");
+        assert_eq!(h["namespaceSelector"], json!({}));
+        assert_eq!(h["timeoutSeconds"], 10);
+        assert_eq!(h["reinvocationPolicy"], "Never");
+        assert_eq!(h["rules"][0]["scope"], "*");
+        assert_eq!(h["clientConfig"]["service"]["port"], 443);
+        let mut v = json!({"webhooks": [{"name": "a", "failurePolicy": "Ignore"}]});
+        apply(
+            "admissionregistration.k8s.io",
+            "validatingwebhookconfigurations",
+            &mut v,
+        );
+        assert_eq!(v["webhooks"][0]["failurePolicy"], "Ignore");
+        assert!(v["webhooks"][0].get("reinvocationPolicy").is_none());
     }
 
     #[test]

@@ -360,3 +360,31 @@ pub fn insecure_client_config(alpn: &[&[u8]]) -> Result<rustls::ClientConfig, ru
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(config)
 }
+
+/// The certificates of a PEM bundle as trust roots; an error says what is wrong with the
+/// bundle (a bad block, a certificate rustls rejects, or no certificate at all).
+pub fn root_store(pem: &[u8]) -> Result<rustls::RootCertStore, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(pem) {
+        let cert = cert.map_err(|e| e.to_string())?;
+        roots.add(cert).map_err(|e| e.to_string())?;
+    }
+    if roots.is_empty() {
+        return Err("no PEM certificate found".into());
+    }
+    Ok(roots)
+}
+
+#[cfg(test)]
+mod root_store_tests {
+    #[test]
+    fn bundles_are_checked() {
+        let (cert, _) = super::generate_self_signed(&["localhost".into()]).unwrap_or_default();
+        assert_eq!(super::root_store(cert.as_bytes()).map(|r| r.len()), Ok(1));
+        assert!(super::root_store(b"").is_err());
+        assert!(super::root_store(
+            b"-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n"
+        )
+        .is_err());
+    }
+}

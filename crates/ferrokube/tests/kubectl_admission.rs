@@ -1,7 +1,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! The default-on admission plugins built so far, as kubectl users meet them: Priority
-//! (with the system PriorityClasses bootstrapped), DefaultTolerationSeconds, LimitRanger
-//! and DefaultStorageClass.
+//! (with the system PriorityClasses bootstrapped), DefaultTolerationSeconds, LimitRanger,
+//! DefaultStorageClass, RuntimeClass and ResourceQuota.
 
 mod common;
 
@@ -88,6 +88,68 @@ fn default_admission_plugins_with_kubectl() {
             "jsonpath={.spec.storageClassName}"
         ]),
         "fast"
+    );
+}
+
+/// RuntimeClass: the class must exist; its overhead and scheduling land in the pod.
+#[test]
+fn runtime_class_with_kubectl() {
+    let s = start();
+    let rc = "apiVersion: node.k8s.io/v1\nkind: RuntimeClass\nmetadata: {name: sandboxed}\nhandler: runsc\noverhead:\n  podFixed: {cpu: 250m, memory: 64Mi}\nscheduling:\n  nodeSelector: {sandbox: \"yes\"}\n  tolerations: [{key: sandbox, operator: Exists, effect: NoSchedule}]\n";
+    assert!(s
+        .kubectl_stdin(&["create", "-f", "-"], Some(rc))
+        .status
+        .success());
+    let with = |name: &str, extra: &str| {
+        format!(
+            r#"{{"spec":{{"runtimeClassName":"sandboxed"{extra},"containers":[{{"name":"{name}","image":"busybox"}}]}}}}"#
+        )
+    };
+    s.ok(&[
+        "run",
+        "boxed",
+        "--image=busybox",
+        "--overrides",
+        &with("boxed", ""),
+    ]);
+    assert_eq!(
+        s.ok(&["get", "pod", "boxed", "-o", "jsonpath={.spec.overhead.cpu} {.spec.overhead.memory} {.spec.nodeSelector.sandbox} {.spec.tolerations[0].key}"]),
+        "250m 64Mi yes sandbox"
+    );
+    let err = s.fails(&[
+        "run",
+        "other",
+        "--image=busybox",
+        "--overrides",
+        r#"{"spec":{"runtimeClassName":"missing"}}"#,
+    ]);
+    assert!(
+        err.contains(
+            r#"pods "other" is forbidden: pod rejected: RuntimeClass "missing" not found"#
+        ),
+        "{err}"
+    );
+    let err = s.fails(&[
+        "run",
+        "clash",
+        "--image=busybox",
+        "--overrides",
+        &with("clash", r#","nodeSelector":{"sandbox":"no"}"#),
+    ]);
+    assert!(
+        err.contains("conflict: runtimeClass.scheduling.nodeSelector[sandbox] = yes; pod.spec.nodeSelector[sandbox] = no"),
+        "{err}"
+    );
+    let err = s.fails(&[
+        "run",
+        "heavy",
+        "--image=busybox",
+        "--overrides",
+        &with("heavy", r#","overhead":{"cpu":"1"}"#),
+    ]);
+    assert!(
+        err.contains("pod rejected: Pod's Overhead doesn't match RuntimeClass's defined Overhead"),
+        "{err}"
     );
 }
 

@@ -43,20 +43,8 @@ pub(crate) fn connector(upstream: &str, tls: &HealthTls) -> Result<TlsConnector,
         ),
         (Some(ca), false) => {
             let pem = read(upstream, ca)?;
-            let mut roots = rustls::RootCertStore::empty();
-            for cert in CertificateDer::pem_slice_iter(&pem) {
-                let cert =
-                    cert.map_err(|e| tls_error(upstream, format!("{}: {e}", ca.display())))?;
-                roots
-                    .add(cert)
-                    .map_err(|e| tls_error(upstream, format!("{}: {e}", ca.display())))?;
-            }
-            if roots.is_empty() {
-                return Err(tls_error(
-                    upstream,
-                    format!("{}: no certificates", ca.display()),
-                ));
-            }
+            let roots = ferrokube_component_base::tls::root_store(&pem)
+                .map_err(|e| tls_error(upstream, format!("{}: {e}", ca.display())))?;
             builder.with_root_certificates(roots)
         }
         (None, false) => {

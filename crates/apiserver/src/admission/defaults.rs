@@ -3,7 +3,9 @@
 //! `preemptionPolicy`, the global default class applied), DefaultTolerationSeconds
 //! (5-minute NoExecute tolerations for not-ready and unreachable nodes), LimitRanger
 //! (Container defaults from the namespace's LimitRanges, then their min/max checked) and
-//! DefaultStorageClass (a PVC without a class gets the default one).
+//! DefaultStorageClass (a PVC without a class gets the default one) and RuntimeClass (a
+//! pod's RuntimeClass must exist; its overhead and scheduling constraints are copied
+//! into the pod).
 
 use ferrokube_api::kinds::Quantity;
 use ferrokube_api::resources;
@@ -96,6 +98,121 @@ pub async fn priority(registry: &Registry, pod: &mut Value, name: &str) -> ApiRe
     spec.entry("preemptionPolicy")
         .or_insert_with(|| json!(policy));
     Ok(())
+}
+
+/// RuntimeClass (upstream's `plugin/pkg/admission/runtimeclass`): the class named by
+/// `runtimeClassName` must exist; its `overhead.podFixed` becomes `spec.overhead` (a
+/// different overhead already in the pod is refused, as is an overhead without one in
+/// the class), its `scheduling.nodeSelector` is merged into the pod's (a conflicting
+/// value is refused) and its tolerations are added.
+pub async fn runtime_class(registry: &Registry, pod: &mut Value, name: &str) -> ApiResult<()> {
+    let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) else {
+        return Ok(());
+    };
+    let wanted = spec
+        .get("runtimeClassName")
+        .and_then(Value::as_str)
+        .filter(|n| !n.is_empty())
+        .map(str::to_string);
+    let class = match &wanted {
+        None => None,
+        Some(n) => {
+            let info = resources::lookup("node.k8s.io", "v1", "runtimeclasses")
+                .ok_or_else(|| Status::internal("runtimeclasses are not registered"))?;
+            match registry.get(&Target::builtin(info, None), n).await {
+                Ok(rc) => Some(rc),
+                Err(crate::errors::ApiError::Storage(
+                    ferrokube_storage::StorageError::NotFound { .. },
+                )) => {
+                    return Err(forbidden(
+                        "pods",
+                        name,
+                        format!("pod rejected: RuntimeClass {n:?} not found"),
+                    ))
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    };
+    let overhead = class
+        .as_ref()
+        .and_then(|c| c.pointer("/overhead/podFixed"))
+        .filter(|o| o.as_object().is_some_and(|m| !m.is_empty()));
+    let given = spec
+        .get("overhead")
+        .filter(|o| o.as_object().is_some_and(|m| !m.is_empty()));
+    match (overhead, given) {
+        (Some(want), Some(have)) if !same_quantities(want, have) => {
+            return Err(forbidden(
+                "pods",
+                name,
+                "pod rejected: Pod's Overhead doesn't match RuntimeClass's defined Overhead".into(),
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(forbidden(
+                "pods",
+                name,
+                "pod rejected: Pod Overhead set without corresponding RuntimeClass defined Overhead".into(),
+            ));
+        }
+        (Some(want), _) => {
+            spec.insert("overhead".into(), want.clone());
+        }
+        (None, None) => {}
+    }
+    let Some(scheduling) = class.as_ref().and_then(|c| c.get("scheduling")) else {
+        return Ok(());
+    };
+    if let Some(selector) = scheduling.get("nodeSelector").and_then(Value::as_object) {
+        let pod_selector = spec.entry("nodeSelector").or_insert_with(|| json!({}));
+        if !pod_selector.is_object() {
+            *pod_selector = json!({});
+        }
+        if let Some(ps) = pod_selector.as_object_mut() {
+            for (k, v) in selector {
+                match ps.get(k) {
+                    Some(have) if have != v => {
+                        let (want, have) = (v.as_str().unwrap_or(""), have.as_str().unwrap_or(""));
+                        return Err(forbidden(
+                            "pods",
+                            name,
+                            format!("conflict: runtimeClass.scheduling.nodeSelector[{k}] = {want}; pod.spec.nodeSelector[{k}] = {have}"),
+                        ));
+                    }
+                    _ => {
+                        ps.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+        }
+    }
+    if let Some(extra) = scheduling.get("tolerations").and_then(Value::as_array) {
+        let tolerations = spec.entry("tolerations").or_insert_with(|| json!([]));
+        if let Some(list) = tolerations.as_array_mut() {
+            for t in extra {
+                if !list.contains(t) {
+                    list.push(t.clone());
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether two resource lists hold the same quantities (`1` equals `1000m`).
+fn same_quantities(a: &Value, b: &Value) -> bool {
+    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
+        return false;
+    };
+    let q = Quantity::parse;
+    a.len() == b.len()
+        && a.iter().all(|(k, va)| {
+            b.get(k).is_some_and(|vb| match (q(va), q(vb)) {
+                (Some(x), Some(y)) => x == y,
+                _ => va == vb,
+            })
+        })
 }
 
 /// DefaultTolerationSeconds.

@@ -8,6 +8,7 @@ pub mod defaults;
 pub mod pod_security;
 pub mod quota;
 pub mod service_account;
+pub mod webhook;
 
 use ferrokube_api::status::{Status, Subject};
 use ferrokube_authz::UserInfo;
@@ -26,6 +27,11 @@ pub struct Admission {
     pub resource_quota: bool,
     pub pod_security: bool,
     pub service_account: bool,
+    pub runtime_class: bool,
+    pub mutating_webhook: bool,
+    pub validating_webhook: bool,
+    /// The stored webhook configurations (fed by a watch).
+    pub webhooks: std::sync::Arc<webhook::Webhooks>,
 }
 
 /// What a write does.
@@ -79,34 +85,67 @@ impl Admission {
             resource_quota: on("ResourceQuota", true),
             pod_security: on("PodSecurity", true),
             service_account: on("ServiceAccount", true),
+            runtime_class: on("RuntimeClass", true),
+            mutating_webhook: on("MutatingAdmissionWebhook", true),
+            validating_webhook: on("ValidatingAdmissionWebhook", true),
+            webhooks: Default::default(),
         }
     }
 
-    /// The mutating plugins, then PodSecurity and ResourceQuota, on a new object (`obj`
-    /// changes in place). Returns the warnings to send.
+    /// The webhooks to consult on a write, when any is configured and its plugin is on.
+    pub fn webhooks(&self) -> Option<&webhook::Webhooks> {
+        let on = self.mutating_webhook || self.validating_webhook;
+        (on && !self.webhooks.is_empty()).then_some(&*self.webhooks)
+    }
+
+    /// The built-in mutating plugins on a new object (`obj` changes in place).
     pub async fn mutate(
         &self,
         registry: &crate::registry::Registry,
         a: &Attributes<'_>,
         obj: &mut Value,
-    ) -> ApiResult<Vec<String>> {
+    ) -> ApiResult<()> {
         if a.operation != Operation::Create || !a.subresource.is_empty() {
+            return Ok(());
+        }
+        self.mutate_core(registry, a, obj).await
+    }
+
+    /// PodSecurity on a new object (after every mutation). Returns the warnings to send.
+    pub async fn check_pod_security(
+        &self,
+        registry: &crate::registry::Registry,
+        a: &Attributes<'_>,
+        obj: &Value,
+    ) -> ApiResult<Vec<String>> {
+        if a.operation != Operation::Create
+            || !a.subresource.is_empty()
+            || !self.pod_security
+            || a.namespace.is_empty()
+        {
             return Ok(Vec::new());
         }
-        self.mutate_core(registry, a, obj).await?;
-        let mut warnings = Vec::new();
-        if self.pod_security && !a.namespace.is_empty() {
-            if let Some(info) = ferrokube_api::resources::lookup("", "v1", "namespaces") {
-                let target = crate::registry::Target::builtin(info, None);
-                if let Ok(ns) = registry.get(&target, a.namespace).await {
-                    warnings = pod_security::admit(&ns, a.resource, a.name, obj)?;
-                }
-            }
+        let Some(info) = ferrokube_api::resources::lookup("", "v1", "namespaces") else {
+            return Ok(Vec::new());
+        };
+        let target = crate::registry::Target::builtin(info, None);
+        match registry.get(&target, a.namespace).await {
+            Ok(ns) => pod_security::admit(&ns, a.resource, a.name, obj),
+            Err(_) => Ok(Vec::new()),
         }
-        if self.resource_quota {
-            quota::admit(registry, a.group, a.resource, a.namespace, a.name, obj).await?;
+    }
+
+    /// ResourceQuota on a new object: the last plugin, charging the namespace's quotas.
+    pub async fn charge_quota(
+        &self,
+        registry: &crate::registry::Registry,
+        a: &Attributes<'_>,
+        obj: &Value,
+    ) -> ApiResult<()> {
+        if a.operation != Operation::Create || !a.subresource.is_empty() || !self.resource_quota {
+            return Ok(());
         }
-        Ok(warnings)
+        quota::admit(registry, a.group, a.resource, a.namespace, a.name, obj).await
     }
 
     async fn mutate_core(
@@ -128,6 +167,9 @@ impl Admission {
                 }
                 if self.priority {
                     defaults::priority(registry, obj, a.name).await?;
+                }
+                if self.runtime_class {
+                    defaults::runtime_class(registry, obj, a.name).await?;
                 }
                 if self.default_toleration_seconds {
                     defaults::default_tolerations(obj);

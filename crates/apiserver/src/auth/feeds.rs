@@ -1,6 +1,7 @@
-//! The authorizers' view of the cluster, kept current like upstream's informers: each fed
-//! resource is listed once before the server answers requests, then watched; a broken
-//! or compacted watch re-lists and forgets what disappeared meanwhile.
+//! The authorizers' (and the admission webhooks') view of the cluster, kept current like
+//! upstream's informers: each fed resource is listed once before the server answers
+//! requests, then watched; a broken or compacted watch re-lists and forgets what
+//! disappeared meanwhile.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -63,6 +64,18 @@ impl Sink for NodeSink {
             NodeFeed::PersistentVolumes => self.0.remove_pv(name),
             NodeFeed::VolumeAttachments => self.0.remove_volume_attachment(name),
         }
+    }
+}
+
+/// Webhook configurations for the admission webhooks.
+struct WebhookSink(Arc<crate::admission::webhook::Webhooks>, bool);
+
+impl Sink for WebhookSink {
+    fn upsert(&self, obj: &Value) {
+        self.0.upsert(obj, self.1);
+    }
+    fn remove(&self, obj: &Value) {
+        self.0.remove(meta::name(obj).unwrap_or(""), self.1);
     }
 }
 
@@ -210,6 +223,28 @@ pub async fn start(
             "volumeattachments",
             Box::new(NodeSink(node.clone(), NodeFeed::VolumeAttachments)),
         );
+    }
+    let admission = &security.admission;
+    for (resource, mutating, on) in [
+        (
+            "mutatingwebhookconfigurations",
+            true,
+            admission.mutating_webhook,
+        ),
+        (
+            "validatingwebhookconfigurations",
+            false,
+            admission.validating_webhook,
+        ),
+    ] {
+        if on {
+            add(
+                "admissionregistration.k8s.io",
+                "v1",
+                resource,
+                Box::new(WebhookSink(admission.webhooks.clone(), mutating)),
+            );
+        }
     }
     for mut feed in feeds {
         let rv = feed.relist(registry).await?;

@@ -85,15 +85,9 @@ impl KubeletClient {
         let builder = match &cfg.certificate_authority {
             Some(path) => {
                 let pem = read_pem("--kubelet-certificate-authority", path)?;
-                let mut roots = rustls::RootCertStore::empty();
-                for cert in CertificateDer::pem_slice_iter(&pem) {
-                    let cert = cert.map_err(|e| {
-                        format!("--kubelet-certificate-authority {}: {e}", path.display())
-                    })?;
-                    roots.add(cert).map_err(|e| {
-                        format!("--kubelet-certificate-authority {}: {e}", path.display())
-                    })?;
-                }
+                let roots = ferrokube_component_base::tls::root_store(&pem).map_err(|e| {
+                    format!("--kubelet-certificate-authority {}: {e}", path.display())
+                })?;
                 builder.with_root_certificates(roots)
             }
             // No CA configured: the kubelet's (often self-signed) certificate is not

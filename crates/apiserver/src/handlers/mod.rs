@@ -1,5 +1,6 @@
 //! Request handlers: discovery, version and health, the REST verbs, watch.
 
+pub mod admit;
 pub mod componentstatus;
 pub mod discovery;
 pub mod fieldmanager;

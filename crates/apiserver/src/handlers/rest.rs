@@ -9,14 +9,17 @@ use ferrokube_api::resources::{self, ResourceInfo};
 use ferrokube_api::status::{Status, Subject};
 use serde_json::{json, Value};
 
+use crate::admission::Operation;
 use crate::body::Response;
 use crate::errors::{ApiError, ApiResult};
+use crate::handlers::admit::{admit_builtin, Chain};
 use crate::handlers::fieldmanager::{check_config_type, check_patch_options, FieldManager};
 use crate::handlers::response::{self, shape_object};
 use crate::handlers::table::to_table;
 use crate::negotiation::{self, Output};
 use crate::registry::delete::DeleteOptions;
 use crate::registry::list::ListOptions;
+use crate::registry::store::{Write, WriteAdmission};
 use crate::registry::{Registry, Target};
 use crate::request_info::{Query, RequestInfo};
 
@@ -322,43 +325,22 @@ async fn dispatch(
             let manager =
                 FieldManager::for_request(target, req.query, req.user_agent, "CreateOptions")?;
             let mut obj = parse_body(info, req)?;
-            let warnings = crate::schema::validate_for(target, &mut obj, mode)?;
+            let mut warnings = crate::schema::validate_for(target, &mut obj, mode)?;
             if info.group == "certificates.k8s.io" && info.resource == "certificatesigningrequests"
             {
                 set_requestor(&mut obj, req.user);
             }
-            let name = meta::name(&obj).unwrap_or("").to_string();
-            let admission_warnings = req
-                .security
-                .admission
-                .mutate(
-                    registry,
-                    &crate::admission::Attributes {
-                        user: req.user,
-                        operation: crate::admission::Operation::Create,
-                        group: target.info.group,
-                        resource: target.info.resource,
-                        subresource: "",
-                        namespace: target.namespace.unwrap_or(""),
-                        name: &name,
-                        object: None,
-                        old: None,
-                    },
-                    &mut obj,
-                )
-                .await?;
-            let obj = manager.track(target, None, None, obj);
+            let dry = dry_run(req.query)?;
+            let chain = Chain::new(req, target, registry, dry, "CreateOptions");
+            // Managed fields first, as upstream: what admission adds belongs to no manager.
+            let mut obj = manager.track(target, None, None, obj);
+            chain.mutate(&mut obj, None).await?;
             check_rbac_write(req, target, &obj, None)?;
-            admit(
-                req,
-                target,
-                crate::admission::Operation::Create,
-                Some(&obj),
-                None,
-            )?;
-            let created = registry.create(target, obj, dry_run(req.query)?).await?;
-            let mut warnings = warnings;
-            warnings.extend(admission_warnings);
+            admit_builtin(req, target, Operation::Create, Some(&obj), None)?;
+            let created = registry
+                .create_admitted(target, obj, dry, Some(&chain))
+                .await?;
+            warnings.extend(chain.take_warnings());
             Ok(with_warnings(
                 response::json(201, &shape_object(out, target, created)),
                 &warnings,
@@ -369,27 +351,25 @@ async fn dispatch(
             let manager =
                 FieldManager::for_request(target, req.query, req.user_agent, "UpdateOptions")?;
             let mut desired = parse_body(info, req)?;
-            let warnings = crate::schema::validate_for(target, &mut desired, mode)?;
+            let mut warnings = crate::schema::validate_for(target, &mut desired, mode)?;
+            let dry = dry_run(req.query)?;
+            let chain = Chain::new(req, target, registry, dry, "UpdateOptions");
+            let write = Write::update(target, &ri.name, subresource, dry);
             let (obj, created) = registry
-                .update_with(
-                    target,
-                    &ri.name,
-                    subresource,
-                    dry_run(req.query)?,
-                    |current| {
-                        let next = manager.track(target, subresource, current, desired.clone());
-                        check_rbac_write(req, target, &next, current)?;
-                        check_csr_approval(req, subresource, current)?;
-                        let op = if current.is_some() {
-                            crate::admission::Operation::Update
-                        } else {
-                            crate::admission::Operation::Create
-                        };
-                        admit(req, target, op, Some(&next), current)?;
-                        Ok(next)
-                    },
-                )
+                .update_admitted(target, write, Some(&chain), |current| {
+                    let next = manager.track(target, subresource, current, desired.clone());
+                    check_rbac_write(req, target, &next, current)?;
+                    check_csr_approval(req, subresource, current)?;
+                    let op = if current.is_some() {
+                        Operation::Update
+                    } else {
+                        Operation::Create
+                    };
+                    admit_builtin(req, target, op, Some(&next), current)?;
+                    Ok(next)
+                })
                 .await?;
+            warnings.extend(chain.take_warnings());
             Ok(with_warnings(
                 response::json(
                     if created { 201 } else { 200 },
@@ -409,57 +389,45 @@ async fn dispatch(
             }
             let patch = patch_body(req)?;
             let mut warnings = Vec::new();
+            let dry = dry_run(req.query)?;
+            let chain = Chain::new(req, target, registry, dry, "PatchOptions");
+            let write = Write::update(target, &ri.name, subresource, dry);
             let (obj, _) = registry
-                .update_with(
-                    target,
-                    &ri.name,
-                    subresource,
-                    dry_run(req.query)?,
-                    |current| {
-                        let Some(current) = current else {
-                            return Err(ferrokube_storage::StorageError::NotFound {
-                                key: ri.name.clone(),
-                            }
-                            .into());
-                        };
-                        let mut view = current.clone();
-                        if let Some(served) = target.served {
-                            crate::conversion::to_served(served, &mut view);
+                .update_admitted(target, write, Some(&chain), |current| {
+                    let Some(current) = current else {
+                        return Err(ferrokube_storage::StorageError::NotFound {
+                            key: ri.name.clone(),
                         }
-                        let mut patched = kind.apply(info, &view, &patch)?;
-                        warnings = crate::schema::validate_for(target, &mut patched, mode)?;
-                        let next = manager.track(target, subresource, Some(current), patched);
-                        check_rbac_write(req, target, &next, Some(current))?;
-                        check_csr_approval(req, subresource, Some(current))?;
-                        admit(
-                            req,
-                            target,
-                            crate::admission::Operation::Update,
-                            Some(&next),
-                            Some(current),
-                        )?;
-                        Ok(next)
-                    },
-                )
+                        .into());
+                    };
+                    let mut view = current.clone();
+                    if let Some(served) = target.served {
+                        crate::conversion::to_served(served, &mut view);
+                    }
+                    let mut patched = kind.apply(info, &view, &patch)?;
+                    warnings = crate::schema::validate_for(target, &mut patched, mode)?;
+                    let next = manager.track(target, subresource, Some(current), patched);
+                    check_rbac_write(req, target, &next, Some(current))?;
+                    check_csr_approval(req, subresource, Some(current))?;
+                    admit_builtin(req, target, Operation::Update, Some(&next), Some(current))?;
+                    Ok(next)
+                })
                 .await?;
+            warnings.extend(chain.take_warnings());
             Ok(with_warnings(
                 response::json(200, &shape_object(out, target, obj)),
                 &warnings,
             ))
         }
         "delete" => {
-            if !req.security.admission.is_empty() {
-                let current = registry.get(target, &ri.name).await?;
-                admit(
-                    req,
-                    target,
-                    crate::admission::Operation::Delete,
-                    None,
-                    Some(&current),
-                )?;
-            }
             let opts = delete_options(req)?;
             let dry = dry_run(req.query)? || opts.dry_run.iter().any(|d| d == "All");
+            let chain = Chain::new(req, target, registry, dry, "DeleteOptions")
+                .with_options(delete_options_json(&opts));
+            if Chain::delete_needs_object(req) {
+                let current = registry.get(target, &ri.name).await?;
+                chain.delete(&current).await?;
+            }
             let (obj, gone) = registry.delete(target, &ri.name, &opts, dry).await?;
             if gone {
                 let uid = meta::str_field(&obj, "uid").unwrap_or_default().to_string();
@@ -495,12 +463,19 @@ async fn dispatch(
                 )
                 .await?;
             let mut deleted = Vec::new();
+            let admitted = Chain::delete_needs_object(req);
             for item in items {
                 let name = meta::name(&item).unwrap_or_default().to_string();
                 let item_target = Target {
                     namespace: meta::namespace(&item).or(target.namespace),
                     ..*target
                 };
+                if admitted {
+                    Chain::new(req, &item_target, registry, dry, "DeleteOptions")
+                        .with_options(delete_options_json(&opts))
+                        .delete(&item)
+                        .await?;
+                }
                 match registry.delete(&item_target, &name, &opts, dry).await {
                     Ok((obj, _)) => deleted.push(shape_object(Output::Json, target, obj)),
                     Err(ApiError::Storage(ferrokube_storage::StorageError::NotFound {
@@ -545,6 +520,16 @@ fn delete_options(req: &Request<'_>) -> ApiResult<DeleteOptions> {
         opts.orphan_dependents = Some(o == "true");
     }
     Ok(opts)
+}
+
+/// DeleteOptions as the webhooks' review carries them.
+fn delete_options_json(opts: &DeleteOptions) -> Value {
+    let mut v = serde_json::to_value(opts).unwrap_or_else(|_| json!({}));
+    if let Some(m) = v.as_object_mut() {
+        m.insert("kind".into(), json!("DeleteOptions"));
+        m.insert("apiVersion".into(), json!("meta.k8s.io/v1"));
+    }
+    v
 }
 
 fn patch_body(req: &Request<'_>) -> ApiResult<Value> {
@@ -641,33 +626,6 @@ fn check_rbac_write(
         })
 }
 
-/// Runs the enabled admission plugins on a write.
-fn admit(
-    req: &Request<'_>,
-    target: &Target<'_>,
-    operation: crate::admission::Operation,
-    object: Option<&Value>,
-    old: Option<&Value>,
-) -> ApiResult<()> {
-    let name = match req.info.name.as_str() {
-        "" => object.and_then(meta::name).unwrap_or(""),
-        n => n,
-    };
-    req.security
-        .admission
-        .validate(&crate::admission::Attributes {
-            user: req.user,
-            operation,
-            group: target.info.group,
-            resource: target.info.resource,
-            subresource: &req.info.subresource,
-            namespace: target.namespace.unwrap_or(""),
-            name,
-            object,
-            old,
-        })
-}
-
 /// A CSR records who asked for it (the CSR strategy's `PrepareForCreate`).
 fn set_requestor(obj: &mut Value, user: &ferrokube_authz::UserInfo) {
     let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else {
@@ -752,30 +710,33 @@ async fn server_side_apply(
     // Unknown fields and wrong types are reported as for any body (and dropped).
     let warnings = crate::schema::validate_for(target, &mut config, mode)?;
     let subresource = (!ri.subresource.is_empty()).then_some(ri.subresource.as_str());
+    let dry = dry_run(req.query)?;
+    let chain = Chain::new(req, target, registry, dry, "PatchOptions");
+    let write = Write {
+        name: &ri.name,
+        subresource,
+        dry_run: dry,
+        allow_create: subresource.is_none(),
+    };
     let (obj, created) = registry
-        .update_or_create_with(
-            target,
-            &ri.name,
-            subresource,
-            dry_run(req.query)?,
-            subresource.is_none(),
-            |current| {
-                let mut applied = manager.apply(
-                    target,
-                    subresource,
-                    current,
-                    &config,
-                    force.unwrap_or(false),
-                    &ri.name,
-                )?;
-                if current.is_none() {
-                    // A new object: the namespace of the URL, as a create.
-                    meta::remove(&mut applied, "resourceVersion");
-                }
-                Ok(applied)
-            },
-        )
+        .update_admitted(target, write, Some(&chain), |current| {
+            let mut applied = manager.apply(
+                target,
+                subresource,
+                current,
+                &config,
+                force.unwrap_or(false),
+                &ri.name,
+            )?;
+            if current.is_none() {
+                // A new object: the namespace of the URL, as a create.
+                meta::remove(&mut applied, "resourceVersion");
+            }
+            Ok(applied)
+        })
         .await?;
+    let mut warnings = warnings;
+    warnings.extend(chain.take_warnings());
     Ok(with_warnings(
         response::json(
             if created { 201 } else { 200 },

@@ -64,6 +64,18 @@ impl<'a> Target<'a> {
     }
 }
 
+/// An admission step run inside a write.
+pub type AdmissionFuture<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = ApiResult<()>> + Send + 'a>>;
+
+/// Admission inside a write, where upstream runs it: mutating on the computed object
+/// before the strategy prepares it (`old` is None for a create), validating on exactly
+/// what is about to be stored; both again when a conflicting writer forces a retry.
+pub trait WriteAdmission: Send + Sync {
+    fn mutate<'a>(&'a self, obj: &'a mut Value, old: Option<&'a Value>) -> AdmissionFuture<'a>;
+    fn validate<'a>(&'a self, obj: &'a Value, old: Option<&'a Value>) -> AdmissionFuture<'a>;
+}
+
 /// What an update should do with the stored object.
 pub enum Outcome {
     Write(Value),
@@ -421,6 +433,34 @@ pub fn prepare_update(
     Ok(Outcome::Write(desired))
 }
 
+/// What [`Registry::update_admitted`] writes.
+#[derive(Debug, Clone, Copy)]
+pub struct Write<'a> {
+    pub name: &'a str,
+    pub subresource: Option<&'a str>,
+    pub dry_run: bool,
+    /// Whether a missing object is created.
+    pub allow_create: bool,
+}
+
+impl<'a> Write<'a> {
+    /// An update (PUT or PATCH): it creates only where the kind's strategy allows
+    /// create-on-update, and never through a subresource.
+    pub fn update(
+        target: &Target<'_>,
+        name: &'a str,
+        subresource: Option<&'a str>,
+        dry_run: bool,
+    ) -> Self {
+        Write {
+            name,
+            subresource,
+            dry_run,
+            allow_create: target.strategy().allow_create_on_update() && subresource.is_none(),
+        }
+    }
+}
+
 impl Registry {
     pub fn new(
         storage: Arc<dyn Storage>,
@@ -483,15 +523,24 @@ impl Registry {
         }
     }
 
-    pub async fn create(
+    pub async fn create(&self, target: &Target<'_>, obj: Value, dry_run: bool) -> ApiResult<Value> {
+        self.create_admitted(target, obj, dry_run, None).await
+    }
+
+    /// [`Registry::create`] with `admission` validating the prepared object.
+    pub async fn create_admitted(
         &self,
         target: &Target<'_>,
         mut obj: Value,
         dry_run: bool,
+        admission: Option<&dyn WriteAdmission>,
     ) -> ApiResult<Value> {
         prepare_create(target, &mut obj)?;
         let name = meta::name(&obj).unwrap_or_default().to_string();
         self.check_namespace_open(target, &name).await?;
+        if let Some(a) = admission {
+            a.validate(&obj, None).await?;
+        }
         if dry_run {
             return Ok(obj);
         }
@@ -550,9 +599,8 @@ impl Registry {
     where
         F: FnMut(Option<&Value>) -> ApiResult<Value>,
     {
-        let allow_create = target.strategy().allow_create_on_update() && subresource.is_none();
-        self.update_or_create_with(target, name, subresource, dry_run, allow_create, compute)
-            .await
+        let write = Write::update(target, name, subresource, dry_run);
+        self.update_admitted(target, write, None, compute).await
     }
 
     /// [`Registry::update_with`] that creates a missing object when `allow_create`
@@ -564,11 +612,37 @@ impl Registry {
         subresource: Option<&str>,
         dry_run: bool,
         allow_create: bool,
+        compute: F,
+    ) -> ApiResult<(Value, bool)>
+    where
+        F: FnMut(Option<&Value>) -> ApiResult<Value>,
+    {
+        let write = Write {
+            name,
+            subresource,
+            dry_run,
+            allow_create,
+        };
+        self.update_admitted(target, write, None, compute).await
+    }
+
+    /// [`Registry::update_or_create_with`] with `admission` run on every attempt.
+    pub async fn update_admitted<F>(
+        &self,
+        target: &Target<'_>,
+        write: Write<'_>,
+        admission: Option<&dyn WriteAdmission>,
         mut compute: F,
     ) -> ApiResult<(Value, bool)>
     where
         F: FnMut(Option<&Value>) -> ApiResult<Value>,
     {
+        let Write {
+            name,
+            subresource,
+            dry_run,
+            allow_create,
+        } = write;
         let key = target.key(name);
         loop {
             let current_kv = self.storage.get(&key, None).await?;
@@ -576,7 +650,10 @@ impl Registry {
             if current.is_none() && !allow_create {
                 return Err(StorageError::NotFound { key: name.into() }.into());
             }
-            let desired = compute(current.as_ref())?;
+            let mut desired = compute(current.as_ref())?;
+            if let Some(a) = admission {
+                a.mutate(&mut desired, current.as_ref()).await?;
+            }
             let (Some(kv), Some(current)) = (current_kv, current) else {
                 let mut obj = desired;
                 if meta::name(&obj).is_none() {
@@ -585,6 +662,9 @@ impl Registry {
                 meta::remove(&mut obj, "resourceVersion");
                 prepare_create(target, &mut obj)?;
                 self.check_namespace_open(target, name).await?;
+                if let Some(a) = admission {
+                    a.validate(&obj, None).await?;
+                }
                 if dry_run {
                     return Ok((obj, true));
                 }
@@ -599,6 +679,10 @@ impl Registry {
                 }
             };
             let outcome = prepare_update(target, name, &current, desired, subresource)?;
+            if let Some(a) = admission {
+                let (Outcome::Write(obj) | Outcome::Delete(obj)) = &outcome;
+                a.validate(obj, Some(&current)).await?;
+            }
             let result = match outcome {
                 Outcome::Write(obj) => {
                     let bytes = encode(&obj)?;

@@ -1,0 +1,498 @@
+//! The MutatingAdmissionWebhook and ValidatingAdmissionWebhook plugins (upstream's
+//! `admission/plugin/webhook`): the stored webhook configurations, kept current by a
+//! watch ([`crate::auth::feeds`]), decide which HTTPS webhooks a write is sent to as an
+//! `admission.k8s.io/v1` AdmissionReview. Mutating webhooks run one after another in
+//! configuration-name order, their JSONPatches applied in turn (and those with
+//! reinvocationPolicy IfNeeded called once more when a later one changed the object);
+//! validating webhooks run in parallel and the first rejection wins. A webhook that
+//! cannot be called (refused, timed out, a bad answer) fails the request with a 500
+//! unless its failurePolicy is Ignore; a denial is returned with the webhook's code and
+//! message. Writes to the webhook and policy configurations themselves are never sent.
+//!
+//! Partial: matchConditions (CEL) are not evaluated (such webhooks are called as if they
+//! held), and under matchPolicy Equivalent the object is sent in its stored version.
+
+pub mod client;
+pub mod config;
+pub mod review;
+pub mod rules;
+
+#[cfg(test)]
+mod dispatch_tests;
+#[cfg(test)]
+mod tests_support {
+    /// A loopback port nothing listens on.
+    pub fn closed_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap_or(1)
+    }
+}
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use ferrokube_api::resources::{self, ResourceInfo};
+use ferrokube_api::status::Status;
+use ferrokube_authz::UserInfo;
+use parking_lot::{Mutex, RwLock};
+use serde_json::Value;
+
+use self::config::{Endpoint, Hook};
+use super::Operation;
+use crate::errors::{ApiError, ApiResult};
+use crate::registry::{Registry, Target};
+
+/// Webhooks by configuration name (the order they run in).
+type Configs = BTreeMap<String, Vec<Arc<Hook>>>;
+
+#[derive(Debug, Default)]
+struct Snapshot {
+    mutating: Vec<Arc<Hook>>,
+    validating: Vec<Arc<Hook>>,
+}
+
+/// The webhooks of every stored configuration.
+#[derive(Debug, Default)]
+pub struct Webhooks {
+    /// (mutating, validating) configurations by name.
+    configs: Mutex<(Configs, Configs)>,
+    snapshot: RwLock<Arc<Snapshot>>,
+}
+
+/// A write as the webhooks see it.
+#[derive(Debug)]
+pub struct Call<'a> {
+    pub registry: &'a Registry,
+    pub user: &'a UserInfo,
+    pub operation: Operation,
+    /// The resource as stored (its kind and version are what the webhook is told).
+    pub info: &'static ResourceInfo,
+    pub subresource: &'a str,
+    pub namespace: &'a str,
+    pub name: &'a str,
+    pub dry_run: bool,
+    /// CreateOptions, UpdateOptions, PatchOptions or DeleteOptions.
+    pub options: Value,
+}
+
+impl Call<'_> {
+    fn operation(&self) -> &'static str {
+        match self.operation {
+            Operation::Create => "CREATE",
+            Operation::Update => "UPDATE",
+            Operation::Delete => "DELETE",
+        }
+    }
+
+    fn subject(&self) -> review::Subject<'_> {
+        review::Subject {
+            group: self.info.group,
+            version: self.info.version,
+            kind: self.info.kind,
+            resource: self.info.resource,
+            subresource: self.subresource,
+            namespace: self.namespace,
+            name: self.name,
+            operation: self.operation(),
+            user: self.user,
+            dry_run: self.dry_run,
+            options: &self.options,
+        }
+    }
+
+    /// Upstream's `IsExemptAdmissionConfigurationResource`.
+    fn exempt(&self) -> bool {
+        self.info.group == "admissionregistration.k8s.io"
+            && matches!(
+                self.info.resource,
+                "validatingwebhookconfigurations"
+                    | "mutatingwebhookconfigurations"
+                    | "validatingadmissionpolicies"
+                    | "validatingadmissionpolicybindings"
+                    | "mutatingadmissionpolicies"
+                    | "mutatingadmissionpolicybindings"
+            )
+    }
+}
+
+/// The options object of a write, as the review carries it.
+pub fn options(kind: &str, dry_run: bool, field_manager: Option<&str>) -> Value {
+    let mut o = serde_json::json!({"kind": kind, "apiVersion": "meta.k8s.io/v1"});
+    if dry_run {
+        o["dryRun"] = serde_json::json!(["All"]);
+    }
+    if let Some(m) = field_manager.filter(|m| !m.is_empty()) {
+        o["fieldManager"] = serde_json::json!(m);
+    }
+    o
+}
+
+impl Webhooks {
+    /// Adds or replaces a stored configuration.
+    pub fn upsert(&self, config: &Value, mutating: bool) {
+        let name = ferrokube_api::meta::name(config).unwrap_or("").to_string();
+        let hooks = config::parse(config, mutating)
+            .into_iter()
+            .map(Arc::new)
+            .collect();
+        let mut configs = self.configs.lock();
+        let map = if mutating {
+            &mut configs.0
+        } else {
+            &mut configs.1
+        };
+        map.insert(name, hooks);
+        self.publish(&configs);
+    }
+
+    /// Forgets a deleted configuration.
+    pub fn remove(&self, name: &str, mutating: bool) {
+        let mut configs = self.configs.lock();
+        let map = if mutating {
+            &mut configs.0
+        } else {
+            &mut configs.1
+        };
+        map.remove(name);
+        self.publish(&configs);
+    }
+
+    fn publish(&self, configs: &(Configs, Configs)) {
+        let flat = |m: &Configs| m.values().flatten().cloned().collect();
+        *self.snapshot.write() = Arc::new(Snapshot {
+            mutating: flat(&configs.0),
+            validating: flat(&configs.1),
+        });
+    }
+
+    /// Whether any webhook is configured (writes skip the plugin entirely otherwise).
+    pub fn is_empty(&self) -> bool {
+        let s = self.snapshot.read();
+        s.mutating.is_empty() && s.validating.is_empty()
+    }
+
+    /// The mutating webhooks on `obj` (changed in place; `normalize` re-applies the
+    /// kind's defaults after each patch). Returns their warnings.
+    pub async fn mutate(
+        &self,
+        call: &Call<'_>,
+        obj: &mut Value,
+        old: Option<&Value>,
+        normalize: &(dyn Fn(&mut Value) + Sync),
+    ) -> ApiResult<Vec<String>> {
+        let hooks = self.snapshot.read().mutating.clone();
+        if hooks.is_empty() || call.exempt() {
+            return Ok(Vec::new());
+        }
+        let relevant = relevant(&hooks, call, Some(obj), old).await;
+        let mut warnings = Vec::new();
+        // (hook, the object as it left that hook) for reinvocation.
+        let mut reinvocable: Vec<(Arc<Hook>, Value)> = Vec::new();
+        for hook in relevant {
+            mutate_once(&hook, call, obj, old, normalize, &mut warnings).await?;
+            if hook.reinvoke {
+                reinvocable.push((hook, obj.clone()));
+            }
+        }
+        for (hook, seen) in reinvocable {
+            if *obj != seen {
+                mutate_once(&hook, call, obj, old, normalize, &mut warnings).await?;
+            }
+        }
+        Ok(warnings)
+    }
+
+    /// The validating webhooks (and, for deletes, the mutating ones, whose patches have
+    /// nothing to apply to), called in parallel. Returns their warnings.
+    pub async fn validate(
+        &self,
+        call: &Call<'_>,
+        obj: Option<&Value>,
+        old: Option<&Value>,
+    ) -> ApiResult<Vec<String>> {
+        let snapshot = self.snapshot.read().clone();
+        if call.exempt() {
+            return Ok(Vec::new());
+        }
+        let mut hooks = snapshot.validating.clone();
+        if call.operation == Operation::Delete {
+            hooks.splice(0..0, snapshot.mutating.iter().cloned());
+        }
+        if hooks.is_empty() {
+            return Ok(Vec::new());
+        }
+        let relevant = relevant(&hooks, call, obj, old).await;
+        let mut running = Vec::new();
+        for hook in relevant {
+            dry_run_allowed(&hook, call)?;
+            let Some(version) = hook.review_version else {
+                running.push((hook, None));
+                continue;
+            };
+            let uid = uuid::Uuid::new_v4().to_string();
+            let body = review::request(version, &uid, &call.subject(), obj, old);
+            let registry = call.registry.clone();
+            let task_hook = hook.clone();
+            let task = tokio::spawn(async move {
+                let answer = invoke(&registry, &task_hook, body).await?;
+                review::verify(&answer, version, &uid, task_hook.mutating)
+            });
+            running.push((hook, Some(task)));
+        }
+        let mut warnings = Vec::new();
+        let mut first_error: Option<ApiError> = None;
+        for (hook, task) in running {
+            let result = match task {
+                None => Err(unsupported_review(&hook)),
+                Some(t) => t
+                    .await
+                    .unwrap_or_else(|e| Err(format!("the call did not complete: {e}"))),
+            };
+            let verdict = match result {
+                Ok(v) => v,
+                Err(reason) => {
+                    if let Some(e) = failed_call(&hook, &reason) {
+                        first_error.get_or_insert(e);
+                    }
+                    continue;
+                }
+            };
+            warnings.extend(verdict.warnings);
+            if !verdict.allowed {
+                tracing::info!(webhook = %hook.name, "rejected by webhook");
+                first_error.get_or_insert_with(|| {
+                    review::rejection(&hook.name, verdict.status.as_ref()).into()
+                });
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(warnings),
+        }
+    }
+}
+
+/// The webhooks whose rules and selectors select the request, in order.
+async fn relevant(
+    hooks: &[Arc<Hook>],
+    call: &Call<'_>,
+    obj: Option<&Value>,
+    old: Option<&Value>,
+) -> Vec<Arc<Hook>> {
+    let req = rules::Request {
+        operation: call.operation(),
+        group: call.info.group,
+        version: call.info.version,
+        resource: call.info.resource,
+        subresource: call.subresource,
+        namespaced: call.info.namespaced,
+    };
+    let mut namespace: Option<Option<Value>> = None;
+    let mut out = Vec::new();
+    for hook in hooks {
+        if !hook.selects(&req) || !hook.object_matches(obj, old) {
+            continue;
+        }
+        if hook.namespace_selector.is_some() {
+            if namespace.is_none() {
+                namespace = Some(namespace_of(call, obj, old).await);
+            }
+            if !hook.namespace_matches(namespace.as_ref().and_then(Option::as_ref)) {
+                continue;
+            }
+        }
+        if hook.match_conditions > 0 {
+            tracing::debug!(webhook = %hook.name, "matchConditions are not evaluated; calling the webhook");
+        }
+        out.push(hook.clone());
+    }
+    out
+}
+
+/// The Namespace whose labels the namespace selectors look at: the object itself when a
+/// Namespace is created or updated, else the stored namespace (none for other
+/// cluster-scoped resources).
+async fn namespace_of(call: &Call<'_>, obj: Option<&Value>, old: Option<&Value>) -> Option<Value> {
+    let is_namespace = call.info.group.is_empty() && call.info.resource == "namespaces";
+    if is_namespace && call.subresource.is_empty() && call.operation != Operation::Delete {
+        return obj.cloned();
+    }
+    let name = if is_namespace {
+        call.name
+    } else if call.info.namespaced {
+        call.namespace
+    } else {
+        return None;
+    };
+    if is_namespace {
+        if let Some(o) = old {
+            return Some(o.clone());
+        }
+    }
+    let info = resources::lookup("", "v1", "namespaces")?;
+    call.registry
+        .get(&Target::builtin(info, None), name)
+        .await
+        .ok()
+}
+
+fn dry_run_allowed(hook: &Hook, call: &Call<'_>) -> ApiResult<()> {
+    if call.dry_run && !matches!(hook.side_effects.as_str(), "None" | "NoneOnDryRun") {
+        return Err(Status::bad_request(format!(
+            "admission webhook {:?} does not support dry run",
+            hook.name
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+fn unsupported_review(hook: &Hook) -> String {
+    format!(
+        "webhook {:?} does not accept the v1 or v1beta1 AdmissionReview",
+        hook.name
+    )
+}
+
+/// A call that failed: the request's error, or None when the failure policy ignores it.
+fn failed_call(hook: &Hook, reason: &str) -> Option<ApiError> {
+    if hook.ignore_failures {
+        tracing::warn!(webhook = %hook.name, error = %reason, "failed calling webhook, failing open");
+        return None;
+    }
+    tracing::warn!(webhook = %hook.name, error = %reason, "failed calling webhook, failing closed");
+    Some(review::call_failure(&hook.name, reason).into())
+}
+
+/// One mutating webhook on `obj`.
+async fn mutate_once(
+    hook: &Arc<Hook>,
+    call: &Call<'_>,
+    obj: &mut Value,
+    old: Option<&Value>,
+    normalize: &(dyn Fn(&mut Value) + Sync),
+    warnings: &mut Vec<String>,
+) -> ApiResult<()> {
+    dry_run_allowed(hook, call)?;
+    let result = match hook.review_version {
+        None => Err(unsupported_review(hook)),
+        Some(version) => {
+            let uid = uuid::Uuid::new_v4().to_string();
+            let body = review::request(version, &uid, &call.subject(), Some(obj), old);
+            match invoke(call.registry, hook, body).await {
+                Ok(answer) => review::verify(&answer, version, &uid, true),
+                Err(e) => Err(e),
+            }
+        }
+    };
+    let verdict = match result {
+        Ok(v) => v,
+        Err(reason) => {
+            return match failed_call(hook, &reason) {
+                Some(e) => Err(e),
+                None => Ok(()),
+            }
+        }
+    };
+    warnings.extend(verdict.warnings);
+    if !verdict.allowed {
+        return Err(review::rejection(&hook.name, verdict.status.as_ref()).into());
+    }
+    let Some(patch) = verdict.patch else {
+        return Ok(());
+    };
+    let mut patched = ferrokube_patch::apply_json_patch(obj, &patch).map_err(|e| {
+        Status::internal(format!(
+            "JSON patch from webhook {:?} could not be applied: {e}",
+            hook.name
+        ))
+    })?;
+    for field in ["apiVersion", "kind"] {
+        if patched.get(field) != obj.get(field) {
+            return Err(Status::internal(format!(
+                "webhook {:?} may not change the object's {field}",
+                hook.name
+            ))
+            .into());
+        }
+    }
+    normalize(&mut patched);
+    *obj = patched;
+    Ok(())
+}
+
+/// Sends a review to the webhook; errors are why it could not be called.
+async fn invoke(registry: &Registry, hook: &Hook, body: Value) -> Result<Bytes, String> {
+    let endpoint = hook.endpoint.as_ref().map_err(Clone::clone)?;
+    let tls = hook.tls.as_ref().map_err(Clone::clone)?;
+    let addr = resolve(registry, endpoint).await?;
+    let body = serde_json::to_vec(&body).map_err(|e| e.to_string())?;
+    client::post(
+        tls,
+        addr,
+        &endpoint.server_name(),
+        &endpoint.request_path(hook.timeout),
+        &endpoint.display(hook.timeout),
+        body,
+        hook.timeout,
+    )
+    .await
+}
+
+/// Where to connect: the URL's host, or the Service's cluster IP (an ExternalName
+/// Service's name), as upstream's default service resolver.
+async fn resolve(registry: &Registry, endpoint: &Endpoint) -> Result<SocketAddr, String> {
+    let (host, port) = match endpoint {
+        Endpoint::Url { host, port, .. } => (host.clone(), *port),
+        Endpoint::Service {
+            namespace,
+            name,
+            port,
+            ..
+        } => {
+            let info =
+                resources::lookup("", "v1", "services").ok_or("services are not registered")?;
+            let svc = registry
+                .get(&Target::builtin(info, Some(namespace)), name)
+                .await
+                .map_err(|_| format!("service \"{name}\" not found"))?;
+            let spec = svc.get("spec").cloned().unwrap_or(Value::Null);
+            if spec.get("type").and_then(Value::as_str) == Some("ExternalName") {
+                let ext = spec
+                    .get("externalName")
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
+                (ext.to_string(), *port)
+            } else {
+                let ip = spec
+                    .get("clusterIP")
+                    .and_then(Value::as_str)
+                    .filter(|ip| ip.parse::<IpAddr>().is_ok())
+                    .ok_or_else(|| format!("service {namespace}/{name} has no cluster IP"))?;
+                let svc_port = spec.get("ports").and_then(Value::as_array).and_then(|ps| {
+                    ps.iter()
+                        .find(|p| p.get("port").and_then(Value::as_u64) == Some(u64::from(*port)))
+                });
+                if svc_port.is_none() {
+                    return Err(format!(
+                        "unable to find service port {port} for service {namespace}/{name}"
+                    ));
+                }
+                (ip.to_string(), *port)
+            }
+        }
+    };
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, port));
+    }
+    let mut addrs = tokio::net::lookup_host((host.as_str(), port))
+        .await
+        .map_err(|e| format!("dial tcp: lookup {host}: {e}"))?;
+    addrs
+        .next()
+        .ok_or_else(|| format!("dial tcp: lookup {host}: no such host"))
+}

@@ -1,0 +1,401 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! Admission webhooks as a kubectl user meets them: a real HTTPS webhook server (its
+//! certificate given as the configuration's caBundle) mutates and validates writes made
+//! with kubectl; namespace selectors, DELETE reviews, dry runs, warnings, failure
+//! policies and timeouts behave as upstream's.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine;
+use common::{start, wait_until};
+use serde_json::{json, Value};
+
+type Seen = Arc<Mutex<Vec<(String, Value)>>>;
+
+/// What the test webhooks answer for a review at `path`.
+fn answer(path: &str, review: &Value) -> Value {
+    let req = &review["request"];
+    let uid = req["uid"].clone();
+    let labels = &req["object"]["metadata"]["labels"];
+    let response = match path {
+        "/mutate" => {
+            let patch = if labels.is_object() {
+                json!([{"op": "add", "path": "/metadata/labels/webhook", "value": "mutated"}])
+            } else {
+                json!([{"op": "add", "path": "/metadata/labels", "value": {"webhook": "mutated"}}])
+            };
+            let patch = base64::engine::general_purpose::STANDARD
+                .encode(serde_json::to_vec(&patch).unwrap());
+            json!({"uid": uid, "allowed": true, "patchType": "JSONPatch", "patch": patch, "warnings": ["mutated by the test webhook"]})
+        }
+        "/validate" if labels["deny"] == "true" => {
+            json!({"uid": uid, "allowed": false, "status": {"code": 403, "message": "objects labelled deny=true are refused"}})
+        }
+        "/slow" => {
+            std::thread::sleep(Duration::from_secs(3));
+            json!({"uid": uid, "allowed": true})
+        }
+        "/wrong-uid" => json!({"uid": "not-the-uid", "allowed": true}),
+        _ => json!({"uid": uid, "allowed": true}),
+    };
+    json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response})
+}
+
+fn handle(stream: TcpStream, tls: Arc<rustls::ServerConfig>, seen: Seen) {
+    let conn = rustls::ServerConnection::new(tls).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, stream);
+    let mut reader = BufReader::new(&mut tls);
+    let mut request_line = String::new();
+    if reader.read_line(&mut request_line).is_err() {
+        return;
+    }
+    let path = request_line
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or("/")
+        .split('?')
+        .next()
+        .unwrap()
+        .to_string();
+    let mut length = 0;
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        if line.trim().is_empty() {
+            break;
+        }
+        if let Some((k, v)) = line.split_once(':') {
+            if k.eq_ignore_ascii_case("content-length") {
+                length = v.trim().parse().unwrap();
+            }
+        }
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).unwrap();
+    let review: Value = serde_json::from_slice(&body).unwrap();
+    seen.lock().unwrap().push((path.clone(), review.clone()));
+    let out = serde_json::to_vec(&answer(&path, &review)).unwrap();
+    let head = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        out.len()
+    );
+    let _ = tls.write_all(head.as_bytes());
+    let _ = tls.write_all(&out);
+    let _ = tls.flush();
+    tls.conn.send_close_notify();
+    let _ = tls.flush();
+}
+
+/// Starts the webhook server on 127.0.0.1; returns its port, caBundle (base64) and the
+/// reviews it received.
+fn webhook_server() -> (u16, String, Seen) {
+    let (cert, key) =
+        ferrokube_component_base::tls::generate_self_signed(&["127.0.0.1".into()]).unwrap();
+    use rustls::pki_types::pem::PemObject;
+    let chain = vec![rustls::pki_types::CertificateDer::from_pem_slice(cert.as_bytes()).unwrap()];
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = Arc::new(
+        rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .unwrap(),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen: Seen = Arc::default();
+    let seen2 = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let (config, seen) = (config.clone(), seen2.clone());
+            std::thread::spawn(move || handle(stream, config, seen));
+        }
+    });
+    let ca = base64::engine::general_purpose::STANDARD.encode(cert);
+    (port, ca, seen)
+}
+
+fn reviews(seen: &Seen, path: &str) -> Vec<Value> {
+    seen.lock()
+        .unwrap()
+        .iter()
+        .filter(|(p, _)| p == path)
+        .map(|(_, r)| r["request"].clone())
+        .collect()
+}
+
+#[test]
+fn admission_webhooks_with_kubectl() {
+    let s = start();
+    let (port, ca, seen) = webhook_server();
+    let hooks = format!(
+        r#"apiVersion: admissionregistration.k8s.io/v1
+kind: MutatingWebhookConfiguration
+metadata: {{name: label-configmaps}}
+webhooks:
+- name: label.ferrokube.test
+  clientConfig: {{url: "https://127.0.0.1:{port}/mutate", caBundle: "{ca}"}}
+  rules: [{{operations: [CREATE], apiGroups: [""], apiVersions: [v1], resources: [configmaps]}}]
+  objectSelector: {{matchExpressions: [{{key: skip, operator: DoesNotExist}}]}}
+  sideEffects: None
+  admissionReviewVersions: [v1]
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingWebhookConfiguration
+metadata: {{name: refuse-denied}}
+webhooks:
+- name: deny.ferrokube.test
+  clientConfig: {{url: "https://127.0.0.1:{port}/validate", caBundle: "{ca}"}}
+  rules: [{{operations: [CREATE, UPDATE, DELETE], apiGroups: [""], apiVersions: [v1], resources: [configmaps]}}]
+  namespaceSelector: {{matchLabels: {{webhooks: "on"}}}}
+  sideEffects: None
+  admissionReviewVersions: [v1]
+"#
+    );
+    s.kubectl_stdin(&["apply", "-f", "-"], Some(&hooks));
+    // v1's defaults are filled in.
+    assert_eq!(
+        s.ok(&["get", "mutatingwebhookconfiguration", "label-configmaps", "-o",
+            "jsonpath={.webhooks[0].failurePolicy} {.webhooks[0].matchPolicy} {.webhooks[0].timeoutSeconds} {.webhooks[0].reinvocationPolicy} {.webhooks[0].rules[0].scope}"]),
+        "Fail Equivalent 10 Never *"
+    );
+
+    // Mutation: the label is added and the warning shown; the configuration takes effect
+    // once the server has seen it.
+    let mut n = 0;
+    wait_until("the mutating webhook to take effect", 20, || {
+        n += 1;
+        let name = format!("probe-{n}");
+        s.ok(&["create", "configmap", &name]);
+        s.ok(&[
+            "get",
+            "configmap",
+            &name,
+            "-o",
+            "jsonpath={.metadata.labels.webhook}",
+        ]) == "mutated"
+    });
+    let out = s.kubectl(&["create", "configmap", "mutated", "--from-literal=k=v"]);
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("Warning: mutated by the test webhook"),
+        "{stderr}"
+    );
+    assert_eq!(
+        s.ok(&[
+            "get",
+            "configmap",
+            "mutated",
+            "-o",
+            "jsonpath={.metadata.labels.webhook} {.data.k}"
+        ]),
+        "mutated v"
+    );
+    let review = reviews(&seen, "/mutate").last().cloned().unwrap();
+    assert_eq!(review["operation"], "CREATE");
+    assert_eq!(
+        review["kind"],
+        json!({"group": "", "version": "v1", "kind": "ConfigMap"})
+    );
+    assert_eq!(review["resource"]["resource"], "configmaps");
+    assert_eq!(review["namespace"], "default");
+    assert_eq!(review["object"]["data"]["k"], "v");
+    assert_eq!(review["oldObject"], Value::Null);
+    assert_eq!(review["options"]["kind"], "CreateOptions");
+    assert!(
+        review["userInfo"]["username"]
+            .as_str()
+            .is_some_and(|u| !u.is_empty()),
+        "{review}"
+    );
+    // The object selector exempts labelled objects.
+    s.ok(&["create", "configmap", "exempt"]);
+    s.ok(&["label", "configmap", "exempt", "skip=yes"]);
+    let yaml =
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: skipped, labels: {skip: \"yes\"}}\n";
+    assert!(s
+        .kubectl_stdin(&["create", "-f", "-"], Some(yaml))
+        .status
+        .success());
+    assert_eq!(
+        s.ok(&[
+            "get",
+            "configmap",
+            "skipped",
+            "-o",
+            "jsonpath={.metadata.labels}"
+        ]),
+        r#"{"skip":"yes"}"#
+    );
+
+    // Validation only in namespaces the selector picks.
+    s.ok(&["create", "namespace", "guarded"]);
+    s.ok(&["label", "namespace", "guarded", "webhooks=on"]);
+    let denied =
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: bad, labels: {deny: \"true\"}}\n";
+    let out = s.kubectl_stdin(&["create", "-n", "guarded", "-f", "-"], Some(denied));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    // The webhook's code with no reason: kubectl says "Error from server:", as upstream.
+    assert!(
+        err.contains(r#"Error from server: error when creating "STDIN": admission webhook "deny.ferrokube.test" denied the request: objects labelled deny=true are refused"#),
+        "{err}"
+    );
+    assert!(s
+        .kubectl_stdin(&["create", "-n", "default", "-f", "-"], Some(denied))
+        .status
+        .success());
+    s.ok(&["create", "configmap", "ok", "-n", "guarded"]);
+    let err = s.fails(&["label", "configmap", "ok", "-n", "guarded", "deny=true"]);
+    assert!(err.contains("denied the request"), "{err}");
+    let update = reviews(&seen, "/validate").last().cloned().unwrap();
+    assert_eq!(update["operation"], "UPDATE");
+    assert_eq!(update["oldObject"]["metadata"]["name"], "ok");
+    assert_eq!(update["object"]["metadata"]["labels"]["deny"], "true");
+    assert_eq!(update["options"]["kind"], "PatchOptions");
+    // Deletes are reviewed with the stored object as oldObject.
+    s.ok(&["delete", "configmap", "ok", "-n", "guarded"]);
+    let delete = reviews(&seen, "/validate").last().cloned().unwrap();
+    assert_eq!(delete["operation"], "DELETE");
+    assert_eq!(delete["name"], "ok");
+    assert_eq!(delete["object"], Value::Null);
+    assert_eq!(delete["oldObject"]["metadata"]["name"], "ok");
+    assert_eq!(delete["options"]["kind"], "DeleteOptions");
+    // Dry runs reach webhooks without side effects, flagged.
+    s.ok(&[
+        "create",
+        "configmap",
+        "dry",
+        "-n",
+        "guarded",
+        "--dry-run=server",
+    ]);
+    assert_eq!(reviews(&seen, "/validate").last().unwrap()["dryRun"], true);
+    assert!(
+        s.kubectl(&["get", "configmap", "dry", "-n", "guarded"])
+            .status
+            .code()
+            != Some(0)
+    );
+
+    // A webhook that cannot answer in time fails closed, or open with Ignore.
+    let slow = format!(
+        r#"apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingWebhookConfiguration
+metadata: {{name: slow-secrets}}
+webhooks:
+- name: slow.ferrokube.test
+  clientConfig: {{url: "https://127.0.0.1:{port}/slow", caBundle: "{ca}"}}
+  rules: [{{operations: [CREATE], apiGroups: [""], apiVersions: [v1], resources: [secrets]}}]
+  timeoutSeconds: 1
+  sideEffects: None
+  admissionReviewVersions: [v1]
+"#
+    );
+    s.kubectl_stdin(&["apply", "-f", "-"], Some(&slow));
+    let mut n = 0;
+    let mut err = String::new();
+    wait_until("the slow webhook to take effect", 20, || {
+        n += 1;
+        let o = s.kubectl(&["create", "secret", "generic", &format!("s{n}")]);
+        err = String::from_utf8_lossy(&o.stderr).into_owned();
+        !o.status.success()
+    });
+    assert!(
+        err.contains(r#"Internal error occurred: failed calling webhook "slow.ferrokube.test": failed to call webhook: Post "https://127.0.0.1:"#)
+            && err.contains("/slow?timeout=1s\": context deadline exceeded"),
+        "{err}"
+    );
+    s.ok(&[
+        "patch",
+        "validatingwebhookconfiguration",
+        "slow-secrets",
+        "--type=json",
+        "-p",
+        r#"[{"op":"replace","path":"/webhooks/0/failurePolicy","value":"Ignore"}]"#,
+    ]);
+    wait_until("failurePolicy Ignore to take effect", 20, || {
+        n += 1;
+        s.kubectl(&["create", "secret", "generic", &format!("s{n}")])
+            .status
+            .success()
+    });
+
+    // A webhook whose answer is not for this request, or that is not listening.
+    let closed = common::free_port();
+    let broken = format!(
+        r#"apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingWebhookConfiguration
+metadata: {{name: broken}}
+webhooks:
+- name: wrong-uid.ferrokube.test
+  clientConfig: {{url: "https://127.0.0.1:{port}/wrong-uid", caBundle: "{ca}"}}
+  rules: [{{operations: [CREATE], apiGroups: [""], apiVersions: [v1], resources: [serviceaccounts]}}]
+  sideEffects: None
+  admissionReviewVersions: [v1]
+- name: closed.ferrokube.test
+  clientConfig: {{url: "https://127.0.0.1:{closed}/", caBundle: "{ca}"}}
+  rules: [{{operations: [CREATE], apiGroups: [""], apiVersions: [v1], resources: [serviceaccounts]}}]
+  namespaceSelector: {{matchLabels: {{webhooks: "on"}}}}
+  sideEffects: None
+  admissionReviewVersions: [v1]
+"#
+    );
+    s.kubectl_stdin(&["apply", "-f", "-"], Some(&broken));
+    let mut err = String::new();
+    wait_until("the broken webhooks to take effect", 20, || {
+        n += 1;
+        let o = s.kubectl(&["create", "serviceaccount", &format!("sa{n}")]);
+        err = String::from_utf8_lossy(&o.stderr).into_owned();
+        !o.status.success()
+    });
+    assert!(err.contains(r#"failed calling webhook "wrong-uid.ferrokube.test": failed to call webhook: expected response.uid="#), "{err}");
+    s.ok(&["delete", "validatingwebhookconfiguration", "broken"]);
+    s.kubectl_stdin(
+        &["apply", "-f", "-"],
+        Some(&broken.replace("/wrong-uid", "/allow")),
+    );
+    wait_until("the refused connection to be reported", 20, || {
+        n += 1;
+        let o = s.kubectl(&[
+            "create",
+            "serviceaccount",
+            &format!("sa{n}"),
+            "-n",
+            "guarded",
+        ]);
+        err = String::from_utf8_lossy(&o.stderr).into_owned();
+        !o.status.success() && err.contains("closed.ferrokube.test")
+    });
+    assert!(err.contains("connect: connection refused"), "{err}");
+    // Webhook configurations are never sent to webhooks: they can always be removed.
+    s.ok(&[
+        "delete",
+        "validatingwebhookconfiguration",
+        "broken",
+        "slow-secrets",
+        "refuse-denied",
+    ]);
+    s.ok(&["delete", "mutatingwebhookconfiguration", "label-configmaps"]);
+    wait_until("the webhooks to be gone", 20, || {
+        n += 1;
+        let name = format!("plain-{n}");
+        s.ok(&["create", "configmap", &name]);
+        s.ok(&[
+            "get",
+            "configmap",
+            &name,
+            "-o",
+            "jsonpath={.metadata.labels}",
+        ])
+        .is_empty()
+    });
+}
