@@ -51,9 +51,12 @@ pub fn labels(obj: &Value) -> BTreeMap<String, String> {
 }
 
 pub fn finalizers(obj: &Value) -> Vec<String> {
-    metadata(obj)
-        .and_then(|m| m.get("finalizers"))
-        .and_then(Value::as_array)
+    string_list(metadata(obj).and_then(|m| m.get("finalizers")))
+}
+
+/// The strings of a JSON array (other entries skipped; nothing for a non-array).
+pub fn string_list(v: Option<&Value>) -> Vec<String> {
+    v.and_then(Value::as_array)
         .map(|a| {
             a.iter()
                 .filter_map(|v| v.as_str().map(str::to_string))

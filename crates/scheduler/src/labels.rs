@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 
+use ferrokube_api::meta::string_list as strings;
 use serde_json::Value;
 
 /// Labels of an object.
@@ -24,16 +25,6 @@ pub fn string_map(v: Option<&Value>) -> Labels {
 
 pub(crate) fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
     v.get(key).and_then(Value::as_str).unwrap_or("")
-}
-
-fn strings(v: Option<&Value>) -> Vec<String> {
-    v.and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|s| s.as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// A selector operator (label selectors use the first four, node selectors all).

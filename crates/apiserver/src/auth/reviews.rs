@@ -41,17 +41,6 @@ fn user_json(u: &UserInfo) -> Value {
     v
 }
 
-fn strings(v: Option<&Value>) -> Vec<String> {
-    v.and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 fn s<'a>(v: &'a Value, ptr: &str) -> &'a str {
     v.pointer(ptr).and_then(Value::as_str).unwrap_or("")
 }
@@ -188,7 +177,7 @@ pub async fn handle(
                 )
                 .into());
             }
-            let audiences = strings(spec.get("audiences"));
+            let audiences = ferrokube_api::meta::string_list(spec.get("audiences"));
             let result = security
                 .authn
                 .authenticate_token(token, &audiences, &RegistryLookup(registry))
@@ -209,7 +198,7 @@ pub async fn handle(
             let user = UserInfo {
                 name: s(&spec, "/user").to_string(),
                 uid: s(&spec, "/uid").to_string(),
-                groups: strings(spec.get("groups")),
+                groups: ferrokube_api::meta::string_list(spec.get("groups")),
                 extra: serde_json::from_value(spec.get("extra").cloned().unwrap_or(json!({})))
                     .unwrap_or_default(),
             };

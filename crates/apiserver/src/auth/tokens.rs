@@ -64,16 +64,7 @@ pub async fn token_request(
             Some(resolved)
         }
     };
-    let audiences: Vec<String> = spec
-        .get("audiences")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default();
+    let audiences = ferrokube_api::meta::string_list(spec.get("audiences"));
     let token_spec = TokenSpec {
         namespace: namespace.to_string(),
         service_account_name: name.to_string(),

@@ -30,17 +30,6 @@ fn crd_info() -> Option<&'static ResourceInfo> {
     resources::lookup("apiextensions.k8s.io", "v1", "customresourcedefinitions")
 }
 
-fn strs(v: Option<&Value>) -> Vec<String> {
-    v.and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 fn condition_true(crd: &Value, typ: &str) -> bool {
     crd.pointer("/status/conditions")
         .and_then(Value::as_array)
@@ -93,8 +82,8 @@ pub fn build(crd: &Value) -> Vec<CustomResource> {
             resource: plural.clone(),
             kind: kind.clone(),
             namespaced: s("/spec/scope") == "Namespaced",
-            short_names: strs(crd.pointer("/spec/names/shortNames")),
-            categories: strs(crd.pointer("/spec/names/categories")),
+            short_names: meta::string_list(crd.pointer("/spec/names/shortNames")),
+            categories: meta::string_list(crd.pointer("/spec/names/categories")),
             status: v.pointer("/subresources/status").is_some(),
             scale: scale.is_some(),
         };
@@ -139,7 +128,7 @@ pub fn build(crd: &Value) -> Vec<CustomResource> {
 fn name_conflict(crd: &Value, others: &[Value]) -> Option<String> {
     let group = crd.pointer("/spec/group");
     let mine = |c: &Value| -> Vec<String> {
-        let mut n = strs(c.pointer("/spec/names/shortNames"));
+        let mut n = meta::string_list(c.pointer("/spec/names/shortNames"));
         for k in ["plural", "singular"] {
             if let Some(v) = c
                 .pointer(&format!("/spec/names/{k}"))

@@ -21,8 +21,10 @@ pub struct Chain<'r> {
     target: &'r Target<'r>,
     registry: &'r Registry,
     dry_run: bool,
-    /// CreateOptions, UpdateOptions, PatchOptions (or DeleteOptions) for the webhooks.
-    options: Value,
+    /// CreateOptions, UpdateOptions, PatchOptions or DeleteOptions, for the webhooks.
+    options_kind: &'static str,
+    /// The options object when the request carried one (a delete's DeleteOptions).
+    options: Option<Value>,
     warnings: Mutex<Vec<String>>,
 }
 
@@ -41,22 +43,22 @@ impl<'r> Chain<'r> {
         target: &'r Target<'r>,
         registry: &'r Registry,
         dry_run: bool,
-        options_kind: &str,
+        options_kind: &'static str,
     ) -> Self {
-        let manager = req.query.get("fieldManager");
         Chain {
             req,
             target,
             registry,
             dry_run,
-            options: webhook::options(options_kind, dry_run, manager),
+            options_kind,
+            options: None,
             warnings: Mutex::new(Vec::new()),
         }
     }
 
     /// Replaces the options the webhooks are shown (a delete's DeleteOptions).
     pub fn with_options(mut self, options: Value) -> Self {
-        self.options = options;
+        self.options = Some(options);
         self
     }
 
@@ -101,7 +103,10 @@ impl<'r> Chain<'r> {
             namespace: self.target.namespace.unwrap_or(""),
             name,
             dry_run: self.dry_run,
-            options: self.options.clone(),
+            options: self.options.clone().unwrap_or_else(|| {
+                let manager = self.req.query.get("fieldManager");
+                webhook::options(self.options_kind, self.dry_run, manager)
+            }),
         }
     }
 

@@ -120,15 +120,7 @@ impl std::fmt::Debug for Hook {
 }
 
 fn strings(v: &Value, key: &str) -> Vec<String> {
-    v.get(key)
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default()
+    ferrokube_api::meta::string_list(v.get(key))
 }
 
 fn str_or<'a>(v: &'a Value, key: &str, default: &'a str) -> &'a str {

@@ -159,16 +159,7 @@ pub fn verify(
             Some(patch)
         }
     };
-    let warnings = response
-        .get("warnings")
-        .and_then(Value::as_array)
-        .map(|w| {
-            w.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default();
+    let warnings = ferrokube_api::meta::string_list(response.get("warnings"));
     Ok(Verdict {
         allowed,
         status: response.get("status").filter(|s| s.is_object()).cloned(),
