@@ -5,8 +5,9 @@
 //! `lastScheduleTime` and `lastSuccessfulTime`, and deletes finished Jobs beyond
 //! `successfulJobsHistoryLimit`/`failedJobsHistoryLimit`.
 //!
-//! Partial: schedules are evaluated in UTC; a `timeZone` (or `CRON_TZ=`) other than
-//! UTC gets an `UnknownTimeZone` warning and no Jobs.
+//! Schedules run on the wall clock of `spec.timeZone` (or the schedule's `CRON_TZ=`),
+//! UTC otherwise, from the IANA database (the host's, else the one compiled in); an
+//! unknown zone gets an `UnknownTimeZone` warning and no Jobs.
 
 mod schedule;
 
@@ -217,21 +218,22 @@ impl Controller {
                 return Ok(None);
             }
         };
-        let zone = spec.time_zone.clone().or_else(|| sched.tz.clone());
-        if let Some(z) = zone.filter(|z| {
-            !matches!(
-                z.as_str(),
-                "UTC" | "Etc/UTC" | "Etc/UCT" | "UCT" | "Zulu" | "Etc/Zulu"
-            )
-        }) {
-            self.ctx.recorder.event(
-                cj,
-                EventType::Warning,
-                "UnknownTimeZone",
-                format!("invalid timeZone: {z:?}: only UTC schedules are evaluated by ferrokube"),
-            );
-            return Ok(None);
-        }
+        let zone = match spec.time_zone.clone().or_else(|| sched.tz.clone()) {
+            None => None,
+            Some(z) => match jiff::tz::TimeZone::get(&z) {
+                Ok(tz) => Some(tz),
+                Err(_) => {
+                    self.ctx.recorder.event(
+                        cj,
+                        EventType::Warning,
+                        "UnknownTimeZone",
+                        format!("invalid timeZone: {z:?}: unknown time zone {z}"),
+                    );
+                    return Ok(None);
+                }
+            },
+        };
+        let zone = zone.as_ref();
         let created = cj
             .metadata
             .creation_timestamp
@@ -248,7 +250,7 @@ impl Controller {
         let mut due = None;
         let mut missed = 0u32;
         let mut t = earliest;
-        while let Some(n) = schedule::next(&sched, t) {
+        while let Some(n) = schedule::next(&sched, t, zone) {
             if n > now {
                 break;
             }
@@ -259,7 +261,7 @@ impl Controller {
                 break;
             }
         }
-        let next_after_now = schedule::next(&sched, now);
+        let next_after_now = schedule::next(&sched, now, zone);
         let Some(due) = due else {
             return Ok(next_after_now);
         };

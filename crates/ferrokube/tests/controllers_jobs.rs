@@ -252,6 +252,24 @@ fn cronjobs_create_jobs_on_schedule_with_concurrency_policy() {
     create(&s, &cronjob("forbid", "Forbid", false));
     create(&s, &cronjob("replace", "Replace", false));
     create(&s, &cronjob("idle", "Allow", true));
+    // A daily schedule on Kathmandu's wall clock (UTC+05:45), due two minutes from now:
+    // read as UTC it would not fire for hours.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let due = (now / 60 + 2) * 60;
+    let wall = (due + 5 * 3600 + 45 * 60) % 86_400;
+    let zoned = cronjob("zoned", "Allow", false)
+        .replace(
+            "\"@every 3s\"",
+            &format!("\"{} {} * * *\"", wall % 3600 / 60, wall / 3600),
+        )
+        .replace(
+            "  concurrencyPolicy",
+            "  timeZone: Asia/Kathmandu\n  concurrencyPolicy",
+        );
+    create(&s, &zoned);
     let jobs = |s: &Server, from: &str| -> Vec<String> {
         s.ok(&["get", "jobs", "-l", &format!("from={from}"), "-o", "name"])
             .lines()
@@ -314,4 +332,7 @@ fn cronjobs_create_jobs_on_schedule_with_concurrency_policy() {
         r#"{"spec":{"suspend":false}}"#,
     ]);
     wait_until("a job once resumed", 30, || jobs(&s, "idle").len() == 1);
+    wait_until("the zoned cronjob's job", 150, || {
+        jobs(&s, "zoned") == vec![format!("job.batch/zoned-{}", due / 60)]
+    });
 }
