@@ -310,7 +310,13 @@ fn job_spec(s: &mut Map<String, Value>) {
         s.insert("parallelism".into(), json!(1));
     }
     default(s, "parallelism", json!(1));
-    default(s, "backoffLimit", json!(6));
+    // Upstream: with backoffLimitPerIndex the global limit defaults to MaxInt32.
+    let per_index = s.get("backoffLimitPerIndex").is_some_and(|v| !v.is_null());
+    default(
+        s,
+        "backoffLimit",
+        json!(if per_index { i64::from(i32::MAX) } else { 6 }),
+    );
     default(s, "completionMode", json!("NonIndexed"));
     default(s, "suspend", json!(false));
     default(s, "podReplacementPolicy", json!("TerminatingOrFailed"));

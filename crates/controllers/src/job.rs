@@ -5,10 +5,16 @@
 //! fails the Job on `backoffLimit`, `activeDeadlineSeconds` or a `podFailurePolicy`
 //! FailJob rule (FailureTarget, then Failed once no pod runs); completes it with
 //! SuccessCriteriaMet then Complete; suspends and resumes; backs off pod re-creation
-//! after failures (10 s doubling to 6 min).
+//! after failures (10 s doubling to 6 min). Indexed Jobs with `backoffLimitPerIndex`
+//! count failures per index (the `batch.kubernetes.io/job-index-failure-count`
+//! annotation of each replacement pod): an index failing more often than that, or
+//! failed by a FailIndex rule, is listed in `status.failedIndexes` and not retried; the
+//! Job fails once more than `maxFailedIndexes` indexes failed
+//! (MaxFailedIndexesExceeded) or when every index finished and some failed
+//! (FailedIndexes).
 //!
-//! Not covered: `backoffLimitPerIndex`/`maxFailedIndexes`/FailIndex, `successPolicy`,
-//! `podReplacementPolicy: Failed`, adopting orphan pods, `managedBy`.
+//! Not covered: `successPolicy`, `podReplacementPolicy: Failed`, adopting orphan pods,
+//! `managedBy`; the re-creation back-off is per Job, not per index.
 
 mod failurepolicy;
 mod indexes;
@@ -36,10 +42,20 @@ use crate::podutil::{self, controller_ref};
 use crate::workqueue::{run_workers, WorkQueue};
 use failurepolicy::Verdict;
 
+/// The pods a sync found and the Job's counts, for [`Controller::manage`].
+#[derive(Debug, Clone, Copy)]
+struct Counts<'a> {
+    active: &'a [&'a Arc<Pod>],
+    succeeded: i32,
+    failed: i32,
+}
+
 /// The finalizer that keeps a finished pod until the Job has counted it.
 pub const TRACKING_FINALIZER: &str = "batch.kubernetes.io/job-tracking";
 /// An Indexed Job's pod index (annotation and label).
 pub const INDEX_KEY: &str = "batch.kubernetes.io/job-completion-index";
+/// How many counted failures an index had before this pod (backoffLimitPerIndex).
+pub const FAILURE_COUNT_KEY: &str = "batch.kubernetes.io/job-index-failure-count";
 const BACKOFF_BASE: Duration = Duration::from_secs(10);
 const BACKOFF_MAX: Duration = Duration::from_secs(360);
 
@@ -277,6 +293,44 @@ impl Controller {
                 }
             }
         }
+        // backoffLimitPerIndex: failures counted per index, indexes that failed for good.
+        let per_index = spec.backoff_limit_per_index.filter(|_| indexed);
+        let mut failed_indexes = indexes::parse(
+            old_status.failed_indexes.as_deref().unwrap_or(""),
+            completions.unwrap_or(0),
+        );
+        let mut failure_counts: HashMap<i32, i32> = HashMap::new();
+        // Once the Job is finishing, the pods it removes do not fail their indexes.
+        let finishing = done || condition_true(&job, "FailureTarget");
+        if let Some(limit) = per_index.filter(|_| !finishing) {
+            for p in &pods {
+                if finished(p) != Some(false) {
+                    continue;
+                }
+                let Some(i) = pod_index(p).filter(|i| *i < completions.unwrap_or(0)) else {
+                    continue;
+                };
+                let verdict = spec
+                    .pod_failure_policy
+                    .as_ref()
+                    .map_or(Verdict::Count, |pfp| failurepolicy::evaluate(pfp, p));
+                let before = p
+                    .annotations()
+                    .get(FAILURE_COUNT_KEY)
+                    .and_then(|v| v.parse::<i32>().ok())
+                    .unwrap_or(0);
+                let count = match verdict {
+                    Verdict::Ignore => before,
+                    _ => before + 1,
+                };
+                let entry = failure_counts.entry(i).or_insert(0);
+                *entry = (*entry).max(count);
+                if verdict == Verdict::FailIndex || count > limit {
+                    failed_indexes.insert(i);
+                }
+            }
+            failed_indexes.retain(|i| !completed.contains(i));
+        }
         let suspended = spec.suspend == Some(true);
         if status.start_time.is_none() && !suspended {
             status.start_time = Some(Time(now));
@@ -298,6 +352,22 @@ impl Controller {
                         "Job was active longer than specified deadline".into(),
                     ));
                 }
+            }
+        }
+        if let (Some(_), None, false) = (per_index, &fail_job, done) {
+            let all = completions.unwrap_or(0);
+            if spec
+                .max_failed_indexes
+                .is_some_and(|max| failed_indexes.len() as i32 > max)
+            {
+                fail_job = Some((
+                    "MaxFailedIndexesExceeded".into(),
+                    "Job has exceeded the specified maximal number of failed indexes".into(),
+                ));
+            } else if !failed_indexes.is_empty()
+                && (completed.len() + failed_indexes.len()) as i32 >= all
+            {
+                fail_job = Some(("FailedIndexes".into(), "Job has failed indexes".into()));
             }
         }
         if condition_true(&job, "FailureTarget") && fail_job.is_none() {
@@ -331,8 +401,20 @@ impl Controller {
                 }
             }
         } else if self.expectations.satisfied(key) {
+            let settled: BTreeSet<i32> = completed.union(&failed_indexes).copied().collect();
             if let Err(e) = self
-                .manage(&job, key, &ns, &active, succeeded, failed, &completed)
+                .manage(
+                    &job,
+                    key,
+                    &ns,
+                    Counts {
+                        active: &active,
+                        succeeded,
+                        failed,
+                    },
+                    &settled,
+                    per_index.map(|_| &failure_counts),
+                )
                 .await
             {
                 manage_err = Some(e);
@@ -346,6 +428,9 @@ impl Controller {
         status.terminating = Some(terminating as i32);
         if indexed {
             status.completed_indexes = Some(indexes::format(&completed));
+        }
+        if per_index.is_some() {
+            status.failed_indexes = Some(indexes::format(&failed_indexes));
         }
         if suspended && !condition_true(&job, "Suspended") {
             set_condition(
@@ -569,16 +654,24 @@ impl Controller {
     }
 
     #[allow(clippy::too_many_arguments)]
+    /// Creates and deletes pods towards the spec. `settled` are the indexes that need no
+    /// pod (completed or failed); `failure_counts` (with backoffLimitPerIndex) are each
+    /// index's counted failures, recorded on its next pod.
     async fn manage(
         &self,
         job: &Job,
         key: &str,
         ns: &str,
-        active: &[&Arc<Pod>],
-        succeeded: i32,
-        failed: i32,
-        completed: &BTreeSet<i32>,
+        counts: Counts<'_>,
+        settled: &BTreeSet<i32>,
+        failure_counts: Option<&HashMap<i32, i32>>,
     ) -> Result<(), Error> {
+        let Counts {
+            active,
+            succeeded,
+            failed,
+        } = counts;
+        let completed = settled;
         let spec = job.spec.clone().unwrap_or_default();
         let parallelism = spec.parallelism.unwrap_or(1).max(0);
         let indexed = spec.completion_mode.as_deref() == Some("Indexed");
@@ -663,6 +756,13 @@ impl Controller {
                         .labels
                         .get_or_insert_with(Default::default)
                         .insert(INDEX_KEY.into(), i.to_string());
+                    if let Some(counts) = failure_counts {
+                        let n = counts.get(i).copied().unwrap_or(0);
+                        pod.metadata
+                            .annotations
+                            .get_or_insert_with(Default::default)
+                            .insert(FAILURE_COUNT_KEY.into(), n.to_string());
+                    }
                     if let Some(ps) = pod.spec.as_mut() {
                         if ps.hostname.is_none() {
                             ps.hostname = Some(format!("{}-{i}", job.name_any()));

@@ -237,6 +237,107 @@ fn indexed_jobs_give_each_pod_its_index() {
     );
 }
 
+/// The pod (name) of an index of a Job, running or not, newest last.
+fn index_pods(s: &Server, job: &str, index: i32) -> Vec<String> {
+    s.ok(&[
+        "get",
+        "pods",
+        "-l",
+        &format!("job-name={job},batch.kubernetes.io/job-completion-index={index}"),
+        "--sort-by=.metadata.creationTimestamp",
+        "-o",
+        "name",
+    ])
+    .lines()
+    .map(str::to_string)
+    .collect()
+}
+
+#[test]
+fn indexed_jobs_with_backoff_limit_per_index() {
+    let s = start();
+    let _cm = controller_manager(&s, &["--controllers=job"]);
+    let job = |name: &str, per_index: i32, extra: &str| {
+        format!("apiVersion: batch/v1\nkind: Job\nmetadata: {{name: {name}}}\nspec:\n  completions: 3\n  parallelism: 3\n  completionMode: Indexed\n  backoffLimitPerIndex: {per_index}\n{extra}  template:\n    spec:\n      restartPolicy: Never\n      containers: [{{name: c, image: busybox}}]\n")
+    };
+    create(
+        &s,
+        &job(
+            "retries",
+            1,
+            "  podFailurePolicy:\n    rules:\n    - action: FailIndex\n      onExitCodes: {operator: In, values: [42]}\n",
+        ),
+    );
+    create(&s, &job("strict", 0, "  maxFailedIndexes: 0\n"));
+    assert_eq!(
+        jsonpath(&s, &["job", "retries"], "{.spec.backoffLimit}"),
+        "2147483647"
+    );
+    wait_until("3 pods each", 30, || {
+        pods(&s, "retries").len() == 3 && pods(&s, "strict").len() == 3
+    });
+
+    // maxFailedIndexes 0: the first failed index fails the Job, its other pods go.
+    set_phase(&s, &index_pods(&s, "strict", 1)[0], "Failed", 1);
+    s.ok(&[
+        "wait",
+        "--for=condition=failed",
+        "job/strict",
+        "--timeout=30s",
+    ]);
+    assert_eq!(
+        jsonpath(
+            &s,
+            &["job", "strict"],
+            "{.status.failedIndexes} {.status.conditions[?(@.type==\"Failed\")].reason}"
+        ),
+        "1 MaxFailedIndexesExceeded"
+    );
+
+    // Index 0 may fail once and is retried with its count; the second failure is its
+    // last. Exit code 42 fails index 1 at once. Index 2 succeeds.
+    let first = index_pods(&s, "retries", 0)[0].clone();
+    set_phase(&s, &first, "Failed", 1);
+    wait_until("index 0 retried", 40, || {
+        index_pods(&s, "retries", 0).len() == 2
+    });
+    let second = index_pods(&s, "retries", 0)[1].clone();
+    assert_eq!(
+        jsonpath(
+            &s,
+            &[&second],
+            "{.metadata.annotations.batch\\.kubernetes\\.io/job-index-failure-count}"
+        ),
+        "1"
+    );
+    set_phase(&s, &second, "Failed", 1);
+    set_phase(&s, &index_pods(&s, "retries", 1)[0], "Failed", 42);
+    wait_until("failedIndexes 0,1", 30, || {
+        jsonpath(&s, &["job", "retries"], "{.status.failedIndexes}") == "0,1"
+    });
+    set_phase(&s, &index_pods(&s, "retries", 2)[0], "Succeeded", 0);
+    s.ok(&[
+        "wait",
+        "--for=condition=failed",
+        "job/retries",
+        "--timeout=30s",
+    ]);
+    assert_eq!(
+        jsonpath(&s, &["job", "retries"], "{.status.completedIndexes} {.status.failedIndexes} {.status.conditions[?(@.type==\"Failed\")].reason}"),
+        "2 0,1 FailedIndexes"
+    );
+    assert_eq!(
+        index_pods(&s, "retries", 0).len(),
+        2,
+        "a failed index was retried"
+    );
+    assert_eq!(
+        index_pods(&s, "retries", 1).len(),
+        1,
+        "FailIndex was retried"
+    );
+}
+
 #[test]
 fn cronjobs_create_jobs_on_schedule_with_concurrency_policy() {
     // As upstream, a Job is named after its scheduled minute, so "@every 3s" makes at

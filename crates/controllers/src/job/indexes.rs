@@ -1,5 +1,5 @@
-//! Completion indexes of Indexed Jobs: `status.completedIndexes` is an ordered,
-//! compressed interval list such as `1,3-5,7` (upstream `indexed_job_utils.go`).
+//! Completion indexes of Indexed Jobs: `status.completedIndexes` (and `failedIndexes`)
+//! is an ordered, compressed interval list such as `1,3-5,7` (upstream `indexed_job_utils.go`).
 
 use std::collections::BTreeSet;
 
@@ -31,10 +31,12 @@ pub fn format(set: &BTreeSet<i32>) -> String {
             end += 1;
             iter.next();
         }
-        parts.push(if start == end {
-            start.to_string()
-        } else {
-            format!("{start}-{end}")
+        // Two neighbours are listed, longer runs joined with a dash (upstream's
+        // `orderedIntervals.String`).
+        parts.push(match end - start {
+            0 => start.to_string(),
+            1 => format!("{start},{end}"),
+            _ => format!("{start}-{end}"),
         });
     }
     parts.join(",")
@@ -51,5 +53,6 @@ mod tests {
         assert_eq!(format(&set), "1,3-5,7");
         assert_eq!(format(&parse("0-9", 3)), "0-2");
         assert_eq!(format(&BTreeSet::new()), "");
+        assert_eq!(format(&parse("0-1,4-5,7-9", 10)), "0,1,4,5,7-9");
     }
 }
