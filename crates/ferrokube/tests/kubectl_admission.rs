@@ -447,4 +447,37 @@ fn service_account_admission_with_kubectl() {
         err.contains(r#"pods "orphan" is forbidden: error looking up service account sa-test/nope: serviceaccount "nope" not found"#),
         "{err}"
     );
+    // An account that enforces mountable secrets admits only the secrets it lists.
+    let sa = "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: strict\n  namespace: sa-test\n  annotations: {kubernetes.io/enforce-mountable-secrets: \"true\"}\nsecrets: [{name: allowed}]\n";
+    assert!(s
+        .kubectl_stdin(&["create", "-f", "-"], Some(sa))
+        .status
+        .success());
+    let with_secret = |name: &str, secret: &str| {
+        format!(
+            r#"{{"spec":{{"serviceAccountName":"strict","volumes":[{{"name":"s","secret":{{"secretName":"{secret}"}}}}],"containers":[{{"name":"{name}","image":"busybox"}}]}}}}"#
+        )
+    };
+    s.ok(&[
+        "run",
+        "listed",
+        "--image=busybox",
+        "-n",
+        "sa-test",
+        "--overrides",
+        &with_secret("listed", "allowed"),
+    ]);
+    let err = s.fails(&[
+        "run",
+        "unlisted",
+        "--image=busybox",
+        "-n",
+        "sa-test",
+        "--overrides",
+        &with_secret("unlisted", "other"),
+    ]);
+    assert!(
+        err.contains(r#"pods "unlisted" is forbidden: volume with secret.secretName="other" is not allowed because service account strict does not reference that secret"#),
+        "{err}"
+    );
 }

@@ -11,6 +11,9 @@
 //!   is added and mounted read-only at `/var/run/secrets/kubernetes.io/serviceaccount`
 //!   in every container and init container that has nothing mounted there;
 //! - a pod without `imagePullSecrets` gets the account's;
+//! - an account annotated `kubernetes.io/enforce-mountable-secrets: "true"` limits the
+//!   pod's secret volumes, `secretKeyRef` env and imagePullSecrets to the secrets it
+//!   lists;
 //! - mirror pods (static pods' copies) are left alone, and refused if they reference a
 //!   service account or its tokens.
 
@@ -237,7 +240,72 @@ pub async fn admit(
             spec["imagePullSecrets"] = Value::Array(secrets.clone());
         }
     }
+    let enforce = sa
+        .pointer("/metadata/annotations/kubernetes.io~1enforce-mountable-secrets")
+        .and_then(Value::as_str)
+        == Some("true");
+    if enforce {
+        if let Some(why) = unmountable_secret(spec, &sa, &account) {
+            return Err(forbidden(name, why));
+        }
+    }
     Ok(())
+}
+
+/// With `kubernetes.io/enforce-mountable-secrets: "true"` on the account, the first
+/// secret the pod uses that the account does not list (upstream's
+/// `limitSecretReferences`): secret volumes, `secretKeyRef` env of (init) containers,
+/// imagePullSecrets.
+fn unmountable_secret(spec: &Value, sa: &Value, account: &str) -> Option<String> {
+    let listed = |key: &str| -> Vec<&str> {
+        sa.get(key)
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(|r| r.get("name")?.as_str()).collect())
+            .unwrap_or_default()
+    };
+    let (secrets, pull) = (listed("secrets"), listed("imagePullSecrets"));
+    let list = |v: &Value, key: &str| {
+        v.get(key)
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
+    for vol in list(spec, "volumes") {
+        if let Some(n) = vol.pointer("/secret/secretName").and_then(Value::as_str) {
+            if !secrets.contains(&n) {
+                return Some(format!("volume with secret.secretName=\"{n}\" is not allowed because service account {account} does not reference that secret"));
+            }
+        }
+    }
+    for (key, what) in [
+        ("initContainers", "init container"),
+        ("containers", "container"),
+    ] {
+        for c in list(spec, key) {
+            for env in list(&c, "env") {
+                let Some(n) = env
+                    .pointer("/valueFrom/secretKeyRef/name")
+                    .and_then(Value::as_str)
+                else {
+                    continue;
+                };
+                if !secrets.contains(&n) {
+                    let (cn, en) = (
+                        c.get("name").and_then(Value::as_str).unwrap_or(""),
+                        env.get("name").and_then(Value::as_str).unwrap_or(""),
+                    );
+                    return Some(format!("{what} {cn} with envVar {en} referencing secret.secretName=\"{n}\" is not allowed because service account {account} does not reference that secret"));
+                }
+            }
+        }
+    }
+    for (i, r) in list(spec, "imagePullSecrets").iter().enumerate() {
+        let n = r.get("name").and_then(Value::as_str).unwrap_or("");
+        if !pull.contains(&n) {
+            return Some(format!("imagePullSecrets[{i}].name=\"{n}\" is not allowed because service account {account} does not reference that imagePullSecret"));
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -259,6 +327,34 @@ mod tests {
         assert_eq!(list[1]["volumeMounts"].as_array().unwrap().len(), 1);
         assert_eq!(list[2]["volumeMounts"].as_array().unwrap().len(), 2);
         assert!(!mount_in(None, "kube-api-access-x"));
+    }
+
+    #[test]
+    fn enforced_accounts_limit_secret_references() {
+        let sa = json!({"secrets": [{"name": "ok"}], "imagePullSecrets": [{"name": "pull"}]});
+        let pod = |vol: &str, env: &str, pull: &str| {
+            json!({
+                "volumes": [{"name": "v", "secret": {"secretName": vol}}],
+                "containers": [{"name": "c", "env": [{"name": "E", "valueFrom": {"secretKeyRef": {"name": env, "key": "k"}}}]}],
+                "imagePullSecrets": [{"name": pull}],
+            })
+        };
+        assert_eq!(
+            unmountable_secret(&pod("ok", "ok", "pull"), &sa, "sa"),
+            None
+        );
+        assert_eq!(
+            unmountable_secret(&pod("no", "ok", "pull"), &sa, "sa").as_deref(),
+            Some("volume with secret.secretName=\"no\" is not allowed because service account sa does not reference that secret")
+        );
+        assert_eq!(
+            unmountable_secret(&pod("ok", "no", "pull"), &sa, "sa").as_deref(),
+            Some("container c with envVar E referencing secret.secretName=\"no\" is not allowed because service account sa does not reference that secret")
+        );
+        assert_eq!(
+            unmountable_secret(&pod("ok", "ok", "no"), &sa, "sa").as_deref(),
+            Some("imagePullSecrets[0].name=\"no\" is not allowed because service account sa does not reference that imagePullSecret")
+        );
     }
 
     #[test]
