@@ -1,7 +1,9 @@
 //! `/metrics` in Prometheus text format, with upstream's metric names:
 //! `apiserver_request_total`, `apiserver_request_duration_seconds`,
-//! `apiserver_current_inflight_requests`, `apiserver_longrunning_requests` (watches) and
-//! `apiserver_storage_objects`.
+//! `apiserver_current_inflight_requests`, `apiserver_longrunning_requests` (watches),
+//! `apiserver_storage_objects` and the admission webhooks'
+//! `apiserver_admission_webhook_admission_duration_seconds` and
+//! `apiserver_admission_webhook_rejection_count`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -18,12 +20,46 @@ const BUCKETS: &[f64] = &[
 /// (verb, group, version, resource, subresource, scope)
 pub type RequestLabels = (String, String, String, String, String, String);
 
+/// Upstream's buckets for apiserver_admission_webhook_admission_duration_seconds.
+const WEBHOOK_BUCKETS: &[f64] = &[0.005, 0.025, 0.1, 0.5, 1.0, 2.5, 10.0, 25.0];
+
 #[derive(Debug, Default)]
 struct Histogram {
     counts: Vec<u64>,
     sum: f64,
     total: u64,
 }
+
+impl Histogram {
+    fn observe(&mut self, buckets: &[f64], secs: f64) {
+        if self.counts.len() != buckets.len() {
+            self.counts = vec![0; buckets.len()];
+        }
+        for (i, b) in buckets.iter().enumerate() {
+            if secs <= *b {
+                self.counts[i] += 1;
+            }
+        }
+        self.sum += secs;
+        self.total += 1;
+    }
+
+    /// The `_bucket`, `_sum` and `_count` lines of `name` with labels `ls`.
+    fn render(&self, out: &mut String, name: &str, ls: &str, buckets: &[f64]) {
+        for (i, b) in buckets.iter().enumerate() {
+            let n = self.counts.get(i).copied().unwrap_or(0);
+            let _ = writeln!(out, "{name}_bucket{{{ls},le=\"{b}\"}} {n}");
+        }
+        let _ = writeln!(out, "{name}_bucket{{{ls},le=\"+Inf\"}} {}", self.total);
+        let _ = writeln!(out, "{name}_sum{{{ls}}} {}", self.sum);
+        let _ = writeln!(out, "{name}_count{{{ls}}} {}", self.total);
+    }
+}
+
+/// (name, operation, rejected, type) of a webhook call.
+type WebhookLabels = (String, String, bool, &'static str);
+/// (name, operation, type, error_type, rejection_code) of a webhook rejection.
+type RejectionLabels = (String, String, &'static str, &'static str, u16);
 
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -35,6 +71,19 @@ pub struct Metrics {
     /// Requests refused by the max-in-flight limits (429), read-only and mutating.
     pub dropped_read: AtomicI64,
     pub dropped_mutating: AtomicI64,
+    webhook_durations: Mutex<BTreeMap<WebhookLabels, Histogram>>,
+    webhook_rejections: Mutex<BTreeMap<RejectionLabels, u64>>,
+}
+
+/// Why a webhook call rejected a request (upstream's `error_type` label).
+#[derive(Debug, Clone, Copy)]
+pub enum WebhookRejection {
+    /// The webhook could not be called (failing closed).
+    CallingWebhook,
+    /// The webhook denied the request with this code.
+    Denied(u16),
+    /// Something else went wrong in the API server.
+    Internal,
 }
 
 pub fn metrics() -> &'static Metrics {
@@ -65,18 +114,49 @@ impl Metrics {
             *r.entry((labels.clone(), code)).or_default() += 1;
         }
         if let Ok(mut d) = self.durations.lock() {
-            let h = d.entry(labels).or_insert_with(|| Histogram {
-                counts: vec![0; BUCKETS.len()],
-                ..Default::default()
-            });
-            let secs = took.as_secs_f64();
-            for (i, b) in BUCKETS.iter().enumerate() {
-                if secs <= *b {
-                    h.counts[i] += 1;
-                }
-            }
-            h.sum += secs;
-            h.total += 1;
+            d.entry(labels)
+                .or_default()
+                .observe(BUCKETS, took.as_secs_f64());
+        }
+    }
+
+    /// One admission webhook call (`kind` is `admit` for mutating, `validating`).
+    pub fn observe_webhook(
+        &self,
+        name: &str,
+        operation: &str,
+        kind: &'static str,
+        rejection: Option<WebhookRejection>,
+        took: Duration,
+    ) {
+        if let Ok(mut d) = self.webhook_durations.lock() {
+            let key = (
+                name.to_string(),
+                operation.to_string(),
+                rejection.is_some(),
+                kind,
+            );
+            d.entry(key)
+                .or_default()
+                .observe(WEBHOOK_BUCKETS, took.as_secs_f64());
+        }
+        let Some(rejection) = rejection else {
+            return;
+        };
+        let (error_type, code) = match rejection {
+            WebhookRejection::CallingWebhook => ("calling_webhook_error", 0),
+            WebhookRejection::Denied(code) => ("no_error", code),
+            WebhookRejection::Internal => ("apiserver_internal_error", 0),
+        };
+        if let Ok(mut r) = self.webhook_rejections.lock() {
+            let key = (
+                name.to_string(),
+                operation.to_string(),
+                kind,
+                error_type,
+                code,
+            );
+            *r.entry(key).or_default() += 1;
         }
     }
 
@@ -102,28 +182,34 @@ impl Metrics {
         out.push_str("# HELP apiserver_request_duration_seconds Response latency distribution in seconds for each verb, dry run value, group, version, resource, subresource, scope and component.\n# TYPE apiserver_request_duration_seconds histogram\n");
         if let Ok(d) = self.durations.lock() {
             for (l, h) in d.iter() {
-                let ls = labels(l);
-                for (i, b) in BUCKETS.iter().enumerate() {
-                    let _ = writeln!(
-                        out,
-                        "apiserver_request_duration_seconds_bucket{{{ls},le=\"{b}\"}} {}",
-                        h.counts[i]
-                    );
-                }
-                let _ = writeln!(
-                    out,
-                    "apiserver_request_duration_seconds_bucket{{{ls},le=\"+Inf\"}} {}",
-                    h.total
+                h.render(
+                    &mut out,
+                    "apiserver_request_duration_seconds",
+                    &labels(l),
+                    BUCKETS,
                 );
-                let _ = writeln!(
-                    out,
-                    "apiserver_request_duration_seconds_sum{{{ls}}} {}",
-                    h.sum
+            }
+        }
+        out.push_str("# HELP apiserver_admission_webhook_admission_duration_seconds Admission webhook latency histogram in seconds, identified by name and broken out for each operation and API resource and type (validate or admit).\n# TYPE apiserver_admission_webhook_admission_duration_seconds histogram\n");
+        if let Ok(d) = self.webhook_durations.lock() {
+            for ((name, op, rejected, kind), h) in d.iter() {
+                let ls = format!(
+                    "name=\"{name}\",operation=\"{op}\",rejected=\"{rejected}\",type=\"{kind}\""
                 );
+                h.render(
+                    &mut out,
+                    "apiserver_admission_webhook_admission_duration_seconds",
+                    &ls,
+                    WEBHOOK_BUCKETS,
+                );
+            }
+        }
+        out.push_str("# HELP apiserver_admission_webhook_rejection_count Admission webhook rejection count, identified by name and broken out for each admission type (validating or admit) and operation. Additional labels specify an error type (calling_webhook_error or apiserver_internal_error if an error occurred; no_error otherwise) and optionally a non-zero rejection code if the webhook rejects the request with an HTTP status code (honored by the apiserver when the code is greater or equal to 400). Codes greater than 600 are truncated to 600, to keep the metrics cardinality bounded.\n# TYPE apiserver_admission_webhook_rejection_count counter\n");
+        if let Ok(r) = self.webhook_rejections.lock() {
+            for ((name, op, kind, error_type, code), n) in r.iter() {
                 let _ = writeln!(
                     out,
-                    "apiserver_request_duration_seconds_count{{{ls}}} {}",
-                    h.total
+                    "apiserver_admission_webhook_rejection_count{{error_type=\"{error_type}\",name=\"{name}\",operation=\"{op}\",rejection_code=\"{code}\",type=\"{kind}\"}} {n}"
                 );
             }
         }

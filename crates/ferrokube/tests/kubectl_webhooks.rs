@@ -376,6 +376,14 @@ webhooks:
         !o.status.success() && err.contains("closed.ferrokube.test")
     });
     assert!(err.contains("connect: connection refused"), "{err}");
+    // Upstream's webhook metrics.
+    let metrics = s.ok(&["get", "--raw", "/metrics"]);
+    assert!(
+        metrics.contains(r#"apiserver_admission_webhook_rejection_count{error_type="no_error",name="deny.ferrokube.test",operation="CREATE",rejection_code="403",type="validating"} 1"#)
+            && metrics.contains(r#"apiserver_admission_webhook_rejection_count{error_type="calling_webhook_error",name="slow.ferrokube.test",operation="CREATE",rejection_code="0",type="validating"}"#)
+            && metrics.contains(r#"apiserver_admission_webhook_admission_duration_seconds_count{name="label.ferrokube.test",operation="CREATE",rejected="false",type="admit"}"#),
+        "{metrics}"
+    );
     // Webhook configurations are never sent to webhooks: they can always be removed.
     s.ok(&[
         "delete",

@@ -42,6 +42,11 @@ use parking_lot::{Mutex, RwLock};
 use serde_json::Value;
 
 use self::config::{Endpoint, Hook};
+use crate::metrics::WebhookRejection;
+
+/// The `type` label of webhook calls in upstream's metrics.
+const MUTATING: &str = "admit";
+const VALIDATING: &str = "validating";
 use super::Operation;
 use crate::errors::{ApiError, ApiResult};
 use crate::registry::{Registry, Target};
@@ -238,35 +243,56 @@ impl Webhooks {
             let registry = call.registry.clone();
             let task_hook = hook.clone();
             let task = tokio::spawn(async move {
-                let answer = invoke(&registry, &task_hook, body).await?;
-                review::verify(&answer, version, &uid, task_hook.mutating)
+                let start = std::time::Instant::now();
+                let result = match invoke(&registry, &task_hook, body).await {
+                    Ok(answer) => review::verify(&answer, version, &uid, task_hook.mutating),
+                    Err(e) => Err(e),
+                };
+                (result, start.elapsed())
             });
             running.push((hook, Some(task)));
         }
         let mut warnings = Vec::new();
         let mut first_error: Option<ApiError> = None;
         for (hook, task) in running {
-            let result = match task {
-                None => Err(unsupported_review(&hook)),
-                Some(t) => t
-                    .await
-                    .unwrap_or_else(|e| Err(format!("the call did not complete: {e}"))),
+            let (result, took) = match task {
+                None => (Err(unsupported_review(&hook)), std::time::Duration::ZERO),
+                Some(t) => t.await.unwrap_or_else(|e| {
+                    (
+                        Err(format!("the call did not complete: {e}")),
+                        std::time::Duration::ZERO,
+                    )
+                }),
+            };
+            let kind = if hook.mutating { MUTATING } else { VALIDATING };
+            let observe = |rejection| {
+                crate::metrics::metrics().observe_webhook(
+                    &hook.name,
+                    call.operation(),
+                    kind,
+                    rejection,
+                    took,
+                )
             };
             let verdict = match result {
                 Ok(v) => v,
                 Err(reason) => {
-                    if let Some(e) = failed_call(&hook, &reason) {
+                    let failed = failed_call(&hook, &reason);
+                    observe(failed.as_ref().map(|_| WebhookRejection::CallingWebhook));
+                    if let Some(e) = failed {
                         first_error.get_or_insert(e);
                     }
                     continue;
                 }
             };
             warnings.extend(verdict.warnings);
-            if !verdict.allowed {
+            if verdict.allowed {
+                observe(None);
+            } else {
                 tracing::info!(webhook = %hook.name, "rejected by webhook");
-                first_error.get_or_insert_with(|| {
-                    review::rejection(&hook.name, verdict.status.as_ref()).into()
-                });
+                let st = review::rejection(&hook.name, verdict.status.as_ref());
+                observe(Some(WebhookRejection::Denied(st.code)));
+                first_error.get_or_insert_with(|| st.into());
             }
         }
         match first_error {
@@ -378,6 +404,7 @@ async fn mutate_once(
     warnings: &mut Vec<String>,
 ) -> ApiResult<()> {
     dry_run_allowed(hook, call)?;
+    let start = std::time::Instant::now();
     let result = match hook.review_version {
         None => Err(unsupported_review(hook)),
         Some(version) => {
@@ -389,23 +416,47 @@ async fn mutate_once(
             }
         }
     };
+    let observe = |rejection| {
+        crate::metrics::metrics().observe_webhook(
+            &hook.name,
+            call.operation(),
+            MUTATING,
+            rejection,
+            start.elapsed(),
+        )
+    };
     let verdict = match result {
         Ok(v) => v,
         Err(reason) => {
-            return match failed_call(hook, &reason) {
+            let failed = failed_call(hook, &reason);
+            observe(failed.as_ref().map(|_| WebhookRejection::CallingWebhook));
+            return match failed {
                 Some(e) => Err(e),
                 None => Ok(()),
-            }
+            };
         }
     };
     warnings.extend(verdict.warnings);
     if !verdict.allowed {
-        return Err(review::rejection(&hook.name, verdict.status.as_ref()).into());
+        let st = review::rejection(&hook.name, verdict.status.as_ref());
+        observe(Some(WebhookRejection::Denied(st.code)));
+        return Err(st.into());
     }
     let Some(patch) = verdict.patch else {
+        observe(None);
         return Ok(());
     };
-    let mut patched = ferrokube_patch::apply_json_patch(obj, &patch).map_err(|e| {
+    let patched = apply_patch(hook, obj, &patch);
+    observe(patched.is_err().then_some(WebhookRejection::Internal));
+    let mut patched = patched?;
+    normalize(&mut patched);
+    *obj = patched;
+    Ok(())
+}
+
+/// A mutating webhook's JSONPatch on `obj`, which must keep its apiVersion and kind.
+fn apply_patch(hook: &Hook, obj: &Value, patch: &Value) -> ApiResult<Value> {
+    let patched = ferrokube_patch::apply_json_patch(obj, patch).map_err(|e| {
         Status::internal(format!(
             "JSON patch from webhook {:?} could not be applied: {e}",
             hook.name
@@ -420,9 +471,7 @@ async fn mutate_once(
             .into());
         }
     }
-    normalize(&mut patched);
-    *obj = patched;
-    Ok(())
+    Ok(patched)
 }
 
 /// Sends a review to the webhook; errors are why it could not be called.
