@@ -13,11 +13,15 @@
 //! (MaxFailedIndexesExceeded) or when every index finished and some failed
 //! (FailedIndexes).
 //!
-//! Not covered: `successPolicy`, `podReplacementPolicy: Failed`, adopting orphan pods,
-//! `managedBy`; the re-creation back-off is per Job, not per index.
+//! An Indexed Job's `successPolicy` completes it early (reason SuccessPolicy) once a
+//! rule's `succeededIndexes`/`succeededCount` are met; its other pods are removed.
+//!
+//! Not covered: `podReplacementPolicy: Failed`, adopting orphan pods, `managedBy`; the
+//! re-creation back-off is per Job, not per index.
 
 mod failurepolicy;
 mod indexes;
+mod successpolicy;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
@@ -383,13 +387,30 @@ impl Controller {
                 ));
             }
         }
-        let complete = !done
-            && fail_job.is_none()
-            && match completions {
+        // Why the Job succeeds, if it does: all completions, or a successPolicy rule.
+        let mut success: Option<(String, String)> = None;
+        if !done && fail_job.is_none() {
+            let all = match completions {
                 Some(c) if indexed => completed.len() as i32 >= c,
                 Some(c) => succeeded >= c,
                 None => succeeded > 0 && active.is_empty(),
             };
+            if all {
+                success = Some((
+                    "CompletionsReached".into(),
+                    "Reached expected number of succeeded pods".into(),
+                ));
+            } else if let Some(policy) = spec.success_policy.as_ref().filter(|_| indexed) {
+                success =
+                    successpolicy::matched(policy, &completed, completions.unwrap_or(0)).map(|i| {
+                        (
+                            "SuccessPolicy".into(),
+                            format!("Matched rules at index {i}"),
+                        )
+                    });
+            }
+        }
+        let complete = success.is_some();
 
         // Act on pods.
         let mut manage_err = None;
@@ -471,25 +492,32 @@ impl Controller {
             }
         }
         if complete || condition_true(&job, "SuccessCriteriaMet") && !done {
+            // The reason given when success was first met.
+            let (reason, message) = job
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .and_then(|cs| cs.iter().find(|c| c.type_ == "SuccessCriteriaMet"))
+                .map(|c| {
+                    (
+                        c.reason.clone().unwrap_or_default(),
+                        c.message.clone().unwrap_or_default(),
+                    )
+                })
+                .or(success)
+                .unwrap_or_default();
             if !condition_true(&job, "SuccessCriteriaMet") {
                 set_condition(
                     &mut status,
                     "SuccessCriteriaMet",
                     "True",
-                    "CompletionsReached",
-                    "Reached expected number of succeeded pods",
+                    &reason,
+                    &message,
                     now,
                 );
             }
             if no_pods_left && !condition_true(&job, "Complete") {
-                set_condition(
-                    &mut status,
-                    "Complete",
-                    "True",
-                    "CompletionsReached",
-                    "Reached expected number of succeeded pods",
-                    now,
-                );
+                set_condition(&mut status, "Complete", "True", &reason, &message, now);
                 status.completion_time = Some(Time(now));
                 self.ctx
                     .recorder

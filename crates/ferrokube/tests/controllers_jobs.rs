@@ -339,6 +339,43 @@ fn indexed_jobs_with_backoff_limit_per_index() {
 }
 
 #[test]
+fn indexed_jobs_complete_early_by_success_policy() {
+    let s = start();
+    let _cm = controller_manager(&s, &["--controllers=job"]);
+    create(
+        &s,
+        "apiVersion: batch/v1\nkind: Job\nmetadata: {name: leader}\nspec:\n  completions: 4\n  parallelism: 4\n  completionMode: Indexed\n  successPolicy:\n    rules:\n    - {succeededIndexes: \"0,1\", succeededCount: 2}\n  template:\n    spec:\n      restartPolicy: Never\n      containers: [{name: c, image: busybox}]\n",
+    );
+    wait_until("4 pods", 30, || pods(&s, "leader").len() == 4);
+    set_phase(&s, &index_pods(&s, "leader", 2)[0], "Succeeded", 0);
+    set_phase(&s, &index_pods(&s, "leader", 0)[0], "Succeeded", 0);
+    wait_until("completedIndexes 0,2", 30, || {
+        jsonpath(&s, &["job", "leader"], "{.status.completedIndexes}") == "0,2"
+    });
+    assert!(
+        !jsonpath(&s, &["job", "leader"], "{.status.conditions[*].type}")
+            .contains("SuccessCriteriaMet"),
+        "index 2 is not in the rule"
+    );
+    set_phase(&s, &index_pods(&s, "leader", 1)[0], "Succeeded", 0);
+    s.ok(&[
+        "wait",
+        "--for=condition=complete",
+        "job/leader",
+        "--timeout=30s",
+    ]);
+    assert_eq!(
+        jsonpath(&s, &["job", "leader"], "{.status.conditions[?(@.type==\"Complete\")].reason}/{.status.conditions[?(@.type==\"SuccessCriteriaMet\")].message}"),
+        "SuccessPolicy/Matched rules at index 0"
+    );
+    // Index 3's pod was removed, not left running.
+    assert!(
+        index_pods(&s, "leader", 3).is_empty()
+            || jsonpath(&s, &[&index_pods(&s, "leader", 3)[0]], "{.status.phase}") != "Pending"
+    );
+}
+
+#[test]
 fn cronjobs_create_jobs_on_schedule_with_concurrency_policy() {
     // As upstream, a Job is named after its scheduled minute, so "@every 3s" makes at
     // most one Job a minute. Three CronJobs run side by side so the test waits for
