@@ -38,6 +38,7 @@ fn job_spec(path: &str, spec: &Value, errs: &mut Errs) {
             ));
         }
     }
+    success_policy(path, spec, errs);
     let tpath = join(path, "template");
     let template = get(spec, "template");
     pod_template_spec(&tpath, template, errs);
@@ -58,6 +59,59 @@ fn job_spec(path: &str, spec: &Value, errs: &mut Errs) {
             }
         }
         other => errs.push(not_supported(&rp_path, other, &["OnFailure", "Never"])),
+    }
+}
+
+/// Upstream's `validateSuccessPolicy` (Indexed Jobs only, 1 to 20 rules, each with
+/// succeededIndexes and/or a succeededCount within completions).
+fn success_policy(path: &str, spec: &Value, errs: &mut Errs) {
+    let Some(policy) = get(spec, "successPolicy").filter(|p| !p.is_null()) else {
+        return;
+    };
+    let path = join(path, "successPolicy");
+    if s(spec, "completionMode") != "Indexed" {
+        errs.push(invalid_raw(
+            &path,
+            &policy.to_string(),
+            "requires indexed completion mode",
+        ));
+    }
+    let rules_path = join(&path, "rules");
+    let rules = arr(policy, "rules");
+    if rules.is_empty() {
+        errs.push(required(
+            &rules_path,
+            "at least one rules must be specified when the successPolicy is specified",
+        ));
+    }
+    if rules.len() > 20 {
+        errs.push(crate::status::field::too_many(&rules_path, rules.len(), 20));
+    }
+    let completions = int_of(spec, "completions");
+    for (i, rule) in rules.iter().enumerate() {
+        let rp = idx(&rules_path, i);
+        let count = int_of(rule, "succeededCount");
+        if count.is_none() && str_of(rule, "succeededIndexes").is_none() {
+            errs.push(required(
+                &rp,
+                "at least one of succeededCount or succeededIndexes must be specified",
+            ));
+        }
+        if let Some(c) = count {
+            let cp = join(&rp, "succeededCount");
+            if c < 0 {
+                errs.push(invalid_int(&cp, c, "must be greater than or equal to 0"));
+            }
+            if let Some(n) = completions.filter(|n| c > *n) {
+                errs.push(invalid_int(
+                    &cp,
+                    c,
+                    &format!(
+                        "must be less than or equal to {n} (the number of specified completions)"
+                    ),
+                ));
+            }
+        }
     }
 }
 

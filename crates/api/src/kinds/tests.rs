@@ -269,6 +269,48 @@ fn workload_errors_match_upstream() {
 }
 
 #[test]
+fn job_success_policies_are_checked() {
+    let job = |mode: &str, policy: Value| {
+        json!({"spec": {"completions": 3, "completionMode": mode, "successPolicy": policy,
+            "template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "j", "image": "busybox"}]}}}})
+    };
+    let none: Vec<String> = Vec::new();
+    assert_eq!(
+        check(
+            "batch",
+            "jobs",
+            job(
+                "Indexed",
+                json!({"rules": [{"succeededIndexes": "0-1"}, {"succeededCount": 2}]})
+            ),
+            None
+        ),
+        none
+    );
+    assert_eq!(
+        check("batch", "jobs", job("Indexed", json!({"rules": [{}, {"succeededCount": 4}]})), None),
+        vec![
+            "spec.successPolicy.rules[0]: Required value: at least one of succeededCount or succeededIndexes must be specified",
+            "spec.successPolicy.rules[1].succeededCount: Invalid value: 4: must be less than or equal to 3 (the number of specified completions)",
+        ]
+    );
+    let errs = check(
+        "batch",
+        "jobs",
+        job("NonIndexed", json!({"rules": []})),
+        None,
+    );
+    assert!(
+        errs[0].ends_with("requires indexed completion mode"),
+        "{errs:?}"
+    );
+    assert_eq!(
+        errs[1],
+        "spec.successPolicy.rules: Required value: at least one rules must be specified when the successPolicy is specified"
+    );
+}
+
+#[test]
 fn cron_schedules_parse_as_robfig() {
     for ok in [
         "*/5 * * * *",
