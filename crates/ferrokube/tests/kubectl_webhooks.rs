@@ -170,18 +170,20 @@ webhooks:
     // Mutation: the label is added and the warning shown; the configuration takes effect
     // once the server has seen it.
     let mut n = 0;
-    wait_until("the mutating webhook to take effect", 20, || {
-        n += 1;
-        let name = format!("probe-{n}");
-        s.ok(&["create", "configmap", &name]);
-        s.ok(&[
-            "get",
-            "configmap",
-            &name,
-            "-o",
-            "jsonpath={.metadata.labels.webhook}",
-        ]) == "mutated"
-    });
+    // Creates fresh ConfigMaps until one's labels (as `path` shows them) satisfy `ok`.
+    let mut until_created = |what: &str, path: &str, ok: &dyn Fn(&str) -> bool| {
+        wait_until(what, 20, || {
+            n += 1;
+            let name = format!("probe-{n}");
+            s.ok(&["create", "configmap", &name]);
+            ok(&s.ok(&["get", "configmap", &name, "-o", path]))
+        });
+    };
+    until_created(
+        "the mutating webhook to take effect",
+        "jsonpath={.metadata.labels.webhook}",
+        &|v| v == "mutated",
+    );
     let out = s.kubectl(&["create", "configmap", "mutated", "--from-literal=k=v"]);
     assert!(out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -393,17 +395,9 @@ webhooks:
         "refuse-denied",
     ]);
     s.ok(&["delete", "mutatingwebhookconfiguration", "label-configmaps"]);
-    wait_until("the webhooks to be gone", 20, || {
-        n += 1;
-        let name = format!("plain-{n}");
-        s.ok(&["create", "configmap", &name]);
-        s.ok(&[
-            "get",
-            "configmap",
-            &name,
-            "-o",
-            "jsonpath={.metadata.labels}",
-        ])
-        .is_empty()
-    });
+    until_created(
+        "the webhooks to be gone",
+        "jsonpath={.metadata.labels}",
+        &str::is_empty,
+    );
 }
