@@ -302,11 +302,7 @@ mod tests {
     #[tokio::test]
     async fn watchers_share_one_feed_and_replay_the_window() {
         let dir = tempfile::tempdir().unwrap();
-        let mut cfg = ferrokube_storage_embedded::EmbeddedConfig::new(dir.path());
-        cfg.compaction_interval = None;
-        let inner = ferrokube_storage_embedded::EmbeddedStorage::open(cfg)
-            .await
-            .unwrap();
+        let inner = crate::test_support::embedded_store(dir.path()).await;
         let store = wrap(inner.clone() as Arc<dyn Storage>);
         // Start the cache, then write.
         let mut live = store

@@ -120,11 +120,7 @@ async fn call(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fuzzed_requests_never_panic_and_always_answer_with_json() {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = ferrokube_storage_embedded::EmbeddedConfig::new(dir.path());
-    config.compaction_interval = None;
-    let store = ferrokube_storage_embedded::EmbeddedStorage::open(config)
-        .await
-        .unwrap();
+    let store = crate::test_support::embedded_store(dir.path()).await;
     let alloc =
         crate::registry::services::ServiceAllocator::parse("10.0.0.0/24", "30000-32767").unwrap();
     let reg = Registry::new(

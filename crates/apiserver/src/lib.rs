@@ -28,6 +28,8 @@ mod registry;
 mod request_info;
 mod schema;
 mod server;
+#[cfg(test)]
+mod test_support;
 pub mod tls;
 mod yaml;
 

@@ -32,6 +32,7 @@ pub mod config_file;
 pub mod delegated;
 pub mod healthz;
 pub mod metrics;
+pub mod net;
 pub mod proxy;
 pub mod serving;
 pub mod tls;

@@ -327,11 +327,7 @@ async fn proxy(
         .connect(server_name, tcp)
         .await
         .map_err(|e| unavailable(format!("error dialing backend: {e}")))?;
-    let authority = if host.contains(':') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
-    };
+    let authority = ferrokube_component_base::net::join_host_port(&host, port);
     // The caller's credentials are not the kubelet's business.
     let resp = ferrokube_component_base::proxy::forward(
         tls,

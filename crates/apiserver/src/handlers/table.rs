@@ -376,11 +376,7 @@ fn format_endpoints(o: &Value) -> String {
                 for p in ports {
                     let port = p["port"].as_i64().unwrap_or(0);
                     for ip in &addrs {
-                        list.push(if ip.contains(':') {
-                            format!("[{ip}]:{port}")
-                        } else {
-                            format!("{ip}:{port}")
-                        });
+                        list.push(ferrokube_component_base::net::join_host_port(ip, port));
                     }
                 }
             }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
+use ferrokube_component_base::net::join_host_port;
 use serde_json::Value;
 use tokio_rustls::TlsConnector;
 
@@ -54,18 +55,10 @@ impl Endpoint {
     /// The URL as upstream's messages show it.
     pub fn display(&self, timeout: Duration) -> String {
         let authority = match self {
-            Endpoint::Url { host, port, .. } => host_port(host, *port),
+            Endpoint::Url { host, port, .. } => join_host_port(host, port),
             Endpoint::Service { port, .. } => format!("{}:{port}", self.server_name()),
         };
         format!("https://{authority}{}", self.request_path(timeout))
-    }
-}
-
-pub fn host_port(host: &str, port: u16) -> String {
-    if host.contains(':') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
     }
 }
 

@@ -120,11 +120,7 @@ fn hook(name: &str, port: u16, ca: &str, path: &str, extra: Value) -> Value {
 
 async fn registry() -> (Registry, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = ferrokube_storage_embedded::EmbeddedConfig::new(dir.path());
-    config.compaction_interval = None;
-    let store = ferrokube_storage_embedded::EmbeddedStorage::open(config)
-        .await
-        .unwrap();
+    let store = crate::test_support::embedded_store(dir.path()).await;
     (
         Registry::new(store as Arc<dyn ferrokube_storage::Storage>, None),
         dir,
@@ -194,7 +190,7 @@ async fn mutating_webhooks_chain_reinvoke_and_fail_as_configured() {
         (st.code, st.message.as_str()),
         (400, "admission webhook \"deny\" denied the request: no")
     );
-    let dead = crate::admission::webhook::tests_support::closed_port();
+    let dead = crate::test_support::closed_port();
     hooks.upsert(
         &json!({"metadata": {"name": "d-dead"}, "webhooks": [hook("dead", dead, &ca, "/", json!({}))]}),
         true,
