@@ -140,6 +140,20 @@ fn condition_true(job: &Job, kind: &str) -> bool {
         .is_some_and(|cs| cs.iter().any(|c| c.type_ == kind && c.status == "True"))
 }
 
+/// The (reason, message) of the Job's condition of this kind.
+fn condition_reason(job: &Job, kind: &str) -> Option<(String, String)> {
+    job.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.type_ == kind))
+        .map(|c| {
+            (
+                c.reason.clone().unwrap_or_default(),
+                c.message.clone().unwrap_or_default(),
+            )
+        })
+}
+
 /// Complete or Failed.
 pub fn is_finished(job: &Job) -> bool {
     condition_true(job, "Complete") || condition_true(job, "Failed")
@@ -375,17 +389,7 @@ impl Controller {
             }
         }
         if condition_true(&job, "FailureTarget") && fail_job.is_none() {
-            if let Some(c) = job
-                .status
-                .as_ref()
-                .and_then(|s| s.conditions.as_ref())
-                .and_then(|cs| cs.iter().find(|c| c.type_ == "FailureTarget"))
-            {
-                fail_job = Some((
-                    c.reason.clone().unwrap_or_default(),
-                    c.message.clone().unwrap_or_default(),
-                ));
-            }
+            fail_job = condition_reason(&job, "FailureTarget");
         }
         // Why the Job succeeds, if it does: all completions, or a successPolicy rule.
         let mut success: Option<(String, String)> = None;
@@ -493,17 +497,7 @@ impl Controller {
         }
         if complete || condition_true(&job, "SuccessCriteriaMet") && !done {
             // The reason given when success was first met.
-            let (reason, message) = job
-                .status
-                .as_ref()
-                .and_then(|s| s.conditions.as_ref())
-                .and_then(|cs| cs.iter().find(|c| c.type_ == "SuccessCriteriaMet"))
-                .map(|c| {
-                    (
-                        c.reason.clone().unwrap_or_default(),
-                        c.message.clone().unwrap_or_default(),
-                    )
-                })
+            let (reason, message) = condition_reason(&job, "SuccessCriteriaMet")
                 .or(success)
                 .unwrap_or_default();
             if !condition_true(&job, "SuccessCriteriaMet") {
@@ -681,7 +675,6 @@ impl Controller {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     /// Creates and deletes pods towards the spec. `settled` are the indexes that need no
     /// pod (completed or failed); `failure_counts` (with backoffLimitPerIndex) are each
     /// index's counted failures, recorded on its next pod.
@@ -699,7 +692,6 @@ impl Controller {
             succeeded,
             failed,
         } = counts;
-        let completed = settled;
         let spec = job.spec.clone().unwrap_or_default();
         let parallelism = spec.parallelism.unwrap_or(1).max(0);
         let indexed = spec.completion_mode.as_deref() == Some("Indexed");
@@ -712,13 +704,13 @@ impl Controller {
             let mut held = BTreeSet::new();
             for p in active {
                 match pod_index(p) {
-                    Some(i) if i < completions && !completed.contains(&i) && held.insert(i) => {}
+                    Some(i) if i < completions && !settled.contains(&i) && held.insert(i) => {}
                     _ => delete.push(p),
                 }
             }
             let room = (parallelism - held.len() as i32).max(0) as usize;
             create = (0..completions)
-                .filter(|i| !completed.contains(i) && !held.contains(i))
+                .filter(|i| !settled.contains(i) && !held.contains(i))
                 .take(room)
                 .map(Some)
                 .collect();

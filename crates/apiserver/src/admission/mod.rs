@@ -42,6 +42,18 @@ pub enum Operation {
     Delete,
 }
 
+impl Operation {
+    /// A write's operation: an update of the stored object, or a create when there is
+    /// none.
+    pub fn of_write(old: Option<&Value>) -> Operation {
+        if old.is_some() {
+            Operation::Update
+        } else {
+            Operation::Create
+        }
+    }
+}
+
 /// A write as admission sees it.
 #[derive(Debug)]
 pub struct Attributes<'a> {

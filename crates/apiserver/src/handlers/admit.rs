@@ -1,17 +1,18 @@
 //! The admission chain of one write request, in upstream's order: the built-in mutating
 //! plugins (on creates), then the mutating webhooks; on the object about to be stored,
 //! PodSecurity (creates), the validating webhooks, and ResourceQuota (creates) last.
-//! NodeRestriction runs where the handlers call [`admit_builtin`]. It runs inside the
-//! registry's write (`WriteAdmission`), so a retried write is admitted again.
+//! NodeRestriction runs where the handlers call [`Chain::admit_builtin`]. It runs inside
+//! the registry's write (`WriteAdmission`), so a retried write is admitted again.
 
 use ferrokube_api::meta;
 use parking_lot::Mutex;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::admission::webhook::{self, Call};
 use crate::admission::{Attributes, Operation};
 use crate::errors::ApiResult;
 use crate::handlers::rest::Request;
+use crate::registry::delete::DeleteOptions;
 use crate::registry::store::{AdmissionFuture, WriteAdmission};
 use crate::registry::{Registry, Target};
 
@@ -23,8 +24,8 @@ pub struct Chain<'r> {
     dry_run: bool,
     /// CreateOptions, UpdateOptions, PatchOptions or DeleteOptions, for the webhooks.
     options_kind: &'static str,
-    /// The options object when the request carried one (a delete's DeleteOptions).
-    options: Option<Value>,
+    /// A delete's options, shown to the webhooks as sent.
+    delete_options: Option<&'r DeleteOptions>,
     warnings: Mutex<Vec<String>>,
 }
 
@@ -51,14 +52,14 @@ impl<'r> Chain<'r> {
             registry,
             dry_run,
             options_kind,
-            options: None,
+            delete_options: None,
             warnings: Mutex::new(Vec::new()),
         }
     }
 
-    /// Replaces the options the webhooks are shown (a delete's DeleteOptions).
-    pub fn with_options(mut self, options: Value) -> Self {
-        self.options = Some(options);
+    /// A delete's options, for the webhooks.
+    pub fn with_delete_options(mut self, options: &'r DeleteOptions) -> Self {
+        self.delete_options = Some(options);
         self
     }
 
@@ -103,19 +104,18 @@ impl<'r> Chain<'r> {
             namespace: self.target.namespace.unwrap_or(""),
             name,
             dry_run: self.dry_run,
-            options: self.options.clone().unwrap_or_else(|| {
-                let manager = self.req.query.get("fieldManager");
-                webhook::options(self.options_kind, self.dry_run, manager)
-            }),
+            options: match self.delete_options {
+                Some(o) => delete_options_json(o),
+                None => {
+                    let manager = self.req.query.get("fieldManager");
+                    webhook::options(self.options_kind, self.dry_run, manager)
+                }
+            },
         }
     }
 
     async fn run_mutating(&self, obj: &mut Value, old: Option<&Value>) -> ApiResult<()> {
-        let operation = if old.is_some() {
-            Operation::Update
-        } else {
-            Operation::Create
-        };
+        let operation = Operation::of_write(old);
         let admission = &self.req.security.admission;
         if operation == Operation::Create {
             let name = self.name(Some(obj)).to_string();
@@ -137,11 +137,7 @@ impl<'r> Chain<'r> {
     }
 
     async fn run_validating(&self, obj: &Value, old: Option<&Value>) -> ApiResult<()> {
-        let operation = if old.is_some() {
-            Operation::Update
-        } else {
-            Operation::Create
-        };
+        let operation = Operation::of_write(old);
         let admission = &self.req.security.admission;
         let a = self.attributes(operation, Some(obj), old);
         let pod_security = admission.check_pod_security(self.registry, &a, obj).await?;
@@ -160,13 +156,7 @@ impl<'r> Chain<'r> {
     /// A delete's admission: NodeRestriction, then the webhooks (with the stored object
     /// as oldObject).
     pub async fn delete(&self, current: &Value) -> ApiResult<()> {
-        admit_builtin(
-            self.req,
-            self.target,
-            Operation::Delete,
-            None,
-            Some(current),
-        )?;
+        self.admit_builtin(Operation::Delete, None, Some(current))?;
         let admission = &self.req.security.admission;
         if let Some(hooks) = admission.webhooks() {
             let name = self.name(Some(current)).to_string();
@@ -175,6 +165,17 @@ impl<'r> Chain<'r> {
             self.warnings.lock().extend(warnings);
         }
         Ok(())
+    }
+
+    /// The built-in validating plugins that need no I/O (NodeRestriction) on a write.
+    pub fn admit_builtin(
+        &self,
+        operation: Operation,
+        object: Option<&Value>,
+        old: Option<&Value>,
+    ) -> ApiResult<()> {
+        let attributes = self.attributes(operation, object, old);
+        self.req.security.admission.validate(&attributes)
     }
 
     /// Whether a delete needs the stored object for admission.
@@ -193,27 +194,12 @@ impl WriteAdmission for Chain<'_> {
     }
 }
 
-/// The built-in validating plugins that need no I/O (NodeRestriction) on a write.
-pub fn admit_builtin(
-    req: &Request<'_>,
-    target: &Target<'_>,
-    operation: Operation,
-    object: Option<&Value>,
-    old: Option<&Value>,
-) -> ApiResult<()> {
-    let name = match req.info.name.as_str() {
-        "" => object.and_then(meta::name).unwrap_or(""),
-        n => n,
-    };
-    req.security.admission.validate(&Attributes {
-        user: req.user,
-        operation,
-        group: target.info.group,
-        resource: target.info.resource,
-        subresource: &req.info.subresource,
-        namespace: target.namespace.unwrap_or(""),
-        name,
-        object,
-        old,
-    })
+/// DeleteOptions as the webhooks' review carries them.
+fn delete_options_json(opts: &DeleteOptions) -> Value {
+    let mut v = serde_json::to_value(opts).unwrap_or_else(|_| json!({}));
+    if let Some(m) = v.as_object_mut() {
+        m.insert("kind".into(), json!("DeleteOptions"));
+        m.insert("apiVersion".into(), json!("meta.k8s.io/v1"));
+    }
+    v
 }

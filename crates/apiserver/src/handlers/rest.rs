@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use crate::admission::Operation;
 use crate::body::Response;
 use crate::errors::{ApiError, ApiResult};
-use crate::handlers::admit::{admit_builtin, Chain};
+use crate::handlers::admit::Chain;
 use crate::handlers::fieldmanager::{check_config_type, check_patch_options, FieldManager};
 use crate::handlers::response::{self, shape_object};
 use crate::handlers::table::to_table;
@@ -336,7 +336,7 @@ async fn dispatch(
             let mut obj = manager.track(target, None, None, obj);
             chain.mutate(&mut obj, None).await?;
             check_rbac_write(req, target, &obj, None)?;
-            admit_builtin(req, target, Operation::Create, Some(&obj), None)?;
+            chain.admit_builtin(Operation::Create, Some(&obj), None)?;
             let created = registry
                 .create_admitted(target, obj, dry, Some(&chain))
                 .await?;
@@ -360,12 +360,7 @@ async fn dispatch(
                     let next = manager.track(target, subresource, current, desired.clone());
                     check_rbac_write(req, target, &next, current)?;
                     check_csr_approval(req, subresource, current)?;
-                    let op = if current.is_some() {
-                        Operation::Update
-                    } else {
-                        Operation::Create
-                    };
-                    admit_builtin(req, target, op, Some(&next), current)?;
+                    chain.admit_builtin(Operation::of_write(current), Some(&next), current)?;
                     Ok(next)
                 })
                 .await?;
@@ -409,7 +404,7 @@ async fn dispatch(
                     let next = manager.track(target, subresource, Some(current), patched);
                     check_rbac_write(req, target, &next, Some(current))?;
                     check_csr_approval(req, subresource, Some(current))?;
-                    admit_builtin(req, target, Operation::Update, Some(&next), Some(current))?;
+                    chain.admit_builtin(Operation::Update, Some(&next), Some(current))?;
                     Ok(next)
                 })
                 .await?;
@@ -422,8 +417,8 @@ async fn dispatch(
         "delete" => {
             let opts = delete_options(req)?;
             let dry = dry_run(req.query)? || opts.dry_run.iter().any(|d| d == "All");
-            let chain = Chain::new(req, target, registry, dry, "DeleteOptions")
-                .with_options(delete_options_json(&opts));
+            let chain =
+                Chain::new(req, target, registry, dry, "DeleteOptions").with_delete_options(&opts);
             if Chain::delete_needs_object(req) {
                 let current = registry.get(target, &ri.name).await?;
                 chain.delete(&current).await?;
@@ -472,7 +467,7 @@ async fn dispatch(
                 };
                 if admitted {
                     Chain::new(req, &item_target, registry, dry, "DeleteOptions")
-                        .with_options(delete_options_json(&opts))
+                        .with_delete_options(&opts)
                         .delete(&item)
                         .await?;
                 }
@@ -520,16 +515,6 @@ fn delete_options(req: &Request<'_>) -> ApiResult<DeleteOptions> {
         opts.orphan_dependents = Some(o == "true");
     }
     Ok(opts)
-}
-
-/// DeleteOptions as the webhooks' review carries them.
-fn delete_options_json(opts: &DeleteOptions) -> Value {
-    let mut v = serde_json::to_value(opts).unwrap_or_else(|_| json!({}));
-    if let Some(m) = v.as_object_mut() {
-        m.insert("kind".into(), json!("DeleteOptions"));
-        m.insert("apiVersion".into(), json!("meta.k8s.io/v1"));
-    }
-    v
 }
 
 fn patch_body(req: &Request<'_>) -> ApiResult<Value> {

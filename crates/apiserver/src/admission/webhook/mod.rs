@@ -19,16 +19,6 @@ pub mod rules;
 
 #[cfg(test)]
 mod dispatch_tests;
-#[cfg(test)]
-mod tests_support {
-    /// A loopback port nothing listens on.
-    pub fn closed_port() -> u16 {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .unwrap_or(1)
-    }
-}
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -42,14 +32,15 @@ use parking_lot::{Mutex, RwLock};
 use serde_json::Value;
 
 use self::config::{Endpoint, Hook};
+use self::review::Verdict;
+use super::Operation;
+use crate::errors::{ApiError, ApiResult};
 use crate::metrics::WebhookRejection;
+use crate::registry::{Registry, Target};
 
 /// The `type` label of webhook calls in upstream's metrics.
 const MUTATING: &str = "admit";
 const VALIDATING: &str = "validating";
-use super::Operation;
-use crate::errors::{ApiError, ApiResult};
-use crate::registry::{Registry, Target};
 
 /// Webhooks by configuration name (the order they run in).
 type Configs = BTreeMap<String, Vec<Arc<Hook>>>;
@@ -219,10 +210,10 @@ impl Webhooks {
         obj: Option<&Value>,
         old: Option<&Value>,
     ) -> ApiResult<Vec<String>> {
-        let snapshot = self.snapshot.read().clone();
         if call.exempt() {
             return Ok(Vec::new());
         }
+        let snapshot = self.snapshot.read().clone();
         let mut hooks = snapshot.validating.clone();
         if call.operation == Operation::Delete {
             hooks.splice(0..0, snapshot.mutating.iter().cloned());
@@ -234,65 +225,30 @@ impl Webhooks {
         let mut running = Vec::new();
         for hook in relevant {
             dry_run_allowed(&hook, call)?;
-            let Some(version) = hook.review_version else {
-                running.push((hook, None));
-                continue;
-            };
-            let uid = uuid::Uuid::new_v4().to_string();
-            let body = review::request(version, &uid, &call.subject(), obj, old);
+            let review = prepare(&hook, call, obj, old);
             let registry = call.registry.clone();
             let task_hook = hook.clone();
-            let task = tokio::spawn(async move {
-                let start = std::time::Instant::now();
-                let result = match invoke(&registry, &task_hook, body).await {
-                    Ok(answer) => review::verify(&answer, version, &uid, task_hook.mutating),
-                    Err(e) => Err(e),
-                };
-                (result, start.elapsed())
-            });
-            running.push((hook, Some(task)));
+            let task = tokio::spawn(async move { consult(&registry, &task_hook, review).await });
+            running.push((hook, task));
         }
         let mut warnings = Vec::new();
         let mut first_error: Option<ApiError> = None;
         for (hook, task) in running {
-            let (result, took) = match task {
-                None => (Err(unsupported_review(&hook)), std::time::Duration::ZERO),
-                Some(t) => t.await.unwrap_or_else(|e| {
-                    (
-                        Err(format!("the call did not complete: {e}")),
-                        std::time::Duration::ZERO,
-                    )
-                }),
-            };
-            let kind = if hook.mutating { MUTATING } else { VALIDATING };
-            let observe = |rejection| {
-                crate::metrics::metrics().observe_webhook(
-                    &hook.name,
-                    call.operation(),
-                    kind,
-                    rejection,
-                    took,
+            let (result, took) = task.await.unwrap_or_else(|e| {
+                (
+                    Err(format!("the call did not complete: {e}")),
+                    std::time::Duration::ZERO,
                 )
-            };
-            let verdict = match result {
-                Ok(v) => v,
-                Err(reason) => {
-                    let failed = failed_call(&hook, &reason);
-                    observe(failed.as_ref().map(|_| WebhookRejection::CallingWebhook));
-                    if let Some(e) = failed {
-                        first_error.get_or_insert(e);
-                    }
-                    continue;
+            });
+            match settle(&hook, result) {
+                Ok(verdict) => {
+                    observe(&hook, call, took, None);
+                    warnings.extend(verdict.map(|v| v.warnings).unwrap_or_default());
                 }
-            };
-            warnings.extend(verdict.warnings);
-            if verdict.allowed {
-                observe(None);
-            } else {
-                tracing::info!(webhook = %hook.name, "rejected by webhook");
-                let st = review::rejection(&hook.name, verdict.status.as_ref());
-                observe(Some(WebhookRejection::Denied(st.code)));
-                first_error.get_or_insert_with(|| st.into());
+                Err((e, why)) => {
+                    observe(&hook, call, took, Some(why));
+                    first_error.get_or_insert(e);
+                }
             }
         }
         match first_error {
@@ -404,54 +360,108 @@ async fn mutate_once(
     warnings: &mut Vec<String>,
 ) -> ApiResult<()> {
     dry_run_allowed(hook, call)?;
-    let start = std::time::Instant::now();
-    let result = match hook.review_version {
-        None => Err(unsupported_review(hook)),
-        Some(version) => {
-            let uid = uuid::Uuid::new_v4().to_string();
-            let body = review::request(version, &uid, &call.subject(), Some(obj), old);
-            match invoke(call.registry, hook, body).await {
-                Ok(answer) => review::verify(&answer, version, &uid, true),
-                Err(e) => Err(e),
-            }
+    let review = prepare(hook, call, Some(obj), old);
+    let (result, took) = consult(call.registry, hook, review).await;
+    let verdict = match settle(hook, result) {
+        Ok(Some(v)) => v,
+        Ok(None) => {
+            observe(hook, call, took, None);
+            return Ok(());
         }
-    };
-    let observe = |rejection| {
-        crate::metrics::metrics().observe_webhook(
-            &hook.name,
-            call.operation(),
-            MUTATING,
-            rejection,
-            start.elapsed(),
-        )
-    };
-    let verdict = match result {
-        Ok(v) => v,
-        Err(reason) => {
-            let failed = failed_call(hook, &reason);
-            observe(failed.as_ref().map(|_| WebhookRejection::CallingWebhook));
-            return match failed {
-                Some(e) => Err(e),
-                None => Ok(()),
-            };
+        Err((e, why)) => {
+            observe(hook, call, took, Some(why));
+            return Err(e);
         }
     };
     warnings.extend(verdict.warnings);
-    if !verdict.allowed {
-        let st = review::rejection(&hook.name, verdict.status.as_ref());
-        observe(Some(WebhookRejection::Denied(st.code)));
-        return Err(st.into());
-    }
     let Some(patch) = verdict.patch else {
-        observe(None);
+        observe(hook, call, took, None);
         return Ok(());
     };
     let patched = apply_patch(hook, obj, &patch);
-    observe(patched.is_err().then_some(WebhookRejection::Internal));
+    observe(
+        hook,
+        call,
+        took,
+        patched.is_err().then_some(WebhookRejection::Internal),
+    );
     let mut patched = patched?;
     normalize(&mut patched);
     *obj = patched;
     Ok(())
+}
+
+/// A review ready to send to a webhook.
+#[derive(Debug)]
+struct Prepared {
+    version: &'static str,
+    uid: String,
+    body: Value,
+}
+
+/// The review of `obj`/`old` in the AdmissionReview version the webhook takes.
+fn prepare(
+    hook: &Hook,
+    call: &Call<'_>,
+    obj: Option<&Value>,
+    old: Option<&Value>,
+) -> Result<Prepared, String> {
+    let version = hook
+        .review_version
+        .ok_or_else(|| unsupported_review(hook))?;
+    let uid = uuid::Uuid::new_v4().to_string();
+    let body = review::request(version, &uid, &call.subject(), obj, old);
+    Ok(Prepared { version, uid, body })
+}
+
+/// Sends a review and checks the answer, timing the call; errors are why the webhook
+/// could not be called.
+async fn consult(
+    registry: &Registry,
+    hook: &Hook,
+    review: Result<Prepared, String>,
+) -> (Result<Verdict, String>, std::time::Duration) {
+    let start = std::time::Instant::now();
+    let result = match review {
+        Ok(r) => match invoke(registry, hook, r.body).await {
+            Ok(answer) => review::verify(&answer, r.version, &r.uid, hook.mutating),
+            Err(e) => Err(e),
+        },
+        Err(e) => Err(e),
+    };
+    (result, start.elapsed())
+}
+
+/// What a call decides: the allowing verdict, nothing (a failed call its failure policy
+/// ignores), or the request's error with the reason the metrics give.
+fn settle(
+    hook: &Hook,
+    result: Result<Verdict, String>,
+) -> Result<Option<Verdict>, (ApiError, WebhookRejection)> {
+    match result {
+        Err(reason) => match failed_call(hook, &reason) {
+            Some(e) => Err((e, WebhookRejection::CallingWebhook)),
+            None => Ok(None),
+        },
+        Ok(v) if !v.allowed => {
+            tracing::info!(webhook = %hook.name, "rejected by webhook");
+            let st = review::rejection(&hook.name, v.status.as_ref());
+            let code = st.code;
+            Err((st.into(), WebhookRejection::Denied(code)))
+        }
+        Ok(v) => Ok(Some(v)),
+    }
+}
+
+/// Records one call in upstream's webhook metrics.
+fn observe(
+    hook: &Hook,
+    call: &Call<'_>,
+    took: std::time::Duration,
+    rejection: Option<WebhookRejection>,
+) {
+    let kind = if hook.mutating { MUTATING } else { VALIDATING };
+    crate::metrics::metrics().observe_webhook(&hook.name, call.operation(), kind, rejection, took);
 }
 
 /// A mutating webhook's JSONPatch on `obj`, which must keep its apiVersion and kind.
