@@ -282,6 +282,12 @@ pub fn apply(group: &str, resource: &str, o: &mut Value) {
             let mutating = r.starts_with("mutating");
             each_obj(m, "webhooks", |h| webhook(h, mutating));
         }
+        // SetDefaults_ServiceReference of apiregistration/v1.
+        ("apiregistration.k8s.io", "apiservices") => {
+            if let Some(svc) = obj_in(m, "spec").and_then(|s| obj_in(s, "service")) {
+                default(svc, "port", json!(443));
+            }
+        }
         _ => {}
     }
 }

@@ -7,6 +7,7 @@
 // A guard on an enum arm would fall through to the "unsupported value" arm below it.
 #![allow(clippy::collapsible_match)]
 
+mod apiregistration;
 mod apps;
 mod batch;
 mod core_config;
@@ -76,6 +77,7 @@ pub fn validate(group: &str, resource: &str, obj: &Value, old: Option<&Value>) -
         ("admissionregistration.k8s.io", "mutatingwebhookconfigurations") => {
             misc::webhook_configuration(obj, true)
         }
+        ("apiregistration.k8s.io", "apiservices") => apiregistration::api_service(obj),
         _ => Vec::new(),
     }
 }

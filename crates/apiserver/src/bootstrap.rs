@@ -16,8 +16,10 @@ fn fail(name: &str, message: String) -> ServeError {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn ensure(
     reg: &Registry,
+    namespace: &str,
     group: &str,
     version: &str,
     resource: &str,
@@ -27,7 +29,7 @@ async fn ensure(
 ) -> Result<(), ServeError> {
     let info = resources::lookup(group, version, resource)
         .ok_or_else(|| fail(name, format!("{resource} not registered")))?;
-    let target = Target::builtin(info, Some("default"));
+    let target = Target::builtin(info, Some(namespace));
     match reg.get(&target, name).await {
         Ok(existing) => {
             if let Some(updated) = merge(&existing) {
@@ -74,7 +76,17 @@ pub async fn kubernetes_service(reg: &Registry, advertise: &str) -> Result<(), S
         "spec": {"type": "ClusterIP", "clusterIP": ip, "sessionAffinity": "None",
                  "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": port}]},
     });
-    ensure(reg, "", "v1", "services", "kubernetes", svc, |_| None).await?;
+    ensure(
+        reg,
+        "default",
+        "",
+        "v1",
+        "services",
+        "kubernetes",
+        svc,
+        |_| None,
+    )
+    .await?;
     // This server's lease, and the Service's endpoints: every live API server.
     crate::endpoint_reconciler::reconcile(reg, advertise)
         .await
@@ -114,4 +126,39 @@ pub async fn system_priority_classes(reg: &Registry) -> Result<(), ServeError> {
         }
     }
     Ok(())
+}
+
+/// `kube-system/extension-apiserver-authentication` (upstream's
+/// `start-cluster-authentication-info-controller`): the client CA and request-header
+/// settings aggregated API servers (metrics-server) read to trust this server's
+/// front-proxy requests. Rewritten when the flags changed.
+pub async fn extension_apiserver_authentication(
+    reg: &Registry,
+    authn: &ferrokube_authn::Authenticator,
+) -> Result<(), ServeError> {
+    const NAME: &str = "extension-apiserver-authentication";
+    let data = serde_json::to_value(authn.extension_apiserver_authentication_data())
+        .unwrap_or_else(|_| json!({}));
+    let cm = json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": NAME, "namespace": "kube-system"},
+        "data": data,
+    });
+    ensure(
+        reg,
+        "kube-system",
+        "",
+        "v1",
+        "configmaps",
+        NAME,
+        cm,
+        |existing| {
+            (existing.get("data") != Some(&data)).then(|| {
+                let mut updated = existing.clone();
+                updated["data"] = data.clone();
+                updated
+            })
+        },
+    )
+    .await
 }

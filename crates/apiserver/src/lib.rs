@@ -7,6 +7,7 @@
 //! authorization and admission land with the security work.
 
 mod admission;
+mod aggregator;
 mod audit;
 mod auth;
 mod body;
@@ -28,11 +29,13 @@ mod registry;
 mod request_info;
 mod schema;
 mod server;
+mod service_resolver;
 #[cfg(test)]
 mod test_support;
 pub mod tls;
 mod yaml;
 
+pub use aggregator::AggregatorConfig;
 pub use audit::AuditConfig;
 pub use auth::SecurityConfig;
 pub use handlers::kubelet_proxy::KubeletClientConfig;

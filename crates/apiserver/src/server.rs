@@ -51,6 +51,8 @@ pub struct ApiServerConfig {
     /// `--kubelet-*` flags: how `pods/log|exec|attach|portforward` and `nodes/proxy`
     /// reach kubelets.
     pub kubelet: crate::handlers::kubelet_proxy::KubeletClientConfig,
+    /// `--proxy-client-*` and `--enable-aggregator-routing`.
+    pub aggregator: crate::aggregator::AggregatorConfig,
 }
 
 impl ApiServerConfig {
@@ -70,6 +72,7 @@ impl ApiServerConfig {
             security: crate::auth::SecurityConfig::default(),
             audit: crate::audit::AuditConfig::default(),
             kubelet: Default::default(),
+            aggregator: Default::default(),
         }
     }
 }
@@ -105,6 +108,7 @@ struct State {
     security: crate::auth::Security,
     audit: Option<crate::audit::Auditor>,
     kubelet: Option<crate::handlers::kubelet_proxy::KubeletClient>,
+    aggregator: Arc<crate::aggregator::Aggregator>,
 }
 
 /// A configured API server; [`ApiServer::run`] serves until shutdown.
@@ -166,10 +170,20 @@ impl ApiServer {
                 crate::handlers::kubelet_proxy::KubeletClient::new(&config.kubelet)
                     .map_err(ServeError::Config)?,
             ),
+            aggregator: Arc::new(
+                crate::aggregator::Aggregator::new(&config.aggregator)
+                    .map_err(ServeError::Config)?,
+            ),
         });
         bootstrap(&state.registry).await?;
         crate::bootstrap::kubernetes_service(&state.registry, &config.advertise).await?;
         crate::bootstrap::system_priority_classes(&state.registry).await?;
+        crate::bootstrap::extension_apiserver_authentication(
+            &state.registry,
+            &state.security.authn,
+        )
+        .await?;
+        crate::aggregator::local::register(&state.registry).await;
         crate::crd::controller::sync(&state.registry)
             .await
             .map_err(|e| ServeError::Bootstrap {
@@ -185,12 +199,17 @@ impl ApiServer {
                 })?;
         }
         let (stop_feeds, feeds_stopped) = watch::channel(false);
-        crate::auth::feeds::start(&state.registry, &state.security, feeds_stopped)
-            .await
-            .map_err(|e| ServeError::Bootstrap {
-                name: "authorization feeds".into(),
-                message: format!("{e:?}"),
-            })?;
+        crate::auth::feeds::start(
+            &state.registry,
+            &state.security,
+            &state.aggregator,
+            feeds_stopped,
+        )
+        .await
+        .map_err(|e| ServeError::Bootstrap {
+            name: "authorization feeds".into(),
+            message: format!("{e:?}"),
+        })?;
         Ok(ApiServer {
             config,
             state,
@@ -213,6 +232,11 @@ impl ApiServer {
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         tracing::info!(addr = %self.config.bind, "apiserver: serving");
         tokio::spawn(crate::crd::controller::run(
+            self.state.registry.clone(),
+            shutdown.clone(),
+        ));
+        tokio::spawn(crate::aggregator::availability::run(
+            self.state.aggregator.clone(),
             self.state.registry.clone(),
             shutdown.clone(),
         ));
@@ -485,6 +509,16 @@ async fn route(
             .insert(header::CONNECTION, http::HeaderValue::from_static("close"));
         return resp;
     }
+    if let Some(remote) = state.aggregator.route(&info.path) {
+        return crate::aggregator::proxy::handle(
+            &state.aggregator,
+            &state.registry,
+            &remote,
+            req,
+            user,
+        )
+        .await;
+    }
     if crate::handlers::kubelet_proxy::is_kubelet_subresource(info) {
         return crate::handlers::kubelet_proxy::handle(
             &state.registry,
@@ -579,7 +613,7 @@ async fn route(
 /// sending, receives the 413 instead of a reset stream.
 const DRAIN_LIMIT: usize = 32 * 1024 * 1024;
 
-async fn read_body(mut body: Incoming) -> Result<bytes::Bytes, Status> {
+pub(crate) async fn read_body(mut body: Incoming) -> Result<bytes::Bytes, Status> {
     let mut buf = bytes::BytesMut::new();
     let mut seen = 0usize;
     while let Some(frame) = body.frame().await {
@@ -603,7 +637,8 @@ async fn read_body(mut body: Incoming) -> Result<bytes::Bytes, Status> {
 
 async fn non_resource(state: &State, path: &str, accept: Option<&str>, query: &Query) -> Response {
     let aggregated = discovery::wants_aggregated(accept);
-    let served = discovery::Served::new(&state.registry.crds.snapshot());
+    let served = discovery::Served::new(&state.registry.crds.snapshot())
+        .with_remote(state.aggregator.groups());
     if ["/healthz/", "/livez/", "/readyz/"]
         .iter()
         .any(|p| path.starts_with(p))

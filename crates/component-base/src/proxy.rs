@@ -7,7 +7,7 @@
 
 use bytes::Bytes;
 use http::{header, Request, Response, StatusCode};
-use http_body_util::Empty;
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -62,6 +62,21 @@ pub async fn forward<IO, B>(
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    forward_with_body(io, req, path_and_query, host, drop_headers, Bytes::new()).await
+}
+
+/// [`forward`] with `body` (read by the caller) as the request body.
+pub async fn forward_with_body<IO, B>(
+    io: IO,
+    req: &mut Request<B>,
+    path_and_query: &str,
+    host: &str,
+    drop_headers: &[&str],
+    body: Bytes,
+) -> Result<Response<Incoming>, ProxyError>
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let upgrade = is_upgrade(req);
     let mut out = Request::builder()
         .method(req.method().clone())
@@ -77,7 +92,7 @@ where
             out = out.header(name, value);
         }
     }
-    let out = out.body(Empty::<Bytes>::new())?;
+    let out = out.body(Full::new(body))?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
         .await
         .map_err(ProxyError::Handshake)?;

@@ -55,8 +55,18 @@ pub struct CertKey {
     pub key: PrivateKeyDer<'static>,
 }
 
-/// Reads a PEM chain and key from files.
+/// Reads a PEM chain and key from files (`--tls-cert-file`, `--tls-private-key-file`).
 pub fn load_pair(cert: &Path, key: &Path) -> Result<CertKey, TlsError> {
+    load_named_pair("--tls-cert-file", cert, "--tls-private-key-file", key)
+}
+
+/// Reads a PEM chain and key from files; errors name `cert_flag` / `key_flag`.
+pub fn load_named_pair(
+    cert_flag: &'static str,
+    cert: &Path,
+    key_flag: &'static str,
+    key: &Path,
+) -> Result<CertKey, TlsError> {
     let read = |flag: &'static str, path: &Path| {
         std::fs::read(path).map_err(|source| TlsError::Read {
             flag,
@@ -64,23 +74,23 @@ pub fn load_pair(cert: &Path, key: &Path) -> Result<CertKey, TlsError> {
             source,
         })
     };
-    let cert_pem = read("--tls-cert-file", cert)?;
+    let cert_pem = read(cert_flag, cert)?;
     let chain: Result<Vec<_>, _> = CertificateDer::pem_slice_iter(&cert_pem).collect();
     let chain = chain.map_err(|e| TlsError::BadPem {
-        flag: "--tls-cert-file",
+        flag: cert_flag,
         path: cert.into(),
         detail: e.to_string(),
     })?;
     if chain.is_empty() {
         return Err(TlsError::BadPem {
-            flag: "--tls-cert-file",
+            flag: cert_flag,
             path: cert.into(),
             detail: "no PEM certificate found".into(),
         });
     }
-    let key_pem = read("--tls-private-key-file", key)?;
+    let key_pem = read(key_flag, key)?;
     let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| TlsError::BadPem {
-        flag: "--tls-private-key-file",
+        flag: key_flag,
         path: key.into(),
         detail: e.to_string(),
     })?;

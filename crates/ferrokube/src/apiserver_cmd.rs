@@ -121,6 +121,7 @@ impl ApiServerArgs {
             },
             audit: self.compat.audit_config(),
             kubelet: self.compat.kubelet_config(),
+            aggregator: self.compat.aggregator_config(),
             ..ApiServerConfig::new(
                 SocketAddr::new(self.bind_address, self.secure_port),
                 cert,

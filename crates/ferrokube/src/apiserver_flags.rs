@@ -218,11 +218,16 @@ pub struct CompatFlags {
     pub kubelet_preferred_address_types: Option<String>,
     #[arg(long, hide = true, value_parser = go_bool, num_args = 0..=1, default_missing_value = "true", action = ArgAction::Set)]
     pub kubelet_https: Option<bool>,
-    #[arg(long, hide = true, value_name = "FILE")]
+    /// Client certificate used to prove the identity of the aggregator or kube-apiserver
+    /// when it must call out during a request (aggregated API servers such as
+    /// metrics-server).
+    #[arg(long, value_name = "FILE")]
     pub proxy_client_cert_file: Option<PathBuf>,
-    #[arg(long, hide = true, value_name = "FILE")]
+    /// Private key for --proxy-client-cert-file.
+    #[arg(long, value_name = "FILE")]
     pub proxy_client_key_file: Option<PathBuf>,
-    #[arg(long, hide = true, value_parser = go_bool, num_args = 0..=1, default_missing_value = "true", action = ArgAction::Set)]
+    /// Turns on aggregator routing requests to endpoint IPs rather than cluster IP.
+    #[arg(long, value_parser = go_bool, num_args = 0..=1, default_missing_value = "true", action = ArgAction::Set)]
     pub enable_aggregator_routing: Option<bool>,
     #[arg(long, hide = true, value_parser = go_bool, num_args = 0..=1, default_missing_value = "true", action = ArgAction::Set)]
     pub enable_swagger_ui: Option<bool>,
@@ -250,6 +255,14 @@ impl CompatFlags {
                 .collect();
         }
         c
+    }
+
+    pub fn aggregator_config(&self) -> ferrokube_apiserver::AggregatorConfig {
+        ferrokube_apiserver::AggregatorConfig {
+            proxy_client_cert_file: self.proxy_client_cert_file.clone(),
+            proxy_client_key_file: self.proxy_client_key_file.clone(),
+            enable_aggregator_routing: self.enable_aggregator_routing.unwrap_or(false),
+        }
     }
 
     pub fn audit_config(&self) -> ferrokube_apiserver::AuditConfig {

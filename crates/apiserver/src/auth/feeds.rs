@@ -79,6 +79,18 @@ impl Sink for WebhookSink {
     }
 }
 
+/// APIServices for the aggregator.
+struct ApiServiceSink(Arc<crate::aggregator::Aggregator>);
+
+impl Sink for ApiServiceSink {
+    fn upsert(&self, obj: &Value) {
+        self.0.upsert(obj);
+    }
+    fn remove(&self, obj: &Value) {
+        self.0.remove(meta::name(obj).unwrap_or(""));
+    }
+}
+
 fn key_of(obj: &Value) -> String {
     format!(
         "{}/{}",
@@ -170,11 +182,12 @@ impl Feed {
     }
 }
 
-/// Lists what the enabled authorizers need (before serving), then keeps it current until
-/// `shutdown`.
+/// Lists what the enabled authorizers, admission webhooks and the aggregator need
+/// (before serving), then keeps it current until `shutdown`.
 pub async fn start(
     registry: &Registry,
     security: &super::Security,
+    aggregator: &Arc<crate::aggregator::Aggregator>,
     shutdown: watch::Receiver<bool>,
 ) -> ApiResult<()> {
     let mut feeds: Vec<Feed> = Vec::new();
@@ -246,6 +259,12 @@ pub async fn start(
             );
         }
     }
+    add(
+        "apiregistration.k8s.io",
+        "v1",
+        "apiservices",
+        Box::new(ApiServiceSink(aggregator.clone())),
+    );
     for mut feed in feeds {
         let rv = feed.relist(registry).await?;
         tokio::spawn(feed.run(registry.clone(), rv, shutdown.clone()));

@@ -15,7 +15,7 @@ use ferrokube_api::resources;
 use ferrokube_api::status::Status;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::ServerName;
 use serde_json::Value;
 
 use crate::body::{Body, Response};
@@ -76,8 +76,6 @@ fn read_pem(flag: &str, path: &PathBuf) -> Result<Vec<u8>, String> {
 impl KubeletClient {
     /// Loads the flags' files; errors name the flag.
     pub fn new(cfg: &KubeletClientConfig) -> Result<KubeletClient, String> {
-        use rustls::pki_types::pem::PemObject;
-        use rustls::pki_types::PrivateKeyDer;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
@@ -98,15 +96,15 @@ impl KubeletClient {
         };
         let mut config = match (&cfg.client_certificate, &cfg.client_key) {
             (Some(c), Some(k)) => {
-                let cert_pem = read_pem("--kubelet-client-certificate", c)?;
-                let key_pem = read_pem("--kubelet-client-key", k)?;
-                let chain: Result<Vec<_>, _> = CertificateDer::pem_slice_iter(&cert_pem).collect();
-                let chain = chain
-                    .map_err(|e| format!("--kubelet-client-certificate {}: {e}", c.display()))?;
-                let key = PrivateKeyDer::from_pem_slice(&key_pem)
-                    .map_err(|e| format!("--kubelet-client-key {}: {e}", k.display()))?;
+                let pair = ferrokube_component_base::tls::load_named_pair(
+                    "--kubelet-client-certificate",
+                    c,
+                    "--kubelet-client-key",
+                    k,
+                )
+                .map_err(|e| e.to_string())?;
                 builder
-                    .with_client_auth_cert(chain, key)
+                    .with_client_auth_cert(pair.chain, pair.key)
                     .map_err(|e| format!("--kubelet-client-certificate: {e}"))?
             }
             (None, None) => builder.with_no_client_auth(),
@@ -342,7 +340,7 @@ async fn proxy(
 }
 
 /// The kubelet's answer with its body streamed through.
-fn stream_response(resp: http::Response<Incoming>) -> Response {
+pub(crate) fn stream_response(resp: http::Response<Incoming>) -> Response {
     let (parts, mut body) = resp.into_parts();
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(16);
     tokio::spawn(async move {

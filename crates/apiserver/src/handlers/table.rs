@@ -219,7 +219,24 @@ fn columns(info: &ResourceInfo) -> Vec<Col> {
             c("Replicas", "integer"),
             c("Age", "string"),
         ],
+        ("apiregistration.k8s.io", "apiservices") => vec![
+            c("Name", "string"),
+            c("Service", "string"),
+            c("Available", "string"),
+            c("Age", "string"),
+        ],
         _ => vec![c("Name", "string"), c("Age", "string")],
+    }
+}
+
+/// An APIService's `Available` column: `True`, `False (<reason>)`, or `Unknown`.
+fn api_service_available(o: &Value) -> String {
+    let conditions = o.pointer("/status/conditions").and_then(Value::as_array);
+    let available = conditions.and_then(|cs| cs.iter().find(|c| c["type"] == "Available"));
+    match available {
+        None => "Unknown".into(),
+        Some(c) if c["status"] == "True" => "True".into(),
+        Some(c) => format!("{} ({})", s(c, "/status"), s(c, "/reason")),
     }
 }
 
@@ -394,6 +411,13 @@ fn cells(info: &ResourceInfo, o: &Value) -> Vec<Value> {
         ("", "secrets") => vec![name, json!(s(o, "/type")), json!(count(o, "/data")), a],
         ("", "namespaces") => vec![name, json!(s(o, "/status/phase")), a],
         ("", "serviceaccounts") => vec![name, json!(count(o, "/secrets").to_string()), a],
+        ("apiregistration.k8s.io", "apiservices") => {
+            let service = match o.pointer("/spec/service").filter(|v| !v.is_null()) {
+                Some(svc) => format!("{}/{}", s(svc, "/namespace"), s(svc, "/name")),
+                None => "Local".into(),
+            };
+            vec![name, json!(service), json!(api_service_available(o)), a]
+        }
         ("scheduling.k8s.io", "priorityclasses") => vec![
             name,
             json!(n(o, "/value")),

@@ -187,7 +187,7 @@ fn endpoint(client: &Value) -> Result<Endpoint, String> {
 }
 
 /// The host's trust store, for webhooks without a caBundle.
-fn system_roots() -> Result<rustls::RootCertStore, String> {
+pub(crate) fn system_roots() -> Result<rustls::RootCertStore, String> {
     const BUNDLES: &[&str] = &[
         "/etc/ssl/certs/ca-certificates.crt",
         "/etc/pki/tls/certs/ca-bundle.crt",

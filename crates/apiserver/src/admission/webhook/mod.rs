@@ -21,7 +21,7 @@ pub mod rules;
 mod dispatch_tests;
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -505,53 +505,13 @@ async fn invoke(registry: &Registry, hook: &Hook, body: Value) -> Result<Bytes, 
 /// Where to connect: the URL's host, or the Service's cluster IP (an ExternalName
 /// Service's name), as upstream's default service resolver.
 async fn resolve(registry: &Registry, endpoint: &Endpoint) -> Result<SocketAddr, String> {
-    let (host, port) = match endpoint {
-        Endpoint::Url { host, port, .. } => (host.clone(), *port),
+    match endpoint {
+        Endpoint::Url { host, port, .. } => crate::service_resolver::host(host, *port).await,
         Endpoint::Service {
             namespace,
             name,
             port,
             ..
-        } => {
-            let info =
-                resources::lookup("", "v1", "services").ok_or("services are not registered")?;
-            let svc = registry
-                .get(&Target::builtin(info, Some(namespace)), name)
-                .await
-                .map_err(|_| format!("service \"{name}\" not found"))?;
-            let spec = svc.get("spec").cloned().unwrap_or(Value::Null);
-            if spec.get("type").and_then(Value::as_str) == Some("ExternalName") {
-                let ext = spec
-                    .get("externalName")
-                    .and_then(Value::as_str)
-                    .unwrap_or("");
-                (ext.to_string(), *port)
-            } else {
-                let ip = spec
-                    .get("clusterIP")
-                    .and_then(Value::as_str)
-                    .filter(|ip| ip.parse::<IpAddr>().is_ok())
-                    .ok_or_else(|| format!("service {namespace}/{name} has no cluster IP"))?;
-                let svc_port = spec.get("ports").and_then(Value::as_array).and_then(|ps| {
-                    ps.iter()
-                        .find(|p| p.get("port").and_then(Value::as_u64) == Some(u64::from(*port)))
-                });
-                if svc_port.is_none() {
-                    return Err(format!(
-                        "unable to find service port {port} for service {namespace}/{name}"
-                    ));
-                }
-                (ip.to_string(), *port)
-            }
-        }
-    };
-    if let Ok(ip) = host.parse::<IpAddr>() {
-        return Ok(SocketAddr::new(ip, port));
+        } => crate::service_resolver::cluster_ip(registry, namespace, name, *port).await,
     }
-    let mut addrs = tokio::net::lookup_host((host.as_str(), port))
-        .await
-        .map_err(|e| format!("dial tcp: lookup {host}: {e}"))?;
-    addrs
-        .next()
-        .ok_or_else(|| format!("dial tcp: lookup {host}: no such host"))
 }
