@@ -81,6 +81,8 @@ impl NameRule {
             ("", "namespaces") => NameRule::Label1123,
             ("", "services") => NameRule::Label1035,
             ("rbac.authorization.k8s.io", _) => NameRule::PathSegment,
+            // `v1.` names the core group's APIService.
+            ("apiregistration.k8s.io", "apiservices") => NameRule::PathSegment,
             ("", "nodes") | ("", "events") => NameRule::Subdomain,
             _ => NameRule::Subdomain,
         }

@@ -323,6 +323,13 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             service_account_signing_key_file: Some(sa_key.clone()),
             service_account_key_file: vec![sa_pub.clone()],
             service_account_issuer: vec!["https://kubernetes.default.svc.cluster.local".into()],
+            // As the seeds: aggregated API servers (metrics-server) trust requests the
+            // API server forwards with its proxy-client certificate (CN aggregator).
+            requestheader_client_ca_file: Some(pki_dir.join("ca.pem")),
+            requestheader_allowed_names: vec!["aggregator".into()],
+            requestheader_username_headers: vec!["X-Remote-User".into()],
+            requestheader_group_headers: vec!["X-Remote-Group".into()],
+            requestheader_extra_headers_prefix: vec!["X-Remote-Extra-".into()],
             ..Default::default()
         },
         compat: crate::apiserver_flags::CompatFlags {
@@ -332,6 +339,11 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             kubelet_client_certificate: Some(pki_dir.join("kubernetes.pem")),
             kubelet_client_key: Some(pki_dir.join("kubernetes-key.pem")),
             kubelet_preferred_address_types: Some("InternalIP,ExternalIP,Hostname".into()),
+            proxy_client_cert_file: Some(pki_dir.join("proxy-client.pem")),
+            proxy_client_key_file: Some(pki_dir.join("proxy-client-key.pem")),
+            // The seeds' advice when no kube-proxy runs beside the API server: reach
+            // aggregated API servers at their endpoints, not their cluster IPs.
+            enable_aggregator_routing: Some(true),
             // Without the controller-manager nothing creates the `default` service
             // accounts the ServiceAccount admission plugin requires of every pod.
             disable_admission_plugins: if args.disable_controller_manager {
