@@ -312,6 +312,28 @@ impl<'a> Generator<'a> {
             Profile::Client,
             vec![],
         )?;
+        // metrics-server: an API client (nodes, pods, kubelets' /metrics/resource) and,
+        // behind the `v1beta1.metrics.k8s.io` APIService, a server the aggregator checks
+        // as `metrics-server.kube-system.svc`.
+        let metrics_hosts: Vec<String> = control_plane_hosts
+            .iter()
+            .cloned()
+            .chain(
+                [
+                    "metrics-server.kube-system.svc",
+                    "metrics-server.kube-system",
+                ]
+                .map(String::from),
+            )
+            .collect();
+        self.leaf(
+            &ca,
+            "metrics-server",
+            "system:metrics-server",
+            &[],
+            Profile::Peer,
+            metrics_hosts,
+        )?;
         self.leaf(&ca, "etcd", "etcd", &[], Profile::Peer, control_plane_hosts)?;
         if spec.kubelet_certs {
             for node in &spec.nodes {
@@ -348,6 +370,14 @@ impl<'a> Generator<'a> {
             self.cert_kubeconfig(&ca, component, &spec.local_apiserver_url, &id, &id)?;
         }
         self.cert_kubeconfig(&ca, "kube-proxy", &external, "kube-proxy", "default")?;
+        let metrics = "system:metrics-server";
+        self.cert_kubeconfig(
+            &ca,
+            "metrics-server",
+            &spec.local_apiserver_url,
+            metrics,
+            metrics,
+        )?;
         if spec.kubelet_certs {
             for node in &spec.nodes {
                 let name = format!("kubelet-{}", node.name);

@@ -72,6 +72,7 @@ fn the_whole_set() {
             false,
         ),
         ("proxy-client", "aggregator", vec![], false),
+        ("metrics-server", "system:metrics-server", vec![], true),
         ("etcd", "etcd", vec![], true),
         (
             "kubelet-k8s-02",
@@ -103,6 +104,7 @@ fn the_whole_set() {
         "kube-controller-manager",
         "kube-scheduler",
         "kube-proxy",
+        "metrics-server",
     ] {
         let path = dir.join(format!("{name}.kubeconfig"));
         let r = Kubeconfig::load(&path).unwrap().resolve(&path).unwrap();
