@@ -17,6 +17,8 @@ mod join;
 mod kubelet_cmd;
 mod lb_cmd;
 mod leader;
+mod metrics_addon;
+mod metrics_server_cmd;
 mod network_cmd;
 mod node_agent;
 mod pki_cmd;
@@ -75,6 +77,8 @@ enum Command {
     Proxy(Box<proxy_cmd::ProxyArgs>),
     /// Cluster DNS: Service and Pod names for pods (the seeds' kube-dns/CoreDNS).
     Dns(Box<dns_cmd::DnsArgs>),
+    /// metrics-server: resource metrics of nodes and pods (metrics.k8s.io) for kubectl top and the HPA
+    MetricsServer(Box<metrics_server_cmd::MetricsServerArgs>),
     /// Container images without a registry: build, the pause image, import into containerd.
     #[command(subcommand)]
     Images(images_cmd::ImagesCommand),
@@ -98,6 +102,7 @@ fn argv_with_multicall() -> Vec<std::ffi::OsString> {
         "kubelet" => Some("kubelet"),
         "kube-nginx" => Some("lb"),
         "kube-proxy" => Some("proxy"),
+        "metrics-server" => Some("metrics-server"),
         other => other.strip_prefix("ferrokube-").filter(|s| {
             [
                 "server",
@@ -106,6 +111,7 @@ fn argv_with_multicall() -> Vec<std::ffi::OsString> {
                 "apiserver",
                 "scheduler",
                 "controller-manager",
+                "metrics-server",
             ]
             .contains(s)
         }),
@@ -155,6 +161,7 @@ fn main() -> ExitCode {
             Command::Lb(args) => lb_cmd::run(*args).await,
             Command::Proxy(args) => proxy_cmd::run(*args).await,
             Command::Dns(args) => dns_cmd::run(*args).await,
+            Command::MetricsServer(args) => metrics_server_cmd::run(*args).await,
             Command::Agent(args) => agent::run(*args).await,
             Command::Images(cmd) => images_cmd::run(cmd).await,
         }

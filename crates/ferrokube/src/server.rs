@@ -45,6 +45,12 @@ pub struct ServerArgs {
     /// Do not run the cluster DNS (the kube-dns Service on <node IP>:53).
     #[arg(long)]
     disable_cluster_dns: bool,
+    /// Do not run metrics-server (metrics.k8s.io for kubectl top and the HPA).
+    #[arg(long)]
+    disable_metrics_server: bool,
+    /// metrics-server's port on the node IP (0, or a port in use: one the system picks).
+    #[arg(long, default_value_t = crate::metrics_server_cmd::DEFAULT_SECURE_PORT)]
+    metrics_server_port: u16,
     /// How this machine runs as a node.
     #[command(flatten)]
     node: crate::node_agent::NodeFlags,
@@ -175,6 +181,39 @@ async fn start_cluster_dns(
         "ferrokube server: cluster DNS on {node_ip}:53, Service kube-system/kube-dns at {dns_ip}"
     );
     Some(handle)
+}
+
+/// metrics-server on `<node IP>:<--metrics-server-port>`, published behind the
+/// `v1beta1.metrics.k8s.io` APIService. A failure leaves the cluster without
+/// `kubectl top`, not without a control plane.
+async fn start_metrics_server(
+    args: &ServerArgs,
+    pki: &Path,
+    client: &kube::Client,
+    ca: &[u8],
+    stopped: tokio::sync::watch::Receiver<bool>,
+) {
+    let node_ip = args.node.node_ip_or_default();
+    let started = async {
+        let port = crate::metrics_addon::free_port(node_ip, args.metrics_server_port)?;
+        let a: crate::metrics_server_cmd::MetricsServerArgs = component_args(
+            "metrics-server",
+            &crate::metrics_addon::argv(pki, node_ip, port),
+        )?;
+        tokio::spawn(async move {
+            if let Err(e) = crate::metrics_server_cmd::run_until(a, stopped).await {
+                tracing::error!(error = %format!("{e:#}"), "metrics-server stopped");
+            }
+        });
+        crate::metrics_addon::publish(client, node_ip, port, ca).await?;
+        anyhow::Ok(port)
+    };
+    match started.await {
+        Ok(port) => println!(
+            "ferrokube server: metrics-server on {node_ip}:{port} (APIService v1beta1.metrics.k8s.io)"
+        ),
+        Err(e) => tracing::warn!(error = %format!("{e:#}"), "no metrics-server"),
+    }
 }
 
 /// A client with the PKI's admin (system:masters) credentials.
@@ -368,7 +407,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         .map_or_else(|| api.advertise(), |a| a.to_string());
     write_kubeconfig(&kubeconfig, &addr, &ca, &token)?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let serving = tokio::spawn(server.run(stopped));
+    let serving = tokio::spawn(server.run(stopped.clone()));
     start_components(&args, &pki)?;
     let url = format!("https://{}", advertised(&args, &addr));
     let cluster_dns = if args.disable_cluster_dns {
@@ -387,6 +426,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             }
             if let Err(e) = crate::join::publish(&client, &join_token, &url, &ca).await {
                 tracing::warn!(error = %format!("{e:#}"), "publishing what joining nodes need");
+            }
+            if !args.disable_metrics_server {
+                start_metrics_server(&args, &pki, &client, &ca, stopped.clone()).await;
             }
             if let Some(dns_ip) = cluster_dns {
                 dns = start_cluster_dns(&args, dns_ip, client).await;

@@ -381,6 +381,46 @@ fn usage_through_the_api_server(s: &Server, web_pod: &str) {
     assert!(own.contains("kubelet_running_pods "), "{own}");
 }
 
+/// `kubectl top` through the server's metrics-server (behind the aggregator), which
+/// scrapes the kubelet's `/metrics/resource`.
+fn top_through_metrics_server(s: &Server, web_pod: &str) {
+    let mut last = String::new();
+    wait(s, "kubectl top node", 60, || {
+        let o = s.kubectl(&["top", "node", "fk-node", "--no-headers"]);
+        last = format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        o.status.success()
+    });
+    // NAME CPU(cores) CPU% MEMORY(bytes) MEMORY%
+    let cols: Vec<&str> = last.split_whitespace().collect();
+    assert_eq!(cols.first(), Some(&"fk-node"), "{last}");
+    assert!(cols[1].ends_with('m') && cols[3].ends_with("Mi"), "{last}");
+    wait(s, "kubectl top pod", 60, || {
+        let o = s.kubectl(&["top", "pod", web_pod, "--containers", "--no-headers"]);
+        last = String::from_utf8_lossy(&o.stdout).into_owned();
+        o.status.success() && last.contains("httpd")
+    });
+    let raw = s.kubectl(&[
+        "get",
+        "--raw",
+        &format!("/apis/metrics.k8s.io/v1beta1/namespaces/default/pods/{web_pod}"),
+    ]);
+    let pm: serde_json::Value = serde_json::from_slice(&raw.stdout).unwrap();
+    assert_eq!(pm["kind"], "PodMetrics", "{pm}");
+    assert_eq!(pm["metadata"]["labels"]["app"], "web", "{pm}");
+    assert_eq!(pm["containers"][0]["name"], "httpd", "{pm}");
+    assert!(
+        pm["containers"][0]["usage"]["memory"]
+            .as_str()
+            .unwrap()
+            .ends_with("Ki"),
+        "{pm}"
+    );
+}
+
 fn write_images(dir: &Path) {
     let images = dir.join("agent/images");
     std::fs::create_dir_all(&images).unwrap();
@@ -445,6 +485,7 @@ fn server_runs_a_deployment_on_its_own_node_and_adopts_it_after_a_restart() {
     );
 
     streaming_through_the_api_server(s, &pods[0].0);
+    top_through_metrics_server(s, &pods[0].0);
     services_reach_the_pods(s, &pods[1].0, &format!("{prefix}.1"));
 
     // A restart of the server keeps the containers: same IDs, no restarts.
