@@ -419,6 +419,33 @@ fn top_through_metrics_server(s: &Server, web_pod: &str) {
             .ends_with("Ki"),
         "{pm}"
     );
+
+    // The HPA controller reads the same API: its metric becomes valid. (Removed again
+    // before it could scale: the stabilization window is five minutes anyway.)
+    let hpa = "apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata: {name: web}
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: web}
+  minReplicas: 3
+  maxReplicas: 4
+  metrics:
+  - type: Resource
+    resource: {name: memory, target: {type: AverageValue, averageValue: 1Gi}}
+";
+    let out = s.kubectl_stdin(&["create", "-f", "-"], Some(hpa));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let state = r#"{.status.conditions[?(@.type=="ScalingActive")].reason}/{.status.currentMetrics[0].resource.current.averageValue}"#;
+    wait(s, "the HPA to read pod metrics", 60, || {
+        let v = get(s, &["hpa", "web"], state);
+        v.starts_with("ValidMetricFound/") && v.len() > "ValidMetricFound/".len()
+    });
+    let out = s.kubectl(&["delete", "hpa", "web"]);
+    assert!(out.status.success());
 }
 
 fn write_images(dir: &Path) {
