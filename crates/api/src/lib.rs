@@ -10,6 +10,7 @@ pub mod kinds;
 pub mod meta;
 pub mod protobuf;
 pub mod quantity;
+pub mod quota_scopes;
 pub mod resources;
 pub mod selectors;
 pub mod status;

@@ -292,6 +292,55 @@ fn resource_quota_with_kubectl() {
     ]);
 }
 
+/// Scoped quotas charge only the pods in their scopes: a BestEffort quota ignores pods
+/// with requests, and its status counts only best-effort pods.
+#[test]
+fn scoped_resource_quota_with_kubectl() {
+    let s = start();
+    s.ok(&["create", "namespace", "scoped"]);
+    s.ok(&[
+        "-n",
+        "scoped",
+        "create",
+        "quota",
+        "best-effort",
+        "--hard=pods=1",
+        "--scopes=BestEffort",
+    ]);
+    let burstable = r#"{"spec":{"containers":[{"name":"b","image":"busybox","resources":{"requests":{"cpu":"100m"}}}]}}"#;
+    for name in ["burst-1", "burst-2"] {
+        s.ok(&[
+            "-n",
+            "scoped",
+            "run",
+            name,
+            "--image=busybox",
+            "--overrides",
+            burstable,
+        ]);
+    }
+    s.ok(&["-n", "scoped", "run", "free-1", "--image=busybox"]);
+    let err = s.fails(&["-n", "scoped", "run", "free-2", "--image=busybox"]);
+    assert!(
+        err.contains(
+            "exceeded quota: best-effort, requested: pods=1, used: pods=1, limited: pods=1"
+        ),
+        "{err}"
+    );
+    assert_eq!(
+        s.ok(&[
+            "-n",
+            "scoped",
+            "get",
+            "quota",
+            "best-effort",
+            "-o",
+            "jsonpath={.status.used.pods}"
+        ]),
+        "1"
+    );
+}
+
 /// PodSecurity: the namespace's enforce label refuses violating pods with upstream's
 /// message; workloads get warnings.
 #[test]

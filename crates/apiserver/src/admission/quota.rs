@@ -3,11 +3,13 @@
 //! constrained resource is counted from what the namespace holds now plus the new
 //! object; over `spec.hard` → 403 `exceeded quota`; otherwise each quota's `status.hard`
 //! and `status.used` are written with the new usage (the quota controller's
-//! recalculation, done here at every admission so deletions are reflected too).
+//! recalculation, done here at every admission so deletions are reflected too). A quota
+//! with scopes charges only the pods in them ([`ferrokube_api::quota_scopes`]).
 
 use std::collections::BTreeMap;
 
 use ferrokube_api::kinds::Quantity;
+use ferrokube_api::quota_scopes;
 use ferrokube_api::resources;
 use ferrokube_api::status::{Status, Subject};
 use serde_json::{json, Value};
@@ -201,6 +203,11 @@ pub async fn admit(
     };
     let mut updates = Vec::new();
     for quota in &quotas {
+        // A scoped quota charges only the pods in its scopes, as the controller counts.
+        let scopes = quota_scopes::requirements(quota.get("spec").unwrap_or(&Value::Null));
+        if !quota_scopes::charged(&scopes, group, resource, obj) {
+            continue;
+        }
         let hard: BTreeMap<String, Value> = quota
             .pointer("/spec/hard")
             .and_then(Value::as_object)
@@ -241,7 +248,10 @@ pub async fn admit(
             }
         }
         let mut used: BTreeMap<String, i128> = BTreeMap::new();
-        for item in &existing {
+        for item in existing
+            .iter()
+            .filter(|i| quota_scopes::charged(&scopes, group, resource, i))
+        {
             for (k, v) in usage(resource, group, item, &names) {
                 *used.entry(k).or_default() += v;
             }

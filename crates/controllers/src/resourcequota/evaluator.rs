@@ -281,88 +281,15 @@ pub fn pod_usage(pod: &Pod, now: Timestamp) -> Usage {
     out
 }
 
-/// Whether a pod's QoS class is BestEffort: no container asks for or limits cpu or
-/// memory.
-pub fn is_best_effort(pod: &Pod) -> bool {
-    let Some(spec) = &pod.spec else {
-        return true;
-    };
-    let positive = |list: Option<&BTreeMap<String, ApiQuantity>>| {
-        list.into_iter()
-            .flatten()
-            .any(|(k, q)| (k == "cpu" || k == "memory") && amount(q).is_some_and(|a| a.nanos > 0))
-    };
-    !spec
-        .containers
-        .iter()
-        .chain(spec.init_containers.iter().flatten())
-        .any(|c| positive(requests(c)) || positive(limits(c)))
-}
-
-fn is_terminating(pod: &Pod) -> bool {
-    pod.spec
-        .as_ref()
-        .and_then(|s| s.active_deadline_seconds)
-        .is_some_and(|s| s >= 0)
-}
-
-fn uses_cross_namespace_affinity(pod: &Pod) -> bool {
-    let Some(aff) = pod.spec.as_ref().and_then(|s| s.affinity.as_ref()) else {
-        return false;
-    };
-    let cross = |t: &k8s_openapi::api::core::v1::PodAffinityTerm| {
-        t.namespaces.as_ref().is_some_and(|n| !n.is_empty()) || t.namespace_selector.is_some()
-    };
-    let a = aff.pod_affinity.as_ref().is_some_and(|pa| {
-        pa.required_during_scheduling_ignored_during_execution
-            .iter()
-            .flatten()
-            .any(cross)
-            || pa
-                .preferred_during_scheduling_ignored_during_execution
-                .iter()
-                .flatten()
-                .any(|w| cross(&w.pod_affinity_term))
-    });
-    let b = aff.pod_anti_affinity.as_ref().is_some_and(|pa| {
-        pa.required_during_scheduling_ignored_during_execution
-            .iter()
-            .flatten()
-            .any(cross)
-            || pa
-                .preferred_during_scheduling_ignored_during_execution
-                .iter()
-                .flatten()
-                .any(|w| cross(&w.pod_affinity_term))
-    });
-    a || b
-}
-
-/// Whether a pod falls in a scope requirement (upstream `podMatchesScopeFunc`).
+/// Whether a pod falls in a scope requirement (upstream `podMatchesScopeFunc`, shared
+/// with the API server's quota admission through [`ferrokube_api::quota_scopes`]).
 pub fn pod_matches_scope(req: &ScopedResourceSelectorRequirement, pod: &Pod) -> bool {
-    match req.scope_name.as_str() {
-        "Terminating" => is_terminating(pod),
-        "NotTerminating" => !is_terminating(pod),
-        "BestEffort" => is_best_effort(pod),
-        "NotBestEffort" => !is_best_effort(pod),
-        "CrossNamespacePodAffinity" => uses_cross_namespace_affinity(pod),
-        "PriorityClass" => {
-            let class = pod
-                .spec
-                .as_ref()
-                .and_then(|s| s.priority_class_name.clone())
-                .unwrap_or_default();
-            let values = req.values.as_deref().unwrap_or_default();
-            match req.operator.as_str() {
-                "Exists" => !class.is_empty(),
-                "In" => values.contains(&class),
-                "NotIn" => !values.contains(&class),
-                // the scope is a label the pod always has (maybe empty)
-                _ => false,
-            }
-        }
-        _ => false,
-    }
+    let req = ferrokube_api::quota_scopes::Requirement {
+        scope: req.scope_name.clone(),
+        operator: req.operator.clone(),
+        values: req.values.clone().unwrap_or_default(),
+    };
+    serde_json::to_value(pod).is_ok_and(|pod| ferrokube_api::quota_scopes::pod_matches(&req, &pod))
 }
 
 /// The quota's scopes and scope selector as requirements (a scope named in
@@ -577,7 +504,9 @@ mod tests {
         assert_eq!(u["limits.cpu"].canonical(), "1");
         assert_eq!(u["requests.hugepages-2Mi"].canonical(), "4Mi");
         assert_eq!(u["pods"].canonical(), "1");
-        assert!(!is_best_effort(&p));
+        assert!(!ferrokube_api::quota_scopes::is_best_effort(
+            &serde_json::to_value(&p).unwrap()
+        ));
     }
 
     #[test]
