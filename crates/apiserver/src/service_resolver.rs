@@ -34,8 +34,13 @@ pub fn service_port(svc: &Value, port: u16) -> Option<&Value> {
         .find(|p| p.get("port").and_then(Value::as_u64) == Some(u64::from(port)))
 }
 
-pub fn is_external_name(svc: &Value) -> bool {
-    svc.pointer("/spec/type").and_then(Value::as_str) == Some("ExternalName")
+/// An ExternalName Service's name to dial.
+fn external_name(svc: &Value) -> Option<&str> {
+    (svc.pointer("/spec/type").and_then(Value::as_str) == Some("ExternalName")).then(|| {
+        svc.pointer("/spec/externalName")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+    })
 }
 
 /// The cluster IP and port (or the external name) of `namespace/name`'s `port`.
@@ -46,11 +51,7 @@ pub async fn cluster_ip(
     port: u16,
 ) -> Result<SocketAddr, String> {
     let svc = service(registry, namespace, name).await?;
-    if is_external_name(&svc) {
-        let ext = svc
-            .pointer("/spec/externalName")
-            .and_then(Value::as_str)
-            .unwrap_or("");
+    if let Some(ext) = external_name(&svc) {
         return host(ext, port).await;
     }
     let ip = svc
@@ -133,11 +134,7 @@ pub async fn endpoints(
     port: u16,
 ) -> Result<Vec<SocketAddr>, String> {
     let svc = service(registry, namespace, name).await?;
-    if is_external_name(&svc) {
-        let ext = svc
-            .pointer("/spec/externalName")
-            .and_then(Value::as_str)
-            .unwrap_or("");
+    if let Some(ext) = external_name(&svc) {
         return Ok(vec![host(ext, port).await?]);
     }
     let port_name = service_port(&svc, port)

@@ -407,7 +407,7 @@ impl DelegatedAuth {
         })
     }
 
-    /// Authorizes `verb` on a resource (`nodes/proxy` of node `name`…) for `user`
+    /// Authorizes `verb` on a core resource (`nodes/proxy` of node `name`…) for `user`
     /// through a SubjectAccessReview with resource attributes (cached like paths).
     pub async fn authorize_resource(
         &self,
@@ -417,23 +417,16 @@ impl DelegatedAuth {
         subresource: &str,
         name: &str,
     ) -> AuthzOutcome {
-        if self.allow_all {
-            return AuthzOutcome::Allowed;
-        }
-        let Some(client) = &self.access_reviews else {
-            return AuthzOutcome::Denied(String::new());
+        let attrs = ResourceAttrs {
+            verb,
+            group: "",
+            version: "v1",
+            resource,
+            subresource,
+            namespace: "",
+            name,
         };
-        let key = format!("resource:{resource}/{subresource}/{name}");
-        let attrs = ResourceAttributes {
-            verb: Some(verb.to_string()),
-            resource: Some(resource.to_string()),
-            subresource: (!subresource.is_empty()).then(|| subresource.to_string()),
-            name: Some(name.to_string()),
-            version: Some("v1".into()),
-            ..ResourceAttributes::default()
-        };
-        self.review(client, user, verb, key, None, Some(attrs))
-            .await
+        self.authorize_attributes(user, &attrs).await
     }
 
     /// Authorizes a resource request with its full attributes (an aggregated API
@@ -604,7 +597,7 @@ impl DelegatedAuth {
     }
 
     /// One SubjectAccessReview, answered from the cache when it can be (`target` names
-    /// what is reviewed in the cache key: the path, or `resource:<r>/<sub>/<name>`).
+    /// what is reviewed in the cache key: the path, or `attributes:<group>/…/<name>`).
     async fn review(
         &self,
         client: &kube::Client,

@@ -256,7 +256,13 @@ fn disruption_budget_status_and_evictions() {
 
 #[test]
 fn hpa_scales_to_min_replicas_without_metrics() {
-    let s = start();
+    // No metrics API at all (the server's metrics-server left out).
+    let s = common::start_with(&[
+        "--disable-scheduler",
+        "--disable-controller-manager",
+        "--disable-agent",
+        "--disable-metrics-server",
+    ]);
     let _cm = controller_manager(
         &s,
         &[
