@@ -200,13 +200,28 @@ pub async fn run(mut args: SchedulerArgs) -> anyhow::Result<()> {
         if let Some(d) = duration("retryPeriod", &le.retry_period)? {
             args.leader_election.leader_elect_retry_period = d;
         }
+        if let Some(p) = cfg.percentage_of_nodes_to_score {
+            profile.percentage_of_nodes_to_score = Some(p as i32);
+        }
+        if cfg.profiles.len() > 1 {
+            tracing::warn!("--config {}: only the first profile is run", path.display());
+        }
         if let Some(p) = cfg.profiles.first() {
             if let Some(n) = &p.scheduler_name {
                 scheduler_name = n.clone();
             }
-        }
-        if let Some(p) = cfg.percentage_of_nodes_to_score {
-            profile.percentage_of_nodes_to_score = Some(p as i32);
+            if let Some(pct) = p.percentage_of_nodes_to_score {
+                anyhow::ensure!(
+                    pct <= 100,
+                    "--config {}: profiles[0].percentageOfNodesToScore: Invalid value: {pct}: not in valid range [0-100]",
+                    path.display()
+                );
+                profile.percentage_of_nodes_to_score = Some(pct as i32);
+            }
+            if let Some(plugins) = &p.plugins {
+                ferrokube_scheduler::plugins_config::apply(&mut profile, plugins)
+                    .map_err(|e| anyhow::anyhow!("--config {}: profiles[0].{e}", path.display()))?;
+            }
         }
     }
     let client = args
@@ -218,6 +233,7 @@ pub async fn run(mut args: SchedulerArgs) -> anyhow::Result<()> {
 
     let health = ferrokube_component_base::HealthChecks::default();
     let registry = ferrokube_component_base::Registry::default();
+    let scheduler_metrics = ferrokube_scheduler::metrics::Metrics::register(&registry);
     let auth = args
         .auth
         .build("kube-scheduler", VERSION)
@@ -232,7 +248,8 @@ pub async fn run(mut args: SchedulerArgs) -> anyhow::Result<()> {
         tokio::spawn(server.run(shutdown.clone()));
     }
 
-    let runner = ferrokube_scheduler::runner::Runner::new(client.clone(), &scheduler_name, profile);
+    let runner = ferrokube_scheduler::runner::Runner::new(client.clone(), &scheduler_name, profile)
+        .with_metrics(scheduler_metrics);
     crate::leader::run_elected(client, &args.leader_election, move |stop| async move {
         runner.run(stop).await.map_err(anyhow::Error::from)
     })

@@ -188,6 +188,92 @@ fn bad_scheduler_config_is_refused() {
         err.contains("--config") && err.contains("leaseDurationz"),
         "{err}"
     );
+    std::fs::write(
+        &cfg,
+        "apiVersion: kubescheduler.config.k8s.io/v1\nkind: KubeSchedulerConfiguration\nprofiles:\n- plugins:\n    filter:\n      enabled: [{name: Nope}]\n",
+    )
+    .unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_ferrokube"))
+        .args([
+            "scheduler",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--secure-port=0",
+        ])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("profiles[0].plugins.filter.enabled[0].name: plugin \"Nope\" does not exist"),
+        "{err}"
+    );
+}
+
+#[test]
+fn profile_plugins_apply_and_metrics_count_attempts() {
+    let s = start();
+    let dir = s.kubeconfig.parent().unwrap().to_path_buf();
+    let pki = dir.join("pki");
+    let kc = pki.join("kube-scheduler.kubeconfig");
+    // TaintToleration off at every extension point: a tainted node takes the pod.
+    let cfg = dir.join("kube-scheduler.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "apiVersion: kubescheduler.config.k8s.io/v1\nkind: KubeSchedulerConfiguration\nclientConnection:\n  kubeconfig: {}\nprofiles:\n- schedulerName: default-scheduler\n  plugins:\n    multiPoint:\n      disabled: [{{name: TaintToleration}}]\n    preBind:\n      disabled: [{{name: VolumeBinding}}]\n",
+            kc.display()
+        ),
+    )
+    .unwrap();
+    let node = "apiVersion: v1\nkind: Node\nmetadata: {name: tainted}\nspec:\n  taints: [{key: dedicated, value: x, effect: NoSchedule}]\nstatus:\n  capacity: {cpu: \"2\", memory: 4Gi, pods: \"110\"}\n  allocatable: {cpu: \"2\", memory: 4Gi, pods: \"110\"}\n  conditions: [{type: Ready, status: \"True\"}]\n";
+    assert!(s
+        .kubectl_stdin(&["create", "-f", "-"], Some(node))
+        .status
+        .success());
+    let port = common::free_port();
+    let p = |f: &str| pki.join(f).display().to_string();
+    // Its own secure port (the helper's runs without one).
+    let log = std::fs::File::create(dir.join("plugins-scheduler.log")).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_ferrokube"))
+        .arg("scheduler")
+        .arg(format!("--config={}", cfg.display()))
+        .args(["--bind-address=127.0.0.1", &format!("--secure-port={port}")])
+        .arg(format!("--authentication-kubeconfig={}", kc.display()))
+        .arg(format!("--authorization-kubeconfig={}", kc.display()))
+        .arg(format!("--client-ca-file={}", p("ca.pem")))
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let _sched = Proc(child, dir.join("plugins-scheduler.log"));
+    s.ok(&["run", "p", "--image=busybox"]);
+    wait_until("the pod bound to the tainted node", 30, || {
+        s.ok(&["get", "pod", "p", "-o", "jsonpath={.spec.nodeName}"]) == "tainted"
+    });
+    let metrics = || {
+        let o = Command::new("curl")
+            .args([
+                "-sk",
+                "--cert",
+                &p("admin.pem"),
+                "--key",
+                &p("admin-key.pem"),
+            ])
+            .arg(format!("https://127.0.0.1:{port}/metrics"))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let mut text = String::new();
+    wait_until("the attempt counted", 10, || {
+        text = metrics();
+        text.contains("scheduler_schedule_attempts_total{profile=\"default-scheduler\",result=\"scheduled\"} 1")
+    });
+    assert!(text.contains("scheduler_scheduling_attempt_duration_seconds_count{profile=\"default-scheduler\",result=\"scheduled\"} 1"), "{text}");
+    wait_until("pending pods reported", 10, || {
+        metrics().contains("scheduler_pending_pods{queue=\"active\"} 0")
+    });
 }
 
 #[test]

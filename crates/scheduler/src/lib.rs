@@ -5,8 +5,10 @@
 pub mod cache;
 pub mod framework;
 pub mod labels;
+pub mod metrics;
 pub mod node;
 pub mod plugins;
+pub mod plugins_config;
 pub mod pod;
 pub mod preemption;
 pub mod quantity;

@@ -50,6 +50,7 @@ pub struct Runner {
     state: Arc<Mutex<State>>,
     wake: Arc<Notify>,
     binds: Arc<tokio::sync::Semaphore>,
+    metrics: Option<crate::metrics::Metrics>,
 }
 
 /// Bindings waiting on the API server at once.
@@ -203,7 +204,14 @@ impl Runner {
             })),
             wake: Arc::new(Notify::new()),
             binds: Arc::new(tokio::sync::Semaphore::new(MAX_BINDS_IN_FLIGHT)),
+            metrics: None,
         }
+    }
+
+    /// Records scheduling attempts and queue sizes in `metrics`.
+    pub fn with_metrics(mut self, metrics: crate::metrics::Metrics) -> Runner {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Runs until `stop` turns true.
@@ -296,7 +304,21 @@ impl Runner {
                 _ => Ok(()),
             };
         }
+        let gauges = self.metrics.clone().map(|m| {
+            let state = self.state.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(1));
+                loop {
+                    tick.tick().await;
+                    let (active, backoff, unschedulable) = state.lock().queue.pending();
+                    m.pending(active, backoff, unschedulable);
+                }
+            })
+        });
         self.schedule_loop(stop).await;
+        if let Some(g) = gauges {
+            g.abort();
+        }
         node_task.abort();
         pod_task.abort();
         Ok(())
@@ -320,12 +342,21 @@ impl Runner {
                 }
                 continue;
             };
+            let started = std::time::Instant::now();
             let outcome = {
                 let st = self.state.lock();
                 st.cache.update_snapshot(&mut snapshot);
                 drop(st);
                 schedule_pod(&mut sched, &q.pod, &snapshot, &[])
             };
+            if let Some(m) = &self.metrics {
+                use crate::metrics::Attempt;
+                let result = match &outcome {
+                    Outcome::Scheduled(_) => Attempt::Scheduled,
+                    _ => Attempt::Unschedulable,
+                };
+                m.attempt(&self.scheduler_name, result, started.elapsed());
+            }
             match outcome {
                 Outcome::Scheduled(result) => {
                     self.bind(q, result.node, result.feasible, snapshot.len())
