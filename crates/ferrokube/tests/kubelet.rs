@@ -319,6 +319,35 @@ fn kubelet_registers_and_runs_pods_in_containerd() {
         "hi-bar report from-configmap"
     );
 
+    // emptyDir medium Memory: a tmpfs of sizeLimit, unmounted when the pod goes.
+    create(
+        s,
+        &format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: scratch}}\nspec:\n  nodeName: {node}\n  restartPolicy: Never\n  containers:\n  - name: c\n    image: {image}\n    command: [sh, -c, 'grep \" /scratch \" /proc/mounts > /dev/termination-log']\n    volumeMounts:\n    - {{name: scratch, mountPath: /scratch}}\n  volumes:\n  - name: scratch\n    emptyDir: {{medium: Memory, sizeLimit: 16Mi}}\n"),
+    );
+    wait(s, &kubelet, "scratch Succeeded", 60, || {
+        jsonpath(s, &["pod", "scratch"], "{.status.phase}") == "Succeeded"
+    });
+    let mount = jsonpath(s, &["pod", "scratch"], &term.replace('}', ".message}"));
+    assert!(
+        mount.starts_with("tmpfs /scratch tmpfs") && mount.contains("size=16384k"),
+        "{mount}: {}",
+        s.ok(&["get", "pod", "scratch", "-o", "yaml"])
+    );
+    let uid = jsonpath(s, &["pod", "scratch"], "{.metadata.uid}");
+    assert!(
+        std::fs::read_to_string("/proc/self/mounts")
+            .unwrap()
+            .contains(&uid),
+        "the tmpfs is mounted on the host"
+    );
+    let out = s.kubectl(&["delete", "pod", "scratch", "--wait=true"]);
+    assert!(out.status.success());
+    wait(s, &kubelet, "the tmpfs unmounted", 30, || {
+        !std::fs::read_to_string("/proc/self/mounts")
+            .unwrap()
+            .contains(&uid)
+    });
+
     // Succeeded under restartPolicy Never.
     create(s, &pod_yaml("done", &node, "Never", image, "exit 0"));
     wait(s, &kubelet, "done Succeeded", 60, || {

@@ -1,6 +1,6 @@
 //! Pod volumes as the kubelet's volume manager sets them up under
 //! `<root-dir>/pods/<uid>/volumes/kubernetes.io~<plugin>/<name>`: emptyDir (a
-//! directory), hostPath (with its `type` checks), and the API-backed ones — configMap,
+//! directory, or a tmpfs with `medium: Memory`), hostPath (with its `type` checks), and the API-backed ones — configMap,
 //! secret, downwardAPI and projected (incl. bound service-account tokens) — written
 //! with upstream's `AtomicWriter` layout (`..data` → a timestamped directory, each key
 //! a symlink through `..data`) so updates appear atomically to the container.
@@ -62,9 +62,17 @@ pub async fn set_up(k: &Kubelet, pod: &Pod) -> Result<BTreeMap<String, Mounted>,
     for v in &volumes {
         let name = v.name.as_str();
         let dir = |plugin: &str| base.join(format!("kubernetes.io~{plugin}")).join(name);
-        let mounted = if v.empty_dir.is_some() {
+        let mounted = if let Some(ed) = &v.empty_dir {
             let d = dir("empty-dir");
             std::fs::create_dir_all(&d).map_err(|e| io(name, "creating", &d, e))?;
+            if ed.medium.as_deref() == Some("Memory") {
+                let size = ed
+                    .size_limit
+                    .as_ref()
+                    .and_then(|q| ferrokube_api::kinds::Quantity::parse(&serde_json::json!(q.0)))
+                    .map(|q| q.0 / 1_000_000_000);
+                mount_tmpfs(name, &d, size)?;
+            }
             let _ = std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o777));
             Mounted {
                 host_path: d,
@@ -105,6 +113,57 @@ pub async fn set_up(k: &Kubelet, pod: &Pod) -> Result<BTreeMap<String, Mounted>,
         out.insert(name.to_string(), mounted);
     }
     Ok(out)
+}
+
+/// Whether `path` is a mount point (its device differs from its parent's).
+fn is_mount_point(path: &Path) -> bool {
+    let dev = |p: &Path| rustix::fs::stat(p).ok().map(|st| st.st_dev);
+    match (dev(path), path.parent().and_then(dev)) {
+        (Some(a), Some(b)) => a != b,
+        _ => false,
+    }
+}
+
+/// emptyDir `medium: Memory`: a tmpfs on the volume's directory (upstream's
+/// `setupTmpfs`), `size=` the `sizeLimit` when there is one; kept when already mounted
+/// (a kubelet restart).
+fn mount_tmpfs(volume: &str, dir: &Path, size: Option<i128>) -> Result<(), VolumeError> {
+    if is_mount_point(dir) {
+        return Ok(());
+    }
+    let mut options = String::from("mode=0777");
+    if let Some(bytes) = size.filter(|b| *b > 0) {
+        options.push_str(&format!(",size={bytes}"));
+    }
+    let data =
+        std::ffi::CString::new(options).map_err(|e| fail(volume, format!("tmpfs options: {e}")))?;
+    rustix::mount::mount(
+        "tmpfs",
+        dir,
+        "tmpfs",
+        rustix::mount::MountFlags::NOSUID | rustix::mount::MountFlags::NODEV,
+        data.as_c_str(),
+    )
+    .map_err(|e| {
+        fail(
+            volume,
+            format!("mount -t tmpfs tmpfs {}: {e}", dir.display()),
+        )
+    })
+}
+
+/// Unmounts the pod's memory-backed emptyDirs before its directory is removed.
+fn unmount_tmpfs(pod_dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(pod_dir.join("volumes/kubernetes.io~empty-dir")) else {
+        return;
+    };
+    for dir in entries.flatten().map(|e| e.path()) {
+        if is_mount_point(&dir) {
+            if let Err(e) = rustix::mount::unmount(&dir, rustix::mount::UnmountFlags::DETACH) {
+                tracing::warn!(dir = %dir.display(), error = %e, "unmounting an emptyDir tmpfs");
+            }
+        }
+    }
 }
 
 /// hostPath's `type` checks (`hostpath` plugin).
@@ -538,6 +597,7 @@ fn same_payload(current: &Path, files: &Files, default_mode: u32) -> bool {
 pub fn tear_down(k: &Kubelet, uid: &str) {
     k.tokens.forget(uid);
     let dir = pod_dir(k, uid);
+    unmount_tmpfs(&dir);
     if let Err(e) = std::fs::remove_dir_all(&dir) {
         if e.kind() != std::io::ErrorKind::NotFound {
             tracing::warn!(dir = %dir.display(), error = %e, "removing pod directory");

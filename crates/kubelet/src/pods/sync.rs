@@ -1035,7 +1035,11 @@ impl PodWorker {
                     .call("ContainerStatus")
                 {
                     if let Some(mut s) = r.status {
-                        if s.message.is_empty() && s.exit_code != 0 {
+                        // The termination message of any exited container, successful
+                        // or not (upstream reads the file for both).
+                        let exited = cri::ContainerState::try_from(s.state)
+                            == Ok(cri::ContainerState::ContainerExited);
+                        if s.message.is_empty() && exited {
                             s.message = termination_message(&self.k, &self.uid, &name, &s);
                         }
                         statuses.push(s);
