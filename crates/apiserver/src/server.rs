@@ -637,8 +637,11 @@ pub(crate) async fn read_body(mut body: Incoming) -> Result<bytes::Bytes, Status
 
 async fn non_resource(state: &State, path: &str, accept: Option<&str>, query: &Query) -> Response {
     let aggregated = discovery::wants_aggregated(accept);
-    let served = discovery::Served::new(&state.registry.crds.snapshot())
-        .with_remote(state.aggregator.groups());
+    // What is served, for the discovery documents only (not health or metrics).
+    let served = || {
+        discovery::Served::new(&state.registry.crds.snapshot())
+            .with_remote(state.aggregator.groups())
+    };
     if ["/healthz/", "/livez/", "/readyz/"]
         .iter()
         .any(|p| path.starts_with(p))
@@ -681,22 +684,22 @@ async fn non_resource(state: &State, path: &str, accept: Option<&str>, query: &Q
         }
         "/api" if aggregated => response::json_with_type(
             200,
-            &discovery::aggregated(&served, true),
+            &discovery::aggregated(&served(), true),
             discovery::AGGREGATED_V2,
         ),
         "/api" => response::json(200, &discovery::api_versions(&state.advertise)),
         "/apis" if aggregated => response::json_with_type(
             200,
-            &discovery::aggregated(&served, false),
+            &discovery::aggregated(&served(), false),
             discovery::AGGREGATED_V2,
         ),
-        "/apis" => response::json(200, &discovery::api_group_list(&served)),
+        "/apis" => response::json(200, &discovery::api_group_list(&served())),
         _ => {
             let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
             let doc = match parts.as_slice() {
-                ["api", v] => discovery::api_resource_list(&served, "", v),
-                ["apis", g] => discovery::api_group_doc(&served, g),
-                ["apis", g, v] => discovery::api_resource_list(&served, g, v),
+                ["api", v] => discovery::api_resource_list(&served(), "", v),
+                ["apis", g] => discovery::api_group_doc(&served(), g),
+                ["apis", g, v] => discovery::api_resource_list(&served(), g, v),
                 _ => None,
             };
             match doc {

@@ -23,10 +23,6 @@ const COMPONENT: &str = "metrics-server";
 /// The default secure port (upstream: 10250, which the kubelet holds on our hosts).
 pub const DEFAULT_SECURE_PORT: u16 = 4443;
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    crate::duration::parse_go_duration(s)
-}
-
 #[derive(Args, Debug, Clone)]
 pub struct MetricsServerArgs {
     /// The path to the kubeconfig used to connect to the Kubernetes API server and the
@@ -36,7 +32,7 @@ pub struct MetricsServerArgs {
     pub kubeconfig: Option<PathBuf>,
     /// The resolution at which metrics-server will retain metrics, must be set to a
     /// value at least 10s. The first interval after start is at most 5s.
-    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    #[arg(long, default_value = "15s", value_parser = crate::duration::parse_go_duration)]
     pub metric_resolution: Duration,
     /// The priority of node address types to use when determining which address to
     /// use to connect to a particular node.
@@ -70,7 +66,7 @@ pub struct MetricsServerArgs {
     #[arg(long, value_name = "FILE")]
     pub kubelet_client_key: Option<PathBuf>,
     /// The length of time to wait before giving up on a single request to Kubelet.
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = crate::duration::parse_go_duration)]
     pub kubelet_request_timeout: Duration,
     /// Selector (label query) to filter on, not including uninitialized ones, supports
     /// '=', '==', and '!='.(e.g. -l key1=value1,key2=value2).

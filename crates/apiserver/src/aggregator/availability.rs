@@ -115,7 +115,7 @@ async fn discovery(
     );
     let fetch = async {
         let tls = agg.insecure_tls()?;
-        let stream = super::proxy::dial(&tls, addr, &remote.server_name()).await?;
+        let stream = super::proxy::dial(tls, addr, &remote.server_name()).await?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| e.to_string())?;

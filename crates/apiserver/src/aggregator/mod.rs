@@ -99,6 +99,9 @@ pub struct Aggregator {
     remotes: RwLock<BTreeMap<String, Arc<Remote>>>,
     discovered: RwLock<BTreeMap<String, Discovered>>,
     identity: Option<Arc<CertKey>>,
+    /// The availability check's client (no certificate check, the proxy identity),
+    /// built once.
+    check_tls: Result<TlsConnector, String>,
     pub routing: bool,
     /// Wakes the availability controller when an APIService changes.
     pub changed: Notify,
@@ -136,13 +139,16 @@ impl Aggregator {
                 )
             }
         };
-        Ok(Aggregator {
+        let mut agg = Aggregator {
             remotes: RwLock::new(BTreeMap::new()),
             discovered: RwLock::new(BTreeMap::new()),
             identity,
+            check_tls: Err(String::new()),
             routing: config.enable_aggregator_routing,
             changed: Notify::new(),
-        })
+        };
+        agg.check_tls = agg.tls(&serde_json::json!({"insecureSkipTLSVerify": true}));
+        Ok(agg)
     }
 
     /// The remote APIService serving `path` (`/apis/<group>/<version>[/…]`), if any.
@@ -305,8 +311,8 @@ impl Aggregator {
 
     /// A TLS client that checks nothing, with the proxy identity: what upstream's
     /// availability check uses ("a best effort GET").
-    pub fn insecure_tls(&self) -> Result<TlsConnector, String> {
-        self.tls(&serde_json::json!({"insecureSkipTLSVerify": true}))
+    pub fn insecure_tls(&self) -> Result<&TlsConnector, String> {
+        self.check_tls.as_ref().map_err(Clone::clone)
     }
 }
 
