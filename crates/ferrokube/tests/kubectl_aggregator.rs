@@ -8,14 +8,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use common::{start, wait_until};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::CertificateDer;
 use serde_json::{json, Value};
 
 const GV: &str = "/apis/wardle.example.com/v1alpha1";
@@ -27,42 +25,18 @@ struct Backend {
     proxy_cert: Vec<u8>,
 }
 
-fn respond(stream: TcpStream, tls: Arc<rustls::ServerConfig>, backend: &Backend) {
-    let conn = rustls::ServerConnection::new(tls).unwrap();
-    let mut tls = rustls::StreamOwned::new(conn, stream);
-    let mut reader = BufReader::new(&mut tls);
-    let mut request_line = String::new();
-    if reader.read_line(&mut request_line).is_err() {
-        return;
-    }
-    let path = request_line
-        .split_whitespace()
-        .nth(1)
-        .unwrap_or("/")
-        .to_string();
-    let mut headers: Vec<(String, String)> = Vec::new();
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
-            break;
-        }
-        if let Some((k, v)) = line.split_once(':') {
-            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
-        }
-    }
-    let all = |name: &str| -> Vec<String> {
-        headers
-            .iter()
-            .filter(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
-            .collect()
-    };
-    let presented = tls
-        .conn
+/// What the extension server answers.
+fn respond(
+    req: &common::https::Request,
+    conn: &rustls::ServerConnection,
+    backend: &Backend,
+) -> (u16, Value) {
+    let path = req.target.as_str();
+    let presented = conn
         .peer_certificates()
         .and_then(|c| c.first())
         .is_some_and(|c| c.as_ref() == backend.proxy_cert.as_slice());
-    let (code, body) = if backend.down.load(Ordering::SeqCst) {
+    if backend.down.load(Ordering::SeqCst) {
         (
             500,
             json!({"kind": "Status", "status": "Failure", "code": 500}),
@@ -76,9 +50,9 @@ fn respond(stream: TcpStream, tls: Arc<rustls::ServerConfig>, backend: &Backend)
         )
     } else if path.starts_with(&format!("{GV}/namespaces/default/flunders")) {
         let seen = json!({
-            "user": all("x-remote-user"),
-            "groups": all("x-remote-group"),
-            "authorization": all("authorization"),
+            "user": req.header("x-remote-user"),
+            "groups": req.header("x-remote-group"),
+            "authorization": req.header("authorization"),
             "proxyCertificate": presented,
             "path": path,
         });
@@ -95,26 +69,13 @@ fn respond(stream: TcpStream, tls: Arc<rustls::ServerConfig>, backend: &Backend)
             404,
             json!({"kind": "Status", "status": "Failure", "code": 404}),
         )
-    };
-    let out = serde_json::to_vec(&body).unwrap();
-    let head = format!(
-        "HTTP/1.1 {code} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        out.len()
-    );
-    let _ = tls.write_all(head.as_bytes());
-    let _ = tls.write_all(&out);
-    let _ = tls.flush();
-    tls.conn.send_close_notify();
-    let _ = tls.flush();
+    }
 }
 
 /// The extension API server on 127.0.0.1 (self-signed; client certificates from the
 /// cluster CA are asked for, not required); returns its port and state.
 fn backend(pki: &std::path::Path) -> (u16, Arc<Backend>) {
-    let (cert, key) =
-        ferrokube_component_base::tls::generate_self_signed(&["127.0.0.1".into()]).unwrap();
-    let chain = vec![CertificateDer::from_pem_slice(cert.as_bytes()).unwrap()];
-    let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
+    let (_, chain, key) = common::https::loopback_cert();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let ca = std::fs::read(pki.join("ca.pem")).unwrap();
     let roots = Arc::new(ferrokube_component_base::tls::root_store(&ca).unwrap());
@@ -136,15 +97,8 @@ fn backend(pki: &std::path::Path) -> (u16, Arc<Backend>) {
         down: AtomicBool::new(false),
         proxy_cert: CertificateDer::from_pem_slice(&proxy_pem).unwrap().to_vec(),
     });
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
     let b = backend.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let (config, b) = (config.clone(), b.clone());
-            std::thread::spawn(move || respond(stream, config, &b));
-        }
-    });
+    let port = common::https::serve(config, move |req, conn| respond(req, conn, &b));
     (port, backend)
 }
 

@@ -6,8 +6,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -46,59 +44,10 @@ fn answer(path: &str, review: &Value) -> Value {
     json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response})
 }
 
-fn handle(stream: TcpStream, tls: Arc<rustls::ServerConfig>, seen: Seen) {
-    let conn = rustls::ServerConnection::new(tls).unwrap();
-    let mut tls = rustls::StreamOwned::new(conn, stream);
-    let mut reader = BufReader::new(&mut tls);
-    let mut request_line = String::new();
-    if reader.read_line(&mut request_line).is_err() {
-        return;
-    }
-    let path = request_line
-        .split_whitespace()
-        .nth(1)
-        .unwrap_or("/")
-        .split('?')
-        .next()
-        .unwrap()
-        .to_string();
-    let mut length = 0;
-    loop {
-        let mut line = String::new();
-        reader.read_line(&mut line).unwrap();
-        if line.trim().is_empty() {
-            break;
-        }
-        if let Some((k, v)) = line.split_once(':') {
-            if k.eq_ignore_ascii_case("content-length") {
-                length = v.trim().parse().unwrap();
-            }
-        }
-    }
-    let mut body = vec![0; length];
-    reader.read_exact(&mut body).unwrap();
-    let review: Value = serde_json::from_slice(&body).unwrap();
-    seen.lock().unwrap().push((path.clone(), review.clone()));
-    let out = serde_json::to_vec(&answer(&path, &review)).unwrap();
-    let head = format!(
-        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        out.len()
-    );
-    let _ = tls.write_all(head.as_bytes());
-    let _ = tls.write_all(&out);
-    let _ = tls.flush();
-    tls.conn.send_close_notify();
-    let _ = tls.flush();
-}
-
 /// Starts the webhook server on 127.0.0.1; returns its port, caBundle (base64) and the
 /// reviews it received.
 fn webhook_server() -> (u16, String, Seen) {
-    let (cert, key) =
-        ferrokube_component_base::tls::generate_self_signed(&["127.0.0.1".into()]).unwrap();
-    use rustls::pki_types::pem::PemObject;
-    let chain = vec![rustls::pki_types::CertificateDer::from_pem_slice(cert.as_bytes()).unwrap()];
-    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
+    let (cert, chain, key) = common::https::loopback_cert();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = Arc::new(
         rustls::ServerConfig::builder_with_provider(provider)
@@ -108,15 +57,13 @@ fn webhook_server() -> (u16, String, Seen) {
             .with_single_cert(chain, key)
             .unwrap(),
     );
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
     let seen: Seen = Arc::default();
     let seen2 = seen.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let (config, seen) = (config.clone(), seen2.clone());
-            std::thread::spawn(move || handle(stream, config, seen));
-        }
+    let port = common::https::serve(config, move |req, _| {
+        let review: Value = serde_json::from_slice(&req.body).unwrap();
+        let path = req.path().to_string();
+        seen2.lock().unwrap().push((path.clone(), review.clone()));
+        (200, answer(&path, &review))
     });
     let ca = base64::engine::general_purpose::STANDARD.encode(cert);
     (port, ca, seen)

@@ -26,13 +26,16 @@ fn scheduler(kubeconfig: &Path, log: PathBuf, extra: &[&str]) -> Proc {
     let mut args = vec![
         "scheduler".to_string(),
         format!("--kubeconfig={}", kubeconfig.display()),
-        "--secure-port=0".into(),
         "--leader-elect".into(),
         "--leader-elect-lease-duration=4s".into(),
         "--leader-elect-renew-deadline=3s".into(),
         "--leader-elect-retry-period=500ms".into(),
     ];
     args.extend(extra.iter().map(|s| s.to_string()));
+    // No secure port unless the test asks for one.
+    if !extra.iter().any(|a| a.starts_with("--secure-port")) {
+        args.push("--secure-port=0".into());
+    }
     let child = Command::new(env!("CARGO_BIN_EXE_ferrokube"))
         .args(&args)
         .env("RUST_LOG", "info")
@@ -168,42 +171,31 @@ fn two_schedulers_bind_pods_and_fail_over() {
 fn bad_scheduler_config_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("kube-scheduler.yaml");
-    std::fs::write(
-        &cfg,
+    // Runs the scheduler on `yaml`; it must exit non-zero. Returns its stderr.
+    let refused = |yaml: &str| {
+        std::fs::write(&cfg, yaml).unwrap();
+        let o = Command::new(env!("CARGO_BIN_EXE_ferrokube"))
+            .args([
+                "scheduler",
+                "--config",
+                cfg.to_str().unwrap(),
+                "--secure-port=0",
+            ])
+            .output()
+            .unwrap();
+        assert!(!o.status.success());
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    };
+    let err = refused(
         "apiVersion: kubescheduler.config.k8s.io/v1\nkind: KubeSchedulerConfiguration\nclientConnection:\n  kubeconfig: /nonexistent\nleaderElection:\n  leaderElect: true\n  leaseDurationz: 15s\n",
-    )
-    .unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_ferrokube"))
-        .args([
-            "scheduler",
-            "--config",
-            cfg.to_str().unwrap(),
-            "--secure-port=0",
-        ])
-        .output()
-        .unwrap();
-    assert!(!o.status.success());
-    let err = String::from_utf8_lossy(&o.stderr);
+    );
     assert!(
         err.contains("--config") && err.contains("leaseDurationz"),
         "{err}"
     );
-    std::fs::write(
-        &cfg,
+    let err = refused(
         "apiVersion: kubescheduler.config.k8s.io/v1\nkind: KubeSchedulerConfiguration\nprofiles:\n- plugins:\n    filter:\n      enabled: [{name: Nope}]\n",
-    )
-    .unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_ferrokube"))
-        .args([
-            "scheduler",
-            "--config",
-            cfg.to_str().unwrap(),
-            "--secure-port=0",
-        ])
-        .output()
-        .unwrap();
-    assert!(!o.status.success());
-    let err = String::from_utf8_lossy(&o.stderr);
+    );
     assert!(
         err.contains("profiles[0].plugins.filter.enabled[0].name: plugin \"Nope\" does not exist"),
         "{err}"
@@ -233,20 +225,18 @@ fn profile_plugins_apply_and_metrics_count_attempts() {
         .success());
     let port = common::free_port();
     let p = |f: &str| pki.join(f).display().to_string();
-    // Its own secure port (the helper's runs without one).
-    let log = std::fs::File::create(dir.join("plugins-scheduler.log")).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_ferrokube"))
-        .arg("scheduler")
-        .arg(format!("--config={}", cfg.display()))
-        .args(["--bind-address=127.0.0.1", &format!("--secure-port={port}")])
-        .arg(format!("--authentication-kubeconfig={}", kc.display()))
-        .arg(format!("--authorization-kubeconfig={}", kc.display()))
-        .arg(format!("--client-ca-file={}", p("ca.pem")))
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let _sched = Proc(child, dir.join("plugins-scheduler.log"));
+    let _sched = scheduler(
+        &kc,
+        dir.join("plugins-scheduler.log"),
+        &[
+            &format!("--config={}", cfg.display()),
+            "--bind-address=127.0.0.1",
+            &format!("--secure-port={port}"),
+            &format!("--authentication-kubeconfig={}", kc.display()),
+            &format!("--authorization-kubeconfig={}", kc.display()),
+            &format!("--client-ca-file={}", p("ca.pem")),
+        ],
+    );
     s.ok(&["run", "p", "--image=busybox"]);
     wait_until("the pod bound to the tainted node", 30, || {
         s.ok(&["get", "pod", "p", "-o", "jsonpath={.spec.nodeName}"]) == "tainted"

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)]
 
 pub mod containerd;
+pub mod https;
 pub mod netns;
 pub mod seed;
 
