@@ -282,6 +282,19 @@ pub fn apply(group: &str, resource: &str, o: &mut Value) {
             let mutating = r.starts_with("mutating");
             each_obj(m, "webhooks", |h| webhook(h, mutating));
         }
+        ("admissionregistration.k8s.io", "validatingadmissionpolicies") => {
+            if let Some(s) = ensure_obj(m, "spec") {
+                default(s, "failurePolicy", json!("Fail"));
+                if let Some(mc) = obj_in(s, "matchConstraints") {
+                    match_resources(mc);
+                }
+            }
+        }
+        ("admissionregistration.k8s.io", "validatingadmissionpolicybindings") => {
+            if let Some(mr) = obj_in(m, "spec").and_then(|s| obj_in(s, "matchResources")) {
+                match_resources(mr);
+            }
+        }
         // SetDefaults_ServiceReference of apiregistration/v1.
         ("apiregistration.k8s.io", "apiservices") => {
             if let Some(svc) = obj_in(m, "spec").and_then(|s| obj_in(s, "service")) {
@@ -307,6 +320,17 @@ fn webhook(h: &mut Map<String, Value>, mutating: bool) {
     if let Some(svc) = obj_in(h, "clientConfig").and_then(|c| obj_in(c, "service")) {
         default(svc, "port", json!(443));
     }
+}
+
+/// `SetDefaults_MatchResources` of admissionregistration/v1 (and the rules' scope).
+fn match_resources(mr: &mut Map<String, Value>) {
+    default(mr, "matchPolicy", json!("Equivalent"));
+    default(mr, "namespaceSelector", json!({}));
+    default(mr, "objectSelector", json!({}));
+    each_obj(mr, "resourceRules", |r| default(r, "scope", json!("*")));
+    each_obj(mr, "excludeResourceRules", |r| {
+        default(r, "scope", json!("*"))
+    });
 }
 
 fn job_spec(s: &mut Map<String, Value>) {

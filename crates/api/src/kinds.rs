@@ -7,6 +7,7 @@
 // A guard on an enum arm would fall through to the "unsupported value" arm below it.
 #![allow(clippy::collapsible_match)]
 
+mod admission_policy;
 mod apiregistration;
 mod apps;
 mod batch;
@@ -27,6 +28,7 @@ use serde_json::Value;
 
 use crate::status::StatusCause;
 
+pub use admission_policy::{cel_env, match_condition_env};
 pub use cron::parse_standard as parse_cron_schedule;
 pub use util::Quantity;
 
@@ -76,6 +78,12 @@ pub fn validate(group: &str, resource: &str, obj: &Value, old: Option<&Value>) -
         }
         ("admissionregistration.k8s.io", "mutatingwebhookconfigurations") => {
             misc::webhook_configuration(obj, true)
+        }
+        ("admissionregistration.k8s.io", "validatingadmissionpolicies") => {
+            admission_policy::validating_admission_policy(obj)
+        }
+        ("admissionregistration.k8s.io", "validatingadmissionpolicybindings") => {
+            admission_policy::validating_admission_policy_binding(obj)
         }
         ("apiregistration.k8s.io", "apiservices") => apiregistration::api_service(obj),
         _ => Vec::new(),

@@ -149,6 +149,7 @@ const SUPPORTED_ADMISSION: &[&str] = &[
     "RuntimeClass",
     "MutatingAdmissionWebhook",
     "ValidatingAdmissionWebhook",
+    "ValidatingAdmissionPolicy",
     "ServiceAccount",
 ];
 
@@ -180,12 +181,13 @@ pub struct CompatFlags {
     #[arg(long, default_value_t = 102_400)]
     pub audit_log_truncate_max_event_size: usize,
     /// Admission plugins to turn on besides the default-on ones: NodeRestriction
-    /// (others not built, such as ValidatingAdmissionPolicy, are only logged).
+    /// (others not built, such as AlwaysPullImages, are only logged).
     #[arg(long, alias = "admission-control")]
     pub enable_admission_plugins: Vec<String>,
     /// Admission plugins to turn off (of the default-on ServiceAccount, Priority,
     /// DefaultTolerationSeconds, LimitRanger, DefaultStorageClass, ResourceQuota,
-    /// PodSecurity, RuntimeClass, MutatingAdmissionWebhook, ValidatingAdmissionWebhook).
+    /// PodSecurity, RuntimeClass, MutatingAdmissionWebhook, ValidatingAdmissionPolicy,
+    /// ValidatingAdmissionWebhook).
     #[arg(long)]
     pub disable_admission_plugins: Vec<String>,
     #[arg(long, hide = true)]

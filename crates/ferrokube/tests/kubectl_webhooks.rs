@@ -1,8 +1,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! Admission webhooks as a kubectl user meets them: a real HTTPS webhook server (its
 //! certificate given as the configuration's caBundle) mutates and validates writes made
-//! with kubectl; namespace selectors, DELETE reviews, dry runs, warnings, failure
-//! policies and timeouts behave as upstream's.
+//! with kubectl; namespace selectors, matchConditions, DELETE reviews, dry runs,
+//! warnings, failure policies and timeouts behave as upstream's.
 
 mod common;
 
@@ -39,6 +39,9 @@ fn answer(path: &str, review: &Value) -> Value {
             json!({"uid": uid, "allowed": true})
         }
         "/wrong-uid" => json!({"uid": "not-the-uid", "allowed": true}),
+        "/deny-all" => {
+            json!({"uid": uid, "allowed": false, "status": {"code": 403, "message": "refused by deny-all"}})
+        }
         _ => json!({"uid": uid, "allowed": true}),
     };
     json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response})
@@ -347,4 +350,100 @@ webhooks:
         "jsonpath={.metadata.labels}",
         &str::is_empty,
     );
+}
+
+#[test]
+fn webhook_match_conditions_with_kubectl() {
+    let s = common::start_with(&["--disable-metrics-server"]);
+    let (port, ca, seen) = webhook_server();
+    let config = |expr: &str, policy: &str| {
+        format!(
+            r#"apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingWebhookConfiguration
+metadata: {{name: conditional}}
+webhooks:
+- name: conditional.ferrokube.test
+  clientConfig: {{url: "https://127.0.0.1:{port}/deny-all", caBundle: "{ca}"}}
+  rules: [{{operations: [CREATE], apiGroups: [""], apiVersions: [v1], resources: [configmaps]}}]
+  failurePolicy: {policy}
+  matchConditions:
+  - name: checked
+    expression: "{expr}"
+  - name: not-kube-system
+    expression: "request.namespace != 'kube-system'"
+  sideEffects: None
+  admissionReviewVersions: [v1]
+"#
+        )
+    };
+    // An expression that does not compile is refused with the compiler's message.
+    let out = s.kubectl_stdin(
+        &["apply", "-f", "-"],
+        Some(&config("object.metadata.(", "Fail")),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("webhooks[0].matchConditions[0].expression: Invalid value: \"object.metadata.(\": compilation failed: ERROR: <input>:1:"),
+        "{err}"
+    );
+    let checked = "has(object.metadata.labels) && object.metadata.labels['check'] == 'yes'";
+    assert!(s
+        .kubectl_stdin(&["apply", "-f", "-"], Some(&config(checked, "Fail")))
+        .status
+        .success());
+    let labelled =
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: NAME, labels: {check: \"yes\"}}\n";
+    let mut n = 0;
+    wait_until("the conditional webhook to take effect", 20, || {
+        n += 1;
+        let yaml = labelled.replace("NAME", &format!("probe-{n}"));
+        !s.kubectl_stdin(&["create", "-f", "-"], Some(&yaml))
+            .status
+            .success()
+    });
+    let called = reviews(&seen, "/deny-all").len();
+    // Conditions that are false skip the webhook: it is not even called.
+    s.ok(&["create", "configmap", "unlabelled"]);
+    s.ok(&["create", "configmap", "in-system", "-n", "kube-system"]);
+    assert_eq!(reviews(&seen, "/deny-all").len(), called);
+    let out = s.kubectl_stdin(
+        &["create", "-f", "-"],
+        Some(&labelled.replace("NAME", "checked")),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("refused by deny-all"), "{err}");
+    assert_eq!(reviews(&seen, "/deny-all").len(), called + 1);
+
+    // A condition that fails to evaluate fails the request, or skips the webhook under
+    // failurePolicy Ignore.
+    let erring = "object.data.k == 'v'";
+    assert!(s
+        .kubectl_stdin(&["apply", "-f", "-"], Some(&config(erring, "Fail")))
+        .status
+        .success());
+    let mut err = String::new();
+    wait_until("the erring condition to take effect", 20, || {
+        n += 1;
+        let o = s.kubectl(&["create", "configmap", &format!("e{n}")]);
+        err = String::from_utf8_lossy(&o.stderr).into_owned();
+        err.contains("resulted in error")
+    });
+    assert!(
+        err.contains("is forbidden: failed calling webhook \"conditional.ferrokube.test\": expression 'object.data.k == 'v'' resulted in error: no such key: data"),
+        "{err}"
+    );
+    assert!(s
+        .kubectl_stdin(&["apply", "-f", "-"], Some(&config(erring, "Ignore")))
+        .status
+        .success());
+    wait_until("failurePolicy Ignore to skip the webhook", 20, || {
+        n += 1;
+        s.kubectl(&["create", "configmap", &format!("e{n}")])
+            .status
+            .success()
+    });
+    // With data the condition holds and the webhook is called.
+    let err = s.fails(&["create", "configmap", "with-data", "--from-literal=k=v"]);
+    assert!(err.contains("refused by deny-all"), "{err}");
 }

@@ -309,6 +309,15 @@ fn webhook(
             ));
         }
     }
+    for (i, rule) in arr(hook, "rules").iter().enumerate() {
+        super::admission_policy::rule_with_operations(&idx(&join(path, "rules"), i), rule, errs);
+    }
+    super::admission_policy::match_conditions(
+        &join(path, "matchConditions"),
+        arr(hook, "matchConditions"),
+        &super::admission_policy::match_condition_env(),
+        errs,
+    );
     label_selector(
         &join(path, "namespaceSelector"),
         get(hook, "namespaceSelector"),

@@ -500,3 +500,80 @@ fn other_kinds_match_upstream() {
         vec!["involvedObject.namespace: Invalid value: \"b\": does not match event.namespace"]
     );
 }
+
+#[test]
+fn admission_policies_match_upstream() {
+    const G: &str = "admissionregistration.k8s.io";
+    let policy = json!({"metadata": {"name": "p"}, "spec": {
+        "paramKind": {"apiVersion": "v1", "kind": "ConfigMap"},
+        "matchConstraints": {"resourceRules": [{"apiGroups": ["apps"], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["deployments"]}]},
+        "variables": [{"name": "max", "expression": "int(params.data.max)"}],
+        "validations": [{"expression": "object.spec.replicas <= variables.max", "messageExpression": "'too many: ' + string(object.spec.replicas)"}],
+        "auditAnnotations": [{"key": "replicas", "valueExpression": "string(object.spec.replicas)"}]
+    }});
+    assert_eq!(
+        check(G, "validatingadmissionpolicies", policy.clone(), None),
+        Vec::<String>::new()
+    );
+    let d = defaulted(G, "validatingadmissionpolicies", policy);
+    assert_eq!(d["spec"]["failurePolicy"], "Fail");
+    assert_eq!(d["spec"]["matchConstraints"]["matchPolicy"], "Equivalent");
+    assert_eq!(
+        d["spec"]["matchConstraints"]["resourceRules"][0]["scope"],
+        "*"
+    );
+
+    // params is declared only with a paramKind; messageExpressions see no authorizer.
+    let bad = json!({"metadata": {"name": "p"}, "spec": {
+        "failurePolicy": "Sometimes",
+        "matchConstraints": {"resourceRules": [{"apiGroups": ["*", "apps"], "apiVersions": ["v1"], "operations": ["MAKE"], "resources": ["*/*", "pods"]}]},
+        "variables": [{"name": "in", "expression": "1"}],
+        "validations": [{"expression": "params.x", "reason": "Teapot", "message": "a\nb"}]
+    }});
+    let errs = check(G, "validatingadmissionpolicies", bad, None);
+    let has = |needle: &str| errs.iter().any(|e| e.contains(needle));
+    assert!(has("spec.failurePolicy: Unsupported value: \"Sometimes\": supported values: \"Fail\", \"Ignore\""), "{errs:#?}");
+    assert!(
+        has("spec.matchConstraints.resourceRules[0].operations[0]: Unsupported value: \"MAKE\""),
+        "{errs:#?}"
+    );
+    assert!(has("spec.matchConstraints.resourceRules[0].apiGroups: Invalid value: []string{\"*\", \"apps\"}: if '*' is present, must not specify other API groups"), "{errs:#?}");
+    assert!(has("spec.matchConstraints.resourceRules[0].resources: Invalid value: []string{\"*/*\", \"pods\"}: if '*/*' is present, must not specify other resources"), "{errs:#?}");
+    assert!(
+        has("spec.variables[0].name: Invalid value: \"in\": name is not a valid CEL identifier"),
+        "{errs:#?}"
+    );
+    assert!(has("spec.validations[0].expression: Invalid value: \"params.x\": compilation failed: ERROR: <input>:1:1: undeclared reference to 'params'"), "{errs:#?}");
+    assert!(has("spec.validations[0].message: Invalid value: \"a\\nb\": message must not contain line breaks"), "{errs:#?}");
+    assert!(
+        has("spec.validations[0].reason: Unsupported value: \"Teapot\""),
+        "{errs:#?}"
+    );
+    let empty = json!({"metadata": {"name": "p"}, "spec": {}});
+    assert_eq!(
+        check(G, "validatingadmissionpolicies", empty, None),
+        vec![
+            "spec.matchConstraints: Required value",
+            "spec.validations: Required value: validations or auditAnnotations must contain at least one item",
+            "spec.auditAnnotations: Required value: validations or auditAnnotations must contain at least one item",
+        ]
+    );
+
+    let binding = json!({"spec": {"policyName": "p", "validationActions": ["Deny", "Warn", "Deny"],
+        "paramRef": {"name": "x", "selector": {}}}});
+    assert_eq!(
+        check(G, "validatingadmissionpolicybindings", binding, None),
+        vec![
+            "spec.paramRef.name: Forbidden: name and selector are mutually exclusive",
+            "spec.paramRef.selector: Forbidden: name and selector are mutually exclusive",
+            "spec.paramRef.parameterNotFoundAction: Required value",
+            "spec.validationActions[2]: Duplicate value: \"Deny\"",
+            "spec.validationActions: Invalid value: []string{\"Deny\", \"Warn\", \"Deny\"}: must not contain both Deny and Warn (repeating the same validation failure information in the API response and headers serves no purpose)",
+        ]
+    );
+    let ok = json!({"spec": {"policyName": "p", "validationActions": ["Audit"]}});
+    assert_eq!(
+        check(G, "validatingadmissionpolicybindings", ok, None),
+        Vec::<String>::new()
+    );
+}

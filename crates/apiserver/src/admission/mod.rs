@@ -6,6 +6,7 @@
 
 pub mod defaults;
 pub mod pod_security;
+pub mod policy;
 pub mod quota;
 pub mod service_account;
 pub mod webhook;
@@ -30,8 +31,11 @@ pub struct Admission {
     pub runtime_class: bool,
     pub mutating_webhook: bool,
     pub validating_webhook: bool,
+    pub validating_admission_policy: bool,
     /// The stored webhook configurations (fed by a watch).
     pub webhooks: std::sync::Arc<webhook::Webhooks>,
+    /// The stored ValidatingAdmissionPolicies and bindings (fed by a watch).
+    pub policies: std::sync::Arc<policy::Policies>,
 }
 
 /// What a write does.
@@ -100,7 +104,9 @@ impl Admission {
             runtime_class: on("RuntimeClass", true),
             mutating_webhook: on("MutatingAdmissionWebhook", true),
             validating_webhook: on("ValidatingAdmissionWebhook", true),
+            validating_admission_policy: on("ValidatingAdmissionPolicy", true),
             webhooks: Default::default(),
+            policies: Default::default(),
         }
     }
 
@@ -108,6 +114,12 @@ impl Admission {
     pub fn webhooks(&self) -> Option<&webhook::Webhooks> {
         let on = self.mutating_webhook || self.validating_webhook;
         (on && !self.webhooks.is_empty()).then_some(&*self.webhooks)
+    }
+
+    /// The admission policies to evaluate on a write, when any is bound and the plugin
+    /// is on.
+    pub fn policies(&self) -> Option<&policy::Policies> {
+        (self.validating_admission_policy && !self.policies.is_empty()).then_some(&*self.policies)
     }
 
     /// The built-in mutating plugins on a new object (`obj` changes in place).

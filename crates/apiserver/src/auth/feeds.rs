@@ -79,6 +79,27 @@ impl Sink for WebhookSink {
     }
 }
 
+/// ValidatingAdmissionPolicies (or their bindings) for the policy plugin.
+struct PolicySink(Arc<crate::admission::policy::Policies>, bool);
+
+impl Sink for PolicySink {
+    fn upsert(&self, obj: &Value) {
+        if self.1 {
+            self.0.upsert_binding(obj);
+        } else {
+            self.0.upsert_policy(obj);
+        }
+    }
+    fn remove(&self, obj: &Value) {
+        let name = meta::name(obj).unwrap_or("");
+        if self.1 {
+            self.0.remove_binding(name);
+        } else {
+            self.0.remove_policy(name);
+        }
+    }
+}
+
 /// APIServices for the aggregator.
 struct ApiServiceSink(Arc<crate::aggregator::Aggregator>);
 
@@ -256,6 +277,19 @@ pub async fn start(
                 "v1",
                 resource,
                 Box::new(WebhookSink(admission.webhooks.clone(), mutating)),
+            );
+        }
+    }
+    if admission.validating_admission_policy {
+        for (resource, binding) in [
+            ("validatingadmissionpolicies", false),
+            ("validatingadmissionpolicybindings", true),
+        ] {
+            add(
+                "admissionregistration.k8s.io",
+                "v1",
+                resource,
+                Box::new(PolicySink(admission.policies.clone(), binding)),
             );
         }
     }

@@ -1,6 +1,7 @@
 //! The admission chain of one write request, in upstream's order: the built-in mutating
 //! plugins (on creates), then the mutating webhooks; on the object about to be stored,
-//! PodSecurity (creates), the validating webhooks, and ResourceQuota (creates) last.
+//! PodSecurity (creates), the ValidatingAdmissionPolicies, the validating webhooks, and
+//! ResourceQuota (creates) last.
 //! NodeRestriction runs where the handlers call [`Chain::admit_builtin`]. It runs inside
 //! the registry's write (`WriteAdmission`), so a retried write is admitted again.
 
@@ -142,6 +143,11 @@ impl<'r> Chain<'r> {
         let a = self.attributes(operation, Some(obj), old);
         let pod_security = admission.check_pod_security(self.registry, &a, obj).await?;
         self.warnings.lock().extend(pod_security);
+        if let Some(policies) = admission.policies() {
+            let call = self.call(operation, a.name);
+            let warnings = policies.validate(&call, Some(obj), old).await?;
+            self.warnings.lock().extend(warnings);
+        }
         if let Some(hooks) = admission
             .webhooks()
             .filter(|_| admission.validating_webhook)
@@ -153,11 +159,17 @@ impl<'r> Chain<'r> {
         admission.charge_quota(self.registry, &a, obj).await
     }
 
-    /// A delete's admission: NodeRestriction, then the webhooks (with the stored object
-    /// as oldObject).
+    /// A delete's admission: NodeRestriction, then the policies and the webhooks (with
+    /// the stored object as oldObject).
     pub async fn delete(&self, current: &Value) -> ApiResult<()> {
         self.admit_builtin(Operation::Delete, None, Some(current))?;
         let admission = &self.req.security.admission;
+        if let Some(policies) = admission.policies() {
+            let name = self.name(Some(current)).to_string();
+            let call = self.call(Operation::Delete, &name);
+            let warnings = policies.validate(&call, None, Some(current)).await?;
+            self.warnings.lock().extend(warnings);
+        }
         if let Some(hooks) = admission.webhooks() {
             let name = self.name(Some(current)).to_string();
             let call = self.call(Operation::Delete, &name);
@@ -181,7 +193,7 @@ impl<'r> Chain<'r> {
     /// Whether a delete needs the stored object for admission.
     pub fn delete_needs_object(req: &Request<'_>) -> bool {
         let admission = &req.security.admission;
-        !admission.is_empty() || admission.webhooks().is_some()
+        !admission.is_empty() || admission.webhooks().is_some() || admission.policies().is_some()
     }
 }
 

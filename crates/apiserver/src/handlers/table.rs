@@ -225,6 +225,26 @@ fn columns(info: &ResourceInfo) -> Vec<Col> {
             c("Available", "string"),
             c("Age", "string"),
         ],
+        (
+            "admissionregistration.k8s.io",
+            "validatingwebhookconfigurations" | "mutatingwebhookconfigurations",
+        ) => vec![
+            c("Name", "string"),
+            c("Webhooks", "integer"),
+            c("Age", "string"),
+        ],
+        ("admissionregistration.k8s.io", "validatingadmissionpolicies") => vec![
+            c("Name", "string"),
+            c("Validations", "integer"),
+            c("ParamKind", "string"),
+            c("Age", "string"),
+        ],
+        ("admissionregistration.k8s.io", "validatingadmissionpolicybindings") => vec![
+            c("Name", "string"),
+            c("PolicyName", "string"),
+            c("ParamRef", "string"),
+            c("Age", "string"),
+        ],
         _ => vec![c("Name", "string"), c("Age", "string")],
     }
 }
@@ -411,6 +431,39 @@ fn cells(info: &ResourceInfo, o: &Value) -> Vec<Value> {
         ("", "secrets") => vec![name, json!(s(o, "/type")), json!(count(o, "/data")), a],
         ("", "namespaces") => vec![name, json!(s(o, "/status/phase")), a],
         ("", "serviceaccounts") => vec![name, json!(count(o, "/secrets").to_string()), a],
+        (
+            "admissionregistration.k8s.io",
+            "validatingwebhookconfigurations" | "mutatingwebhookconfigurations",
+        ) => vec![name, json!(count(o, "/webhooks")), a],
+        ("admissionregistration.k8s.io", "validatingadmissionpolicies") => {
+            let param_kind = match o.pointer("/spec/paramKind").filter(|v| v.is_object()) {
+                Some(pk) => format!("{}/{}", s(pk, "/apiVersion"), s(pk, "/kind")),
+                None => "<unset>".into(),
+            };
+            vec![
+                name,
+                json!(count(o, "/spec/validations")),
+                json!(param_kind),
+                a,
+            ]
+        }
+        ("admissionregistration.k8s.io", "validatingadmissionpolicybindings") => {
+            let param_ref = match o.pointer("/spec/paramRef").filter(|v| v.is_object()) {
+                Some(pr) if !s(pr, "/name").is_empty() => {
+                    let ns = match s(pr, "/namespace") {
+                        "" => "*",
+                        ns => ns,
+                    };
+                    format!("{ns}/{}", s(pr, "/name"))
+                }
+                Some(pr) => pr
+                    .get("selector")
+                    .map(|sel| sel.to_string())
+                    .unwrap_or_default(),
+                None => "<unset>".into(),
+            };
+            vec![name, json!(s(o, "/spec/policyName")), json!(param_ref), a]
+        }
         ("apiregistration.k8s.io", "apiservices") => {
             let service = match o.pointer("/spec/service").filter(|v| !v.is_null()) {
                 Some(svc) => format!("{}/{}", s(svc, "/namespace"), s(svc, "/name")),

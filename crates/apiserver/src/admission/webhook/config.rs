@@ -95,9 +95,8 @@ pub struct Hook {
     pub review_version: Option<&'static str>,
     pub endpoint: Result<Endpoint, String>,
     pub tls: Result<TlsConnector, String>,
-    /// matchConditions are CEL expressions, which this server does not evaluate: the
-    /// webhook is called as if they held.
-    pub match_conditions: usize,
+    /// matchConditions: the webhook is called only when none is false.
+    pub match_conditions: Vec<crate::admission::policy::compiled::Named>,
 }
 
 impl std::fmt::Debug for Hook {
@@ -123,7 +122,8 @@ fn str_or<'a>(v: &'a Value, key: &str, default: &'a str) -> &'a str {
         .unwrap_or(default)
 }
 
-fn selector(v: &Value, key: &str) -> Option<Value> {
+/// A label selector, or None when it is empty (matches everything).
+pub(crate) fn selector(v: &Value, key: &str) -> Option<Value> {
     let s = v.get(key)?;
     let empty = |k: &str| {
         s.get(k).is_none_or(|x| {
@@ -226,8 +226,9 @@ fn tls(client: &Value) -> Result<TlsConnector, String> {
     Ok(TlsConnector::from(Arc::new(config)))
 }
 
-fn rules(hook: &Value) -> Vec<Rule> {
-    hook.get("rules")
+/// The rules under `key` (webhooks' `rules`, policies' `resourceRules`).
+pub(crate) fn parse_rules(v: &Value, key: &str) -> Vec<Rule> {
+    v.get(key)
         .and_then(Value::as_array)
         .map(|rs| {
             rs.iter()
@@ -263,7 +264,7 @@ pub fn parse(config: &Value, mutating: bool) -> Vec<Hook> {
                 configuration: configuration.clone(),
                 name: str_or(h, "name", "").into(),
                 mutating,
-                rules: rules(h),
+                rules: parse_rules(h, "rules"),
                 ignore_failures: str_or(h, "failurePolicy", "Fail") == "Ignore",
                 exact: str_or(h, "matchPolicy", "Equivalent") == "Exact",
                 namespace_selector: selector(h, "namespaceSelector"),
@@ -279,10 +280,13 @@ pub fn parse(config: &Value, mutating: bool) -> Vec<Hook> {
                 review_version,
                 endpoint: endpoint(&client),
                 tls: tls(&client),
-                match_conditions: h
-                    .get("matchConditions")
-                    .and_then(Value::as_array)
-                    .map_or(0, Vec::len),
+                match_conditions: crate::admission::policy::compiled::named(
+                    h,
+                    "matchConditions",
+                    "name",
+                    "expression",
+                    &ferrokube_api::kinds::match_condition_env(),
+                ),
             }
         })
         .collect()

@@ -9,8 +9,12 @@
 //! unless its failurePolicy is Ignore; a denial is returned with the webhook's code and
 //! message. Writes to the webhook and policy configurations themselves are never sent.
 //!
-//! Partial: matchConditions (CEL) are not evaluated (such webhooks are called as if they
-//! held), and under matchPolicy Equivalent the object is sent in its stored version.
+//! A webhook's matchConditions (CEL, with `object`, `oldObject` and `request`) are
+//! evaluated before it is called: one false skips it; an error fails the request
+//! unless the failurePolicy is Ignore.
+//!
+//! Partial: under matchPolicy Equivalent the object is sent in its stored version, and
+//! the `authorizer` variable is not bound.
 
 pub mod client;
 pub mod config;
@@ -76,7 +80,7 @@ pub struct Call<'a> {
 }
 
 impl Call<'_> {
-    fn operation(&self) -> &'static str {
+    pub(crate) fn operation(&self) -> &'static str {
         match self.operation {
             Operation::Create => "CREATE",
             Operation::Update => "UPDATE",
@@ -84,7 +88,7 @@ impl Call<'_> {
         }
     }
 
-    fn subject(&self) -> review::Subject<'_> {
+    pub(crate) fn subject(&self) -> review::Subject<'_> {
         review::Subject {
             group: self.info.group,
             version: self.info.version,
@@ -101,7 +105,7 @@ impl Call<'_> {
     }
 
     /// Upstream's `IsExemptAdmissionConfigurationResource`.
-    fn exempt(&self) -> bool {
+    pub(crate) fn exempt(&self) -> bool {
         self.info.group == "admissionregistration.k8s.io"
             && matches!(
                 self.info.resource,
@@ -184,7 +188,7 @@ impl Webhooks {
         if hooks.is_empty() || call.exempt() {
             return Ok(Vec::new());
         }
-        let relevant = relevant(&hooks, call, Some(obj), old).await;
+        let relevant = relevant(&hooks, call, Some(obj), old).await?;
         let mut warnings = Vec::new();
         // (hook, the object as it left that hook) for reinvocation.
         let mut reinvocable: Vec<(Arc<Hook>, Value)> = Vec::new();
@@ -221,7 +225,7 @@ impl Webhooks {
         if hooks.is_empty() {
             return Ok(Vec::new());
         }
-        let relevant = relevant(&hooks, call, obj, old).await;
+        let relevant = relevant(&hooks, call, obj, old).await?;
         let mut running = Vec::new();
         for hook in relevant {
             dry_run_allowed(&hook, call)?;
@@ -258,22 +262,18 @@ impl Webhooks {
     }
 }
 
-/// The webhooks whose rules and selectors select the request, in order.
+/// The webhooks whose rules, selectors and matchConditions select the request, in
+/// order; a matchCondition that fails to evaluate fails the request unless the
+/// webhook's failurePolicy is Ignore.
 async fn relevant(
     hooks: &[Arc<Hook>],
     call: &Call<'_>,
     obj: Option<&Value>,
     old: Option<&Value>,
-) -> Vec<Arc<Hook>> {
-    let req = rules::Request {
-        operation: call.operation(),
-        group: call.info.group,
-        version: call.info.version,
-        resource: call.info.resource,
-        subresource: call.subresource,
-        namespaced: call.info.namespaced,
-    };
+) -> ApiResult<Vec<Arc<Hook>>> {
+    let req = call.rules_request();
     let mut namespace: Option<Option<Value>> = None;
+    let mut activation: Option<ferrokube_cel::Activation> = None;
     let mut out = Vec::new();
     for hook in hooks {
         if !hook.selects(&req) || !hook.object_matches(obj, old) {
@@ -287,18 +287,38 @@ async fn relevant(
                 continue;
             }
         }
-        if hook.match_conditions > 0 {
-            tracing::debug!(webhook = %hook.name, "matchConditions are not evaluated; calling the webhook");
+        if !hook.match_conditions.is_empty() {
+            let activation = activation
+                .get_or_insert_with(|| crate::admission::policy::match_activation(call, obj, old));
+            match crate::admission::policy::conditions_hold(&hook.match_conditions, activation) {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(_) if hook.ignore_failures => continue,
+                Err(e) => {
+                    tracing::warn!(webhook = %hook.name, error = %e, "failed evaluating match conditions, failing closed");
+                    let subject = ferrokube_api::status::Subject {
+                        group: call.info.group,
+                        resource: call.info.resource,
+                        name: call.name,
+                    };
+                    let why = format!("failed calling webhook {:?}: {e}", hook.name);
+                    return Err(Status::forbidden(subject, &why).into());
+                }
+            }
         }
         out.push(hook.clone());
     }
-    out
+    Ok(out)
 }
 
 /// The Namespace whose labels the namespace selectors look at: the object itself when a
 /// Namespace is created or updated, else the stored namespace (none for other
 /// cluster-scoped resources).
-async fn namespace_of(call: &Call<'_>, obj: Option<&Value>, old: Option<&Value>) -> Option<Value> {
+pub(crate) async fn namespace_of(
+    call: &Call<'_>,
+    obj: Option<&Value>,
+    old: Option<&Value>,
+) -> Option<Value> {
     let is_namespace = call.info.group.is_empty() && call.info.resource == "namespaces";
     if is_namespace && call.subresource.is_empty() && call.operation != Operation::Delete {
         return obj.cloned();

@@ -50,6 +50,26 @@ impl Rule {
     }
 }
 
+/// A namespace selector (None: everything) against the namespace (None: a
+/// cluster-scoped request other than a Namespace, which always matches).
+pub fn namespace_selected(selector: Option<&Value>, namespace: Option<&Value>) -> bool {
+    match (selector, namespace) {
+        (Some(sel), Some(ns)) => ferrokube_authz::label_selector_matches(sel, ns).unwrap_or(false),
+        _ => true,
+    }
+}
+
+/// An object selector (None: everything) against the new or the old object.
+pub fn object_selected(selector: Option<&Value>, obj: Option<&Value>, old: Option<&Value>) -> bool {
+    let Some(sel) = selector else {
+        return true;
+    };
+    [obj, old]
+        .into_iter()
+        .flatten()
+        .any(|o| !o.is_null() && ferrokube_authz::label_selector_matches(sel, o).unwrap_or(false))
+}
+
 impl Hook {
     /// Whether some rule selects the request (before selectors).
     pub fn selects(&self, r: &Request<'_>) -> bool {
@@ -62,23 +82,12 @@ impl Hook {
     /// The namespace selector against `labels` (the namespace's, or the Namespace
     /// object's). Cluster-scoped requests other than Namespaces always match.
     pub fn namespace_matches(&self, labels: Option<&Value>) -> bool {
-        match (&self.namespace_selector, labels) {
-            (None, _) => true,
-            (Some(_), None) => true,
-            (Some(sel), Some(obj)) => {
-                ferrokube_authz::label_selector_matches(sel, obj).unwrap_or(false)
-            }
-        }
+        namespace_selected(self.namespace_selector.as_ref(), labels)
     }
 
     /// The object selector against the new or the old object.
     pub fn object_matches(&self, obj: Option<&Value>, old: Option<&Value>) -> bool {
-        let Some(sel) = &self.object_selector else {
-            return true;
-        };
-        [obj, old].into_iter().flatten().any(|o| {
-            !o.is_null() && ferrokube_authz::label_selector_matches(sel, o).unwrap_or(false)
-        })
+        object_selected(self.object_selector.as_ref(), obj, old)
     }
 }
 

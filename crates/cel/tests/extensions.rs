@@ -1,0 +1,188 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::{ev, fails, json, no, yes};
+use ferrokube_cel::Value;
+use serde_json::json;
+
+#[test]
+fn strings_extension() {
+    assert_eq!(ev("'héllo'.charAt(1)"), Value::from("é"));
+    assert_eq!(ev("'abc'.charAt(3)"), Value::from(""));
+    fails("'abc'.charAt(4)", "index out of range: 4");
+    fails("'abc'.charAt(-1)", "index out of range");
+    assert_eq!(ev("'hello mellow'.indexOf('ello')"), Value::Int(1));
+    assert_eq!(ev("'hello mellow'.indexOf('ello', 2)"), Value::Int(7));
+    assert_eq!(ev("'hello'.indexOf('')"), Value::Int(0));
+    assert_eq!(ev("'hello'.indexOf('z')"), Value::Int(-1));
+    assert_eq!(ev("'héllo'.indexOf('l')"), Value::Int(2));
+    fails("'abc'.indexOf('a', 9)", "index out of range");
+    assert_eq!(ev("'hello mellow'.lastIndexOf('ello')"), Value::Int(7));
+    assert_eq!(ev("'hello mellow'.lastIndexOf('ello', 6)"), Value::Int(1));
+    assert_eq!(ev("'hello'.lastIndexOf('')"), Value::Int(5));
+    assert_eq!(ev("'HeLLo Ü'.lowerAscii()"), Value::from("hello Ü"));
+    assert_eq!(ev("'hello ü'.upperAscii()"), Value::from("HELLO ü"));
+    assert_eq!(ev("'a.b.c'.replace('.', '-')"), Value::from("a-b-c"));
+    assert_eq!(ev("'a.b.c'.replace('.', '-', 1)"), Value::from("a-b.c"));
+    assert_eq!(ev("'a.b.c'.replace('.', '-', -1)"), Value::from("a-b-c"));
+    assert_eq!(json("'a,b,c'.split(',')"), json!(["a", "b", "c"]));
+    assert_eq!(json("'a,b,c'.split(',', 2)"), json!(["a", "b,c"]));
+    assert_eq!(json("'a,b,c'.split(',', 0)"), json!([]));
+    assert_eq!(json("'abc'.split('')"), json!(["a", "b", "c"]));
+    assert_eq!(json("'abc'.split('', 2)"), json!(["a", "bc"]));
+    assert_eq!(ev("'hello'.substring(1)"), Value::from("ello"));
+    assert_eq!(ev("'hello'.substring(1, 3)"), Value::from("el"));
+    assert_eq!(ev("'héllo'.substring(1, 2)"), Value::from("é"));
+    fails("'hello'.substring(3, 1)", "invalid substring range");
+    fails("'hello'.substring(1, 10)", "index out of range");
+    assert_eq!(ev("'  \\t hi \\n '.trim()"), Value::from("hi"));
+    assert_eq!(ev("['a', 'b', 'c'].join()"), Value::from("abc"));
+    assert_eq!(ev("['a', 'b', 'c'].join('-')"), Value::from("a-b-c"));
+    assert_eq!(ev("[].join(',')"), Value::from(""));
+    fails("['a', 1].join(',')", "non-string");
+    assert_eq!(ev("strings.quote('a\"b\\n')"), Value::from("\"a\\\"b\\n\""));
+    assert_eq!(ev("'héllo'.reverse()"), Value::from("olléh"));
+}
+
+#[test]
+fn lists_extension() {
+    yes("[1, 2, 2, 3].isSorted()");
+    no("[1, 3, 2].isSorted()");
+    yes("[].isSorted()");
+    yes("['a', 'b'].isSorted()");
+    assert_eq!(ev("[1, 2, 3].sum()"), Value::Int(6));
+    assert_eq!(ev("[1.5, 2.5].sum()"), Value::Double(4.0));
+    assert_eq!(ev("[1u, 2u].sum()"), Value::Uint(3));
+    assert_eq!(ev("[].sum()"), Value::Int(0));
+    fails("[9223372036854775807, 1].sum()", "overflow");
+    assert_eq!(ev("[3, 1, 2].min()"), Value::Int(1));
+    assert_eq!(ev("[3, 1, 2].max()"), Value::Int(3));
+    assert_eq!(ev("['b', 'a'].min()"), Value::from("a"));
+    fails("[].min()", "empty list");
+    fails("[1, 'a'].max()", "no matching overload");
+    assert_eq!(ev("[1, 2, 3, 2].indexOf(2)"), Value::Int(1));
+    assert_eq!(ev("[1, 2, 3, 2].lastIndexOf(2)"), Value::Int(3));
+    assert_eq!(ev("[1, 2].indexOf(5)"), Value::Int(-1));
+    assert_eq!(json("[1, 2, 3, 4].slice(1, 3)"), json!([2, 3]));
+    fails("[1, 2].slice(1, 3)", "cannot slice");
+    fails("[1, 2].slice(2, 1)", "cannot slice");
+    assert_eq!(json("[1, [2, [3]], []].flatten()"), json!([1, 2, [3]]));
+    assert_eq!(json("[1, [2, [3]], []].flatten(2)"), json!([1, 2, 3]));
+    assert_eq!(json("[1, 2, 1, 2.0, 3].distinct()"), json!([1, 2, 3]));
+    assert_eq!(json("[1, 2, 3].reverse()"), json!([3, 2, 1]));
+    assert_eq!(json("[3, 1, 2].sort()"), json!([1, 2, 3]));
+    assert_eq!(json("['b', 'c', 'a'].sort()"), json!(["a", "b", "c"]));
+    fails("[1, 'a'].sort()", "no matching overload");
+    assert_eq!(json("lists.range(3)"), json!([0, 1, 2]));
+}
+
+#[test]
+fn regex_extension() {
+    assert_eq!(ev("'abc 123 def 456'.find('[0-9]+')"), Value::from("123"));
+    assert_eq!(ev("'abc'.find('[0-9]+')"), Value::from(""));
+    assert_eq!(
+        json("'abc 123 def 456'.findAll('[0-9]+')"),
+        json!(["123", "456"])
+    );
+    assert_eq!(
+        json("'a1 b2 c3'.findAll('[a-z][0-9]', 2)"),
+        json!(["a1", "b2"])
+    );
+    fails("'a'.find('[')", "invalid regular expression");
+}
+
+#[test]
+fn sets_extension() {
+    yes("sets.contains([1, 2, 3], [2, 3])");
+    no("sets.contains([1, 2], [3])");
+    yes("sets.contains([1], [])");
+    yes("sets.contains([1, 2], [1.0])");
+    yes("sets.equivalent([1, 2, 2], [2, 1])");
+    no("sets.equivalent([1, 2], [1])");
+    yes("sets.intersects([1, 2], [2, 3])");
+    no("sets.intersects([1, 2], [3])");
+    no("sets.intersects([], [])");
+}
+
+#[test]
+fn optionals() {
+    yes("optional.of(1).hasValue()");
+    no("optional.none().hasValue()");
+    assert_eq!(ev("optional.of(1).value()"), Value::Int(1));
+    fails("optional.none().value()", "optional.none() dereference");
+    assert_eq!(ev("optional.none().orValue(5)"), Value::Int(5));
+    assert_eq!(ev("optional.of(3).orValue(5)"), Value::Int(3));
+    assert_eq!(
+        ev("optional.none().or(optional.of(2)).value()"),
+        Value::Int(2)
+    );
+    assert_eq!(
+        ev("optional.of(1).or(optional.of(2)).value()"),
+        Value::Int(1)
+    );
+    no("optional.ofNonZeroValue('').hasValue()");
+    no("optional.ofNonZeroValue(0).hasValue()");
+    no("optional.ofNonZeroValue([]).hasValue()");
+    yes("optional.ofNonZeroValue('x').hasValue()");
+    assert_eq!(ev("{'a': 1}.?a.value()"), Value::Int(1));
+    no("{'a': 1}.?b.hasValue()");
+    assert_eq!(ev("{'a': {'b': 2}}.?a.?b.orValue(0)"), Value::Int(2));
+    assert_eq!(ev("{'a': {'b': 2}}.?x.?b.orValue(0)"), Value::Int(0));
+    assert_eq!(ev("{'a': {'b': 2}}.?a.b.orValue(0)"), Value::Int(2));
+    assert_eq!(ev("{'a': {'b': 2}}.?a.c.orValue(7)"), Value::Int(7));
+    assert_eq!(ev("{'a': 1}[?'a'].value()"), Value::Int(1));
+    no("{'a': 1}[?'z'].hasValue()");
+    assert_eq!(ev("[1, 2][?1].value()"), Value::Int(2));
+    no("[1, 2][?5].hasValue()");
+    assert_eq!(
+        json("[1, ?optional.of(2), ?optional.none()]"),
+        json!([1, 2])
+    );
+    assert_eq!(
+        json("{'a': 1, ?'b': optional.none(), ?'c': optional.of(3)}"),
+        json!({"a": 1, "c": 3})
+    );
+    yes("optional.of(1) == optional.of(1)");
+    yes("optional.none() == optional.none()");
+    yes("type(optional.none()) == optional_type");
+}
+
+#[test]
+fn string_format() {
+    assert_eq!(
+        ev("'%s is %d years'.format(['Bob', 42])"),
+        Value::from("Bob is 42 years")
+    );
+    assert_eq!(
+        ev("'%.2f|%f'.format([3.14159, 2])"),
+        Value::from("3.14|2.000000")
+    );
+    assert_eq!(ev("'%e'.format([1234.5])"), Value::from("1.234500e+03"));
+    assert_eq!(
+        ev("'%x %X %o %b'.format([255, 255, 8, 5])"),
+        Value::from("ff FF 10 101")
+    );
+    assert_eq!(ev("'%x'.format(['hi'])"), Value::from("6869"));
+    assert_eq!(ev("'100%%'.format([])"), Value::from("100%"));
+    assert_eq!(
+        ev("'%s'.format([['a', 1, null, {'k': true}]])"),
+        Value::from("[\"a\", 1, null, {\"k\": true}]")
+    );
+    assert_eq!(ev("'%s'.format([duration('1s')])"), Value::from("1s"));
+    fails("'%d'.format(['x'])", "decimal clause");
+    fails("'%s %s'.format([1])", "out of range");
+    fails("'%q'.format([1])", "unrecognized formatting clause");
+}
+
+#[test]
+fn authorizer_library_is_declared_but_unbound() {
+    use ferrokube_cel::{compile, Activation, Env};
+    let env = Env::with_variables(["authorizer"]);
+    let p = compile(
+        "authorizer.group('apps').resource('deployments').namespace('ns').check('create').allowed()",
+        &env,
+    )
+    .unwrap();
+    assert!(p.eval(&Activation::new()).is_err());
+}
