@@ -314,3 +314,116 @@ fn one_file_with_a_crd_and_its_objects() {
     let v2 = s.ok(&["get", "--raw", "/openapi/v2"]);
     assert!(v2.contains("com.example.v1.Widget") && v2.contains("io.k8s.api.apps.v1.Deployment"));
 }
+
+const GADGETS: &str = r#"apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: gadgets.example.com
+spec:
+  group: example.com
+  scope: Namespaced
+  names: {plural: gadgets, singular: gadget, kind: Gadget}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        x-kubernetes-validations:
+        - rule: "self.metadata.name.startsWith('g-')"
+          message: gadget names start with g-
+        properties:
+          spec:
+            type: object
+            x-kubernetes-validations:
+            - rule: "self.minReplicas <= self.maxReplicas"
+              messageExpression: "'minReplicas ' + string(self.minReplicas) + ' exceeds maxReplicas ' + string(self.maxReplicas)"
+            - rule: "self.mode == oldSelf.mode"
+              message: mode is immutable
+              reason: FieldValueForbidden
+              fieldPath: .mode
+            properties:
+              minReplicas: {type: integer}
+              maxReplicas: {type: integer}
+              mode: {type: string}
+              memory:
+                type: string
+                x-kubernetes-validations:
+                - rule: "quantity(self).isLessThan(quantity('1Gi'))"
+"#;
+
+#[test]
+fn crd_validation_rules_with_kubectl() {
+    let s = start();
+    // A rule that does not compile refuses the CRD.
+    let bad = GADGETS.replace(
+        "self.minReplicas <= self.maxReplicas",
+        "self.minReplicas <=",
+    );
+    let o = s.kubectl_stdin(&["create", "-f", "-"], Some(&bad));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("spec.versions[0].schema.openAPIV3Schema.properties[spec].x-kubernetes-validations[0].rule: Invalid value: \"self.minReplicas <=\": compilation failed: ERROR: <input>:1:"),
+        "{err}"
+    );
+    assert!(s
+        .kubectl_stdin(&["create", "-f", "-"], Some(GADGETS))
+        .status
+        .success());
+    s.ok(&[
+        "wait",
+        "--for",
+        "condition=established",
+        "crd/gadgets.example.com",
+        "--timeout=20s",
+    ]);
+    let gadget = |name: &str, min: i64, max: i64, mode: &str| {
+        format!("apiVersion: example.com/v1\nkind: Gadget\nmetadata: {{name: {name}}}\nspec: {{minReplicas: {min}, maxReplicas: {max}, mode: {mode}, memory: 512Mi}}\n")
+    };
+    let o = s.kubectl_stdin(&["apply", "-f", "-"], Some(&gadget("g-1", 3, 2, "a")));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(r#"The Gadget "g-1" is invalid: spec: Invalid value: "object": minReplicas 3 exceeds maxReplicas 2"#),
+        "{err}"
+    );
+    let o = s.kubectl_stdin(&["apply", "-f", "-"], Some(&gadget("x-1", 1, 2, "a")));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(r#"The Gadget "x-1" is invalid: <nil>: Invalid value: "object": gadget names start with g-"#),
+        "{err}"
+    );
+    let big = gadget("g-2", 1, 2, "a").replace("512Mi", "2Gi");
+    let o = s.kubectl_stdin(&["apply", "-f", "-"], Some(&big));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(r#"spec.memory: Invalid value: "string": failed rule: quantity(self).isLessThan(quantity('1Gi'))"#),
+        "{err}"
+    );
+    // Transition rules hold on update.
+    assert!(s
+        .kubectl_stdin(&["apply", "-f", "-"], Some(&gadget("g-1", 1, 2, "a")))
+        .status
+        .success());
+    let err = s.fails(&[
+        "patch",
+        "gadget",
+        "g-1",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"mode":"b"}}"#,
+    ]);
+    assert!(
+        err.contains(r#"The Gadget "g-1" is invalid: spec.mode: Forbidden: mode is immutable"#),
+        "{err}"
+    );
+    s.ok(&[
+        "patch",
+        "gadget",
+        "g-1",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"maxReplicas":5}}"#,
+    ]);
+}

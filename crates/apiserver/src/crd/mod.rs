@@ -10,6 +10,7 @@ pub mod controller;
 pub mod defaults;
 pub mod intern;
 pub mod openapi;
+pub mod rules;
 pub mod structural;
 pub mod validate;
 

@@ -4,7 +4,7 @@
 //! applied (`structuraldefaulting`), then OpenAPI value validation (types, int-or-string,
 //! enum, bounds, lengths, patterns, list/map sizes, list-type uniqueness, required,
 //! allOf/anyOf/oneOf/not) reported as 422 field causes with kube-openapi's wording.
-//! CEL rules (`x-kubernetes-validations`) are not evaluated.
+//! CEL rules (`x-kubernetes-validations`) are evaluated after, in [`super::rules`].
 
 use std::collections::HashMap;
 use std::sync::OnceLock;

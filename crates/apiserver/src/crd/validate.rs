@@ -184,7 +184,9 @@ fn versions(crd: &Value, causes: &mut Vec<StatusCause>) {
                         "must be object at the root",
                     ));
                 }
-                structural(schema, &format!("{base}.schema.openAPIV3Schema"), causes);
+                let path = format!("{base}.schema.openAPIV3Schema");
+                structural(schema, &path, causes);
+                super::rules::check_schema(schema, &path, causes);
             }
         }
         if let Some(scale) = v.pointer("/subresources/scale") {

@@ -32,11 +32,16 @@ impl Strategy<'_> {
     /// (`ferrokube_api::kinds`), on the defaulted object and, on update, with `old`.
     pub fn validate(&self, obj: &Value, old: Option<&Value>) -> Vec<StatusCause> {
         if let Some(cr) = self.custom {
-            return cr
-                .schema
-                .as_ref()
-                .map(|s| crate::crd::structural::validate(s, obj))
-                .unwrap_or_default();
+            let Some(schema) = cr.schema.as_ref() else {
+                return Vec::new();
+            };
+            let mut causes = crate::crd::structural::validate(schema, obj);
+            // Rules run on values of the right shape only, as upstream (schema errors
+            // first).
+            if causes.is_empty() {
+                causes = crate::crd::rules::validate(schema, obj, old);
+            }
+            return causes;
         }
         if self.is_crd() {
             return crate::crd::validate::validate(obj, old);
