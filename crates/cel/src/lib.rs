@@ -74,6 +74,18 @@ pub struct Program {
     depth: usize,
 }
 
+/// Whether `name` is a CEL identifier (`[_a-zA-Z][_a-zA-Z0-9]*`, not a reserved word or
+/// literal): what an admission policy's variable may be called.
+pub fn is_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c == '_' || c.is_ascii_alphabetic())
+        && chars.all(|c| c == '_' || c.is_ascii_alphanumeric())
+        && !lexer::is_reserved(name)
+        && !matches!(name, "true" | "false" | "null" | "in")
+}
+
 /// Parses and checks `source` against `env`.
 pub fn compile(source: &str, env: &Env) -> Result<Program, CompileError> {
     if stack::rough_depth(source) <= INLINE_DEPTH {

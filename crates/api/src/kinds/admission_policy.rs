@@ -296,39 +296,6 @@ fn param_kind(path: &str, pk: &Value, errs: &mut Errs) {
     }
 }
 
-/// `isCELIdentifier`: a variable's name.
-fn cel_identifier(name: &str) -> bool {
-    const RESERVED: &[&str] = &[
-        "true",
-        "false",
-        "null",
-        "in",
-        "as",
-        "break",
-        "const",
-        "continue",
-        "else",
-        "for",
-        "function",
-        "if",
-        "import",
-        "let",
-        "loop",
-        "package",
-        "namespace",
-        "return",
-        "var",
-        "void",
-        "while",
-    ];
-    let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c == '_' || c.is_ascii_alphabetic())
-        && chars.all(|c| c == '_' || c.is_ascii_alphanumeric())
-        && !RESERVED.contains(&name)
-}
-
 /// A ValidatingAdmissionPolicy (after defaulting).
 pub fn validating_admission_policy(obj: &Value) -> Errs {
     let mut errs = Vec::new();
@@ -368,7 +335,7 @@ pub fn validating_admission_policy(obj: &Value) -> Errs {
         let name = s(var, "name");
         if name.trim().is_empty() {
             errs.push(required(&join(&p, "name"), "name is not specified"));
-        } else if !cel_identifier(name) {
+        } else if !ferrokube_cel::is_identifier(name) {
             errs.push(invalid_str(
                 &join(&p, "name"),
                 name,
