@@ -330,6 +330,9 @@ pub(crate) fn select(
             Value::Optional(None)
         }),
         Value::Optional(Some(inner)) => select(inner, field, test, !test),
+        Value::Authorizer(root) if !test => root
+            .select(field)
+            .map_or_else(|| err(format!("no such key: {field}")), Ok),
         other if test => err(format!(
             "invalid type for field selection: {}",
             other.type_name()

@@ -29,6 +29,7 @@ use std::collections::HashSet;
 pub use activation::Activation;
 pub use error::{CompileError, EvalError};
 pub use eval::COST_LIMIT_MESSAGE;
+pub use functions::authz::{authorizer, Authorize, AuthzCheck, AuthzDecision};
 pub use functions::ip::Cidr;
 pub use functions::quantity::Quantity;
 pub use functions::time::{Duration, Timestamp};

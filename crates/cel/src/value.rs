@@ -102,6 +102,10 @@ pub enum Value {
     Ip(IpAddr),
     /// Kubernetes CIDR library value.
     Cidr(Cidr),
+    /// The Kubernetes authorizer library's `authorizer` variable.
+    Authorizer(Arc<crate::functions::authz::AuthzRoot>),
+    /// An authorizer check being built, or its decision.
+    Authz(Arc<crate::functions::authz::Authz>),
 }
 
 impl Value {
@@ -125,6 +129,8 @@ impl Value {
             Value::Url(_) => "kubernetes.URL",
             Value::Ip(_) => "net.IP",
             Value::Cidr(_) => "net.CIDR",
+            Value::Authorizer(_) => "kubernetes.authorization.Authorizer",
+            Value::Authz(a) => a.type_name(),
         }
     }
 
@@ -184,6 +190,7 @@ impl Value {
             Value::Url(u) => J::String(u.to_string()),
             Value::Ip(ip) => J::String(ip.to_string()),
             Value::Cidr(c) => J::String(c.to_string()),
+            Value::Authorizer(_) | Value::Authz(_) => return None,
         })
     }
 

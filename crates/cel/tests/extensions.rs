@@ -175,14 +175,85 @@ fn string_format() {
     fails("'%q'.format([1])", "unrecognized formatting clause");
 }
 
+/// Allows `get` of deployments in `ns` and the `/healthz` path, for the user or the
+/// `ns/robot` service account; records what it was asked.
+#[derive(Debug, Default)]
+struct Fake(std::sync::Mutex<Vec<ferrokube_cel::AuthzCheck>>);
+
+impl ferrokube_cel::Authorize for Fake {
+    fn authorize(&self, c: &ferrokube_cel::AuthzCheck) -> ferrokube_cel::AuthzDecision {
+        self.0.lock().unwrap().push(c.clone());
+        let allowed = match &c.path {
+            Some(p) => p == "/healthz" && c.verb == "get",
+            None => {
+                c.group == "apps"
+                    && c.resource == "deployments"
+                    && c.namespace == "ns"
+                    && c.verb == "get"
+                    && c.service_account
+                        .as_ref()
+                        .is_none_or(|(n, s)| n == "ns" && s == "robot")
+            }
+        };
+        ferrokube_cel::AuthzDecision {
+            allowed,
+            reason: if allowed { "ok".into() } else { "no".into() },
+            error: None,
+        }
+    }
+}
+
 #[test]
-fn authorizer_library_is_declared_but_unbound() {
-    use ferrokube_cel::{compile, Activation, Env};
+fn authorizer_library_asks_the_authorizer() {
+    use ferrokube_cel::{authorizer, compile, Activation, AuthzCheck, Env, Value};
+    let fake = std::sync::Arc::new(Fake::default());
+    let request = AuthzCheck {
+        group: "apps".into(),
+        resource: "deployments".into(),
+        namespace: "ns".into(),
+        name: "web".into(),
+        ..Default::default()
+    };
+    let mut a = Activation::new();
+    a.bind("authorizer", authorizer(fake.clone(), request));
     let env = Env::with_variables(["authorizer"]);
-    let p = compile(
-        "authorizer.group('apps').resource('deployments').namespace('ns').check('create').allowed()",
-        &env,
-    )
-    .unwrap();
-    assert!(p.eval(&Activation::new()).is_err());
+    let eval = |src: &str| compile(src, &env).unwrap().eval(&a).unwrap();
+    assert_eq!(
+        eval("authorizer.group('apps').resource('deployments').namespace('ns').name('x').check('get').allowed()"),
+        Value::Bool(true)
+    );
+    assert_eq!(
+        eval("authorizer.group('apps').resource('deployments').namespace('ns').check('delete').reason()"),
+        Value::from("no")
+    );
+    assert_eq!(
+        eval("authorizer.path('/healthz').check('get').allowed()"),
+        Value::Bool(true)
+    );
+    assert_eq!(
+        eval("authorizer.requestResource.check('get').allowed()"),
+        Value::Bool(true)
+    );
+    assert_eq!(
+        eval("authorizer.serviceAccount('other', 'x').group('apps').resource('deployments').namespace('ns').check('get').allowed()"),
+        Value::Bool(false)
+    );
+    assert_eq!(
+        eval("authorizer.path('/x').check('get').errored()"),
+        Value::Bool(false)
+    );
+    let asked = fake.0.lock().unwrap().clone();
+    assert_eq!(asked.len(), 6);
+    assert_eq!(asked[0].name, "x");
+    assert_eq!(asked[3].name, "web");
+    assert_eq!(asked[4].service_account, Some(("other".into(), "x".into())));
+    // Wrong shapes are overload errors, not panics.
+    assert!(compile("authorizer.check('get')", &env)
+        .unwrap()
+        .eval(&a)
+        .is_err());
+    assert!(compile("authorizer.group(1)", &env)
+        .unwrap()
+        .eval(&a)
+        .is_err());
 }

@@ -352,6 +352,73 @@ spec: {policyName: erring, validationActions: [Deny]}
         .success()
     });
 
+    // The authorizer variable asks RBAC as the requesting user.
+    let authz = r#"
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata: {name: secret-deleters}
+spec:
+  matchConstraints:
+    resourceRules:
+    - {apiGroups: [""], apiVersions: ["v1"], operations: ["CREATE"], resources: ["configmaps"]}
+  validations:
+  - expression: "authorizer.group('').resource('secrets').namespace(object.metadata.namespace).check('delete').allowed()"
+    messageExpression: "'user ' + request.userInfo.username + ' may not delete secrets'"
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicyBinding
+metadata: {name: secret-deleters}
+spec:
+  policyName: secret-deleters
+  validationActions: [Deny]
+  matchResources:
+    namespaceSelector:
+      matchLabels: {authz: "on"}
+"#;
+    s.ok(&["create", "namespace", "authz"]);
+    s.ok(&["label", "namespace", "authz", "authz=on"]);
+    s.ok(&[
+        "create",
+        "role",
+        "cm-writer",
+        "--verb=create",
+        "--resource=configmaps",
+        "-n",
+        "authz",
+    ]);
+    s.ok(&[
+        "create",
+        "rolebinding",
+        "cm-writer",
+        "--role=cm-writer",
+        "--user=jane",
+        "-n",
+        "authz",
+    ]);
+    assert!(apply(authz).status.success());
+    let cm = |name: &str| {
+        format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  namespace: authz\n  labels: {{team: a}}\n")
+    };
+    let mut n = 0;
+    let mut err = String::new();
+    wait_until("the authorizer policy denies jane", 10, || {
+        n += 1;
+        let o = s.kubectl_stdin(
+            &["create", "--as=jane", "-f", "-"],
+            Some(&cm(&format!("j{n}"))),
+        );
+        err = String::from_utf8_lossy(&o.stderr).into_owned();
+        !o.status.success()
+    });
+    assert!(
+        err.contains("ValidatingAdmissionPolicy 'secret-deleters' with binding 'secret-deleters' denied request: user jane may not delete secrets"),
+        "{err}"
+    );
+    assert!(s
+        .kubectl_stdin(&["create", "-f", "-"], Some(&cm("admins-may")))
+        .status
+        .success());
+
     // Deleting the binding lifts the policy.
     s.ok(&[
         "delete",

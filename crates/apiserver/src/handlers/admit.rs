@@ -105,6 +105,7 @@ impl<'r> Chain<'r> {
             namespace: self.target.namespace.unwrap_or(""),
             name,
             dry_run: self.dry_run,
+            authorizer: Some(self.req.security.authz.clone()),
             options: match self.delete_options {
                 Some(o) => delete_options_json(o),
                 None => {

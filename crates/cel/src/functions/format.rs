@@ -48,6 +48,9 @@ fn display(v: &Value, nested: bool) -> Result<String, EvalError> {
         Value::Url(u) => u.to_string(),
         Value::Ip(ip) => ip.to_string(),
         Value::Cidr(c) => c.to_string(),
+        Value::Authorizer(_) | Value::Authz(_) => {
+            return err(format!("format: cannot format a {}", v.type_name()))
+        }
     })
 }
 

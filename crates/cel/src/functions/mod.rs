@@ -1,5 +1,6 @@
 //! Function library: declarations for the checker and runtime dispatch.
 
+pub(crate) mod authz;
 pub(crate) mod format;
 pub(crate) mod ip;
 pub(crate) mod lists;
@@ -145,8 +146,7 @@ pub(crate) const DECLS: &[FnDecl] = &[
     decl("containsCIDR", NONE, ONE),
     decl("masked", NONE, ZERO),
     decl("prefixLength", NONE, ZERO),
-    // Kubernetes authorizer library: declared so that policies using it compile; the
-    // library itself is not implemented (calls fail at evaluation time).
+    // Kubernetes authorizer library (functions/authz.rs).
     decl("path", NONE, ONE),
     decl("group", NONE, ONE),
     decl("serviceAccount", NONE, TWO),
@@ -182,6 +182,7 @@ const MEMBER_HANDLERS: &[Handler] = &[
     quantity::member,
     url::member,
     ip::member,
+    authz::member,
 ];
 
 const GLOBAL_HANDLERS: &[GlobalHandler] = &[

@@ -17,6 +17,7 @@ pub struct Input {
     old_object: Cel,
     request: Cel,
     namespace_object: Cel,
+    authorizer: Cel,
 }
 
 /// The `request` variable: the AdmissionRequest a webhook would get, without objects.
@@ -53,6 +54,7 @@ impl Input {
             } else {
                 Cel::Null
             },
+            authorizer: super::authorizer::variable(call),
         }
     }
 }
@@ -64,6 +66,7 @@ pub fn match_activation(call: &Call<'_>, obj: Option<&Value>, old: Option<&Value
     a.bind("object", to_cel(obj));
     a.bind("oldObject", to_cel(old));
     a.bind("request", Cel::from(&admission_request(call)));
+    a.bind("authorizer", super::authorizer::variable(call));
     a
 }
 
@@ -99,6 +102,7 @@ fn activation(policy: &Policy, input: &Input, param: Option<&Value>) -> Activati
     a.bind("oldObject", input.old_object.clone());
     a.bind("request", input.request.clone());
     a.bind("namespaceObject", input.namespace_object.clone());
+    a.bind("authorizer", input.authorizer.clone());
     a.bind("params", param.map_or(Cel::Null, Cel::from));
     let mut variables: Vec<(String, Result<Cel, EvalError>)> = Vec::new();
     a.bind_namespace("variables", Vec::new());

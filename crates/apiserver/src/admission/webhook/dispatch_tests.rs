@@ -152,6 +152,7 @@ async fn mutating_webhooks_chain_reinvoke_and_fail_as_configured() {
         namespace: "default",
         name: "cm",
         dry_run: false,
+        authorizer: None,
         options: options("CreateOptions", false, None),
     };
     let normalize = |o: &mut Value| {
@@ -237,6 +238,7 @@ async fn mutating_webhooks_chain_reinvoke_and_fail_as_configured() {
     );
     let dry = Call {
         dry_run: true,
+        authorizer: None,
         options: options("CreateOptions", true, None),
         ..call
     };

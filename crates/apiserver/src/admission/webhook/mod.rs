@@ -10,11 +10,10 @@
 //! message. Writes to the webhook and policy configurations themselves are never sent.
 //!
 //! A webhook's matchConditions (CEL, with `object`, `oldObject` and `request`) are
-//! evaluated before it is called: one false skips it; an error fails the request
+//! evaluated before it is called (`authorizer` asks the server's authorizers): one false skips it; an error fails the request
 //! unless the failurePolicy is Ignore.
 //!
-//! Partial: under matchPolicy Equivalent the object is sent in its stored version, and
-//! the `authorizer` variable is not bound.
+//! Partial: under matchPolicy Equivalent the object is sent in its stored version.
 
 pub mod client;
 pub mod config;
@@ -77,6 +76,8 @@ pub struct Call<'a> {
     pub dry_run: bool,
     /// CreateOptions, UpdateOptions, PatchOptions or DeleteOptions.
     pub options: Value,
+    /// The server's authorizer, for the `authorizer` CEL variable.
+    pub authorizer: Option<Arc<dyn ferrokube_authz::Authorizer>>,
 }
 
 impl Call<'_> {
