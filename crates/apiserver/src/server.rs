@@ -422,7 +422,16 @@ async fn handle(
             &audit_id,
         )
     });
-    let finish = |resp: Response, body: Option<&[u8]>, decision: Option<(&str, &str)>| {
+    // The authorizer's decision and what admission added, as the event's annotations.
+    let decided = |d: &str, extra: Vec<(String, String)>| {
+        let mut a = vec![
+            ("authorization.k8s.io/decision".to_string(), d.to_string()),
+            ("authorization.k8s.io/reason".to_string(), String::new()),
+        ];
+        a.extend(extra);
+        a
+    };
+    let finish = |resp: Response, body: Option<&[u8]>, annotations: &[(String, String)]| {
         let mut resp = resp;
         if let Ok(v) = http::HeaderValue::from_str(&audit_id) {
             resp.headers_mut().insert("audit-id", v);
@@ -438,18 +447,22 @@ async fn handle(
                 body,
                 response_body.as_deref(),
                 long_running,
-                decision,
+                annotations,
             );
         }
         resp
     };
     let user = match effective {
         Ok(u) => u,
-        Err(status) => return finish(response::status(&status), None, None),
+        Err(status) => return finish(response::status(&status), None, &[]),
     };
     let attrs = crate::auth::filter::attributes(&user, &info, &query);
     if let Err(status) = crate::auth::filter::authorize(&state.security, &attrs) {
-        return finish(response::status(&status), None, Some(("forbid", "")));
+        return finish(
+            response::status(&status),
+            None,
+            &decided("forbid", Vec::new()),
+        );
     }
     // AuthorizePodWebsocketUpgradeCreatePermission (on by default upstream): a
     // WebSocket exec/attach/portforward is a GET, but must also be allowed `create`.
@@ -457,12 +470,28 @@ async fn handle(
         let mut create = attrs.clone();
         create.verb = "create".into();
         if let Err(status) = crate::auth::filter::authorize(&state.security, &create) {
-            return finish(response::status(&status), None, Some(("forbid", "")));
+            return finish(
+                response::status(&status),
+                None,
+                &decided("forbid", Vec::new()),
+            );
         }
     }
     let mut request_body = None;
-    let resp = route(state, req, &info, &query, &user, &mut request_body).await;
-    let resp = finish(resp, request_body.as_deref(), Some(("allow", "")));
+    let (resp, annotations) = crate::audit::annotations::collect(route(
+        state,
+        req,
+        &info,
+        &query,
+        &user,
+        &mut request_body,
+    ))
+    .await;
+    let resp = finish(
+        resp,
+        request_body.as_deref(),
+        &decided("allow", annotations),
+    );
     if info.is_resource_request && !info.resource.is_empty() {
         let scope = if !info.namespace.is_empty() && info.resource != "namespaces" {
             "namespace"

@@ -286,6 +286,49 @@ fn check_cluster(pki: &Path, port: u16, k: &Kubectl) {
         "{err}"
     );
 
+    // An admission policy in Audit mode: its failures and auditAnnotations reach the
+    // request's audit event.
+    let policy = r#"apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata: {name: audited}
+spec:
+  matchConstraints:
+    resourceRules:
+    - {apiGroups: [""], apiVersions: ["v1"], operations: ["CREATE"], resources: ["configmaps"]}
+  validations:
+  - expression: "object.metadata.name.startsWith('ok-')"
+    message: names start with ok-
+  auditAnnotations:
+  - key: created
+    valueExpression: "'configmap ' + object.metadata.name"
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicyBinding
+metadata: {name: audited}
+spec: {policyName: audited, validationActions: [Warn, Audit]}
+"#;
+    let (applied, out, err) = k.run(&admin, &["apply", "-f", "-"], Some(policy));
+    assert!(applied, "{out}{err}");
+    // Audit and Warn never deny: the warning says the policy is in force.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (created, _, err) = k.run(
+            &admin,
+            &["create", "configmap", "probe", "--dry-run=server"],
+            None,
+        );
+        assert!(created, "{err}");
+        if err.contains("Warning: Validation failed for ValidatingAdmissionPolicy 'audited'") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the audited policy never took effect"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    ok(&["create", "configmap", "audited-cm"]);
+
     // No credentials: 401 (anonymous is off, as in the seeds).
     let o = Command::new("curl")
         .args([
@@ -336,6 +379,30 @@ fn check_cluster(pki: &Path, port: u16, k: &Kubectl) {
         && e["user"]["username"] == "system:node:k8s-01"
         && e["objectRef"]["name"] == "s2"));
     assert!(complete.iter().all(|e| e.get("requestObject").is_none()));
+    let audited = complete
+        .iter()
+        .find(|e| e["annotations"]["audited/created"] == "configmap audited-cm")
+        .expect("the audited create");
+    assert_eq!(audited["verb"], "create");
+    assert_eq!(audited["objectRef"]["resource"], "configmaps");
+    assert_eq!(
+        audited["annotations"]["audited/created"], "configmap audited-cm",
+        "{audited}"
+    );
+    let failure: serde_json::Value = serde_json::from_str(
+        audited["annotations"]["validation.policy.admission.k8s.io/validation_failure"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        failure,
+        serde_json::json!([{"message": "names start with ok-", "policy": "audited", "binding": "audited", "expressionIndex": 0, "validationActions": ["Warn", "Audit"]}])
+    );
+    assert_eq!(
+        audited["annotations"]["authorization.k8s.io/decision"],
+        "allow"
+    );
 }
 
 fn make_pki(dir: &Path, port: u16) -> PathBuf {

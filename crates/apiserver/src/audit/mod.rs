@@ -4,6 +4,7 @@
 //! watches) with who, what, the response code, and at the Request/RequestResponse levels
 //! the request and response bodies ([`log`]).
 
+pub mod annotations;
 pub mod log;
 pub mod policy;
 
@@ -229,7 +230,7 @@ impl Auditor {
         request_body: Option<&[u8]>,
         response_body: Option<&[u8]>,
         long_running: bool,
-        decision: Option<(&str, &str)>,
+        annotations: &[(String, String)],
     ) {
         let mut status = json!({"metadata": {}, "code": code});
         if code >= 400 {
@@ -243,11 +244,16 @@ impl Auditor {
             }
         }
         record.event["responseStatus"] = status;
-        if let Some((d, reason)) = decision {
-            record.event["annotations"] = json!({
-                "authorization.k8s.io/decision": d,
-                "authorization.k8s.io/reason": reason,
-            });
+        if !annotations.is_empty() {
+            let all = record
+                .event
+                .as_object_mut()
+                .map(|m| m.entry("annotations").or_insert_with(|| json!({})));
+            if let Some(Value::Object(all)) = all {
+                for (k, v) in annotations {
+                    all.entry(k.clone()).or_insert_with(|| json!(v));
+                }
+            }
         }
         if record.level >= Level::Request {
             if let Some(mut v) = request_body.and_then(|b| serde_json::from_slice::<Value>(b).ok())

@@ -142,21 +142,25 @@ pub fn conditions_hold(conditions: &[Named], activation: &Activation) -> Result<
     }
 }
 
-/// The policy's failures on this request (empty: it admits).
-pub fn run(policy: &Policy, input: &Input, param: Option<&Value>) -> Vec<Failure> {
+/// Upstream's longest audit annotation value.
+const MAX_ANNOTATION_BYTES: usize = 10 * 1024;
+
+/// The policy's failures on this request (empty: it admits) and its audit annotations
+/// (key, value).
+pub fn run(
+    policy: &Policy,
+    input: &Input,
+    param: Option<&Value>,
+) -> (Vec<Failure>, Vec<(String, String)>) {
     let activation = activation(policy, input, param);
     let fail = !policy.ignore_failures;
     match conditions_hold(&policy.conditions, &activation) {
         Ok(true) => {}
-        Ok(false) => return Vec::new(),
-        Err(e) => {
-            return if fail {
-                vec![error_failure(0, e)]
-            } else {
-                Vec::new()
-            }
-        }
+        Ok(false) => return (Vec::new(), Vec::new()),
+        Err(e) if fail => return (vec![error_failure(0, e)], Vec::new()),
+        Err(_) => return (Vec::new(), Vec::new()),
     }
+    let mut annotations = Vec::new();
     let mut failures = Vec::new();
     for (index, v) in policy.validations.iter().enumerate() {
         match eval(&v.program, &v.expression, &activation) {
@@ -202,11 +206,15 @@ pub fn run(policy: &Policy, input: &Input, param: Option<&Value>) -> Vec<Failure
     for a in &policy.audit_annotations {
         match eval(&a.program, &a.expression, &activation) {
             Ok(Cel::String(s)) if !s.trim().is_empty() => {
-                tracing::info!(
-                    annotation = %format!("{}/{}", policy.name, a.name),
-                    value = %s.trim(),
-                    "admission policy audit annotation"
-                );
+                let mut value = s.trim().to_string();
+                if value.len() > MAX_ANNOTATION_BYTES {
+                    let mut end = MAX_ANNOTATION_BYTES;
+                    while !value.is_char_boundary(end) {
+                        end -= 1;
+                    }
+                    value.truncate(end);
+                }
+                annotations.push((a.name.clone(), value));
             }
             Ok(Cel::String(_)) | Ok(Cel::Null) => {}
             Ok(other) if fail => failures.push(error_failure(
@@ -221,5 +229,5 @@ pub fn run(policy: &Policy, input: &Input, param: Option<&Value>) -> Vec<Failure
             _ => {}
         }
     }
-    failures
+    (failures, annotations)
 }

@@ -6,15 +6,16 @@
 //! policy's matchConditions, then each validation with `object`, `oldObject`,
 //! `request`, `params`, `namespaceObject` and the lazily evaluated `variables`. A false
 //! validation is a denial the binding's validationActions enforce (Deny: the request
-//! fails with the validation's reason and code; Warn: a warning header; Audit: an audit
-//! annotation); an evaluation or configuration error counts as a denial unless the
+//! fails with the validation's reason and code; Warn: a warning header; Audit: the
+//! `validation.policy.admission.k8s.io/validation_failure` audit annotation); the
+//! policy's auditAnnotations become `<policy>/<key>` audit annotations; an evaluation or configuration error counts as a denial unless the
 //! policy's failurePolicy is Ignore.
 //!
 //! The `authorizer` variable asks the server's authorizers (as the requesting user, or a
 //! service account).
 //!
 //! Partial: the objects are seen in their stored version, there is no type checking
-//! (status.typeChecking stays empty), and audit annotations go to the server log.
+//! (status.typeChecking stays empty).
 
 mod authorizer;
 pub mod compiled;
@@ -160,6 +161,9 @@ impl Policies {
         let mut warnings = Vec::new();
         for hook in hooks.iter() {
             let policy = &hook.policy;
+            // auditAnnotations of every binding, published as `<policy>/<key>` with
+            // distinct values joined.
+            let mut audit_values: BTreeMap<String, Vec<String>> = BTreeMap::new();
             if !policy.constraints.selects(&req, call.name)
                 || !policy.constraints.object_matches(obj, old)
             {
@@ -212,7 +216,14 @@ impl Policies {
                     evaluate::Input::new(call, obj, old, ns.as_ref(), call.info.namespaced)
                 });
                 for param in &params {
-                    for failure in evaluate::run(policy, input, param.as_ref()) {
+                    let (failures, annotations) = evaluate::run(policy, input, param.as_ref());
+                    for (key, value) in annotations {
+                        let values = audit_values.entry(key).or_default();
+                        if !values.contains(&value) {
+                            values.push(value);
+                        }
+                    }
+                    for failure in failures {
                         if binding.deny {
                             denials.push(Denial {
                                 policy: policy.name.clone(),
@@ -228,17 +239,23 @@ impl Policies {
                             ));
                         }
                         if binding.audit {
-                            tracing::info!(
-                                policy = %policy.name,
-                                binding = %binding.name,
-                                expression_index = failure.index,
-                                validation_actions = ?binding.actions,
-                                message = %failure.message,
-                                "validation.policy.admission.k8s.io/validation_failure"
+                            let value = serde_json::json!([{
+                                "message": failure.message,
+                                "policy": policy.name,
+                                "binding": binding.name,
+                                "expressionIndex": failure.index,
+                                "validationActions": binding.actions,
+                            }]);
+                            crate::audit::annotations::add(
+                                "validation.policy.admission.k8s.io/validation_failure",
+                                value.to_string(),
                             );
                         }
                     }
                 }
+            }
+            for (key, values) in audit_values {
+                crate::audit::annotations::add(format!("{}/{key}", policy.name), values.join(", "));
             }
         }
         match denials.into_iter().next() {

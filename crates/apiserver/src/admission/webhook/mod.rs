@@ -459,6 +459,11 @@ fn settle(
     hook: &Hook,
     result: Result<Verdict, String>,
 ) -> Result<Option<Verdict>, (ApiError, WebhookRejection)> {
+    if let Ok(v) = &result {
+        for (k, value) in &v.audit_annotations {
+            crate::audit::annotations::add(format!("{}/{k}", hook.name), value.clone());
+        }
+    }
     match result {
         Err(reason) => match failed_call(hook, &reason) {
             Some(e) => Err((e, WebhookRejection::CallingWebhook)),

@@ -88,6 +88,8 @@ pub struct Verdict {
     /// A decoded JSONPatch (mutating webhooks only).
     pub patch: Option<Value>,
     pub warnings: Vec<String>,
+    /// `response.auditAnnotations`, for the request's audit event (as `<webhook>/<key>`).
+    pub audit_annotations: Vec<(String, String)>,
 }
 
 /// Checks a response body (upstream's `VerifyAdmissionResponse`); errors are the reason a
@@ -160,11 +162,21 @@ pub fn verify(
         }
     };
     let warnings = ferrokube_api::meta::string_list(response.get("warnings"));
+    let audit_annotations = response
+        .get("auditAnnotations")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                .collect()
+        })
+        .unwrap_or_default();
     Ok(Verdict {
         allowed,
         status: response.get("status").filter(|s| s.is_object()).cloned(),
         patch,
         warnings,
+        audit_annotations,
     })
 }
 
