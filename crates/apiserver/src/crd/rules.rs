@@ -124,9 +124,21 @@ pub fn check_schema(schema: &Value, path: &str, causes: &mut Vec<StatusCause>) {
 
 // ---- at custom-resource write: every rule holds ----------------------------------------
 
+/// Whether any node of `schema` has rules (most schemas have none: writes skip the walk).
+fn has_rules(schema: &Value) -> bool {
+    match schema {
+        Value::Object(m) => m.contains_key("x-kubernetes-validations") || m.values().any(has_rules),
+        Value::Array(items) => items.iter().any(has_rules),
+        _ => false,
+    }
+}
+
 /// The causes of the rules `obj` breaks (`old`: the stored object on update).
 pub fn validate(schema: &Value, obj: &Value, old: Option<&Value>) -> Vec<StatusCause> {
     let mut causes = Vec::new();
+    if !has_rules(schema) {
+        return causes;
+    }
     // The root's self: the object with its type and only name/generateName of metadata.
     let root = |o: &Value| {
         let mut o = o.clone();
