@@ -247,6 +247,15 @@ fn authorizer_library_asks_the_authorizer() {
     assert_eq!(asked[0].name, "x");
     assert_eq!(asked[3].name, "web");
     assert_eq!(asked[4].service_account, Some(("other".into(), "x".into())));
+    // Checks are costly: a loop of them runs out of budget.
+    let many = compile(
+        "lists.range(2000).all(i, authorizer.path('/healthz').check('get').allowed())",
+        &env,
+    )
+    .unwrap();
+    let e = many.eval(&a).unwrap_err();
+    assert_eq!(e.message, ferrokube_cel::COST_LIMIT_MESSAGE);
+    assert!(fake.0.lock().unwrap().len() < 1_100);
     // Wrong shapes are overload errors, not panics.
     assert!(compile("authorizer.check('get')", &env)
         .unwrap()
