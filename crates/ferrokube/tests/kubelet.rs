@@ -411,6 +411,7 @@ fn kubelet_registers_and_runs_pods_in_containerd() {
     });
 
     probes(s, &kubelet, &node);
+    lifecycle_hooks(s, &kubelet, &node);
     log_rotation(s, &kubelet, &node, &dir.path().join("logs"));
 
     // Graceful deletion: the kubelet stops the containers and removes the object.
@@ -582,6 +583,62 @@ fn probes(s: &Server, kubelet: &Kubelet, node: &str) {
     for pod in ["probed", "dying"] {
         s.ok(&["delete", "pod", pod, "--wait=false"]);
     }
+}
+
+/// postStart runs before a container counts as started (a failing one kills it, and it
+/// restarts); a failing preStop is reported and the container stopped all the same.
+fn lifecycle_hooks(s: &Server, kubelet: &Kubelet, node: &str) {
+    let image = ferrokube_containerd::testimage::BUSYBOX_IMAGE;
+    create(
+        s,
+        &format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: hooked}}\nspec:\n  nodeName: {node}\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: c\n    image: {image}\n    command: [sleep, '3600']\n    lifecycle:\n      postStart:\n        exec: {{command: [sh, -c, 'echo hi > /tmp/post-start']}}\n      preStop:\n        exec: {{command: [sh, -c, 'exit 4']}}\n    readinessProbe:\n      exec: {{command: [test, -f, /tmp/post-start]}}\n      periodSeconds: 1\n  - name: bad\n    image: {image}\n    command: [sleep, '3600']\n    lifecycle:\n      postStart:\n        exec: {{command: [sh, -c, 'exit 3']}}\n"
+        ),
+    );
+    wait(
+        s,
+        kubelet,
+        "hooked's c ready after its postStart",
+        30,
+        || {
+            jsonpath(
+                s,
+                &["pod", "hooked"],
+                "{.status.containerStatuses[?(@.name==\"c\")].ready}",
+            ) == "true"
+        },
+    );
+    let events = || {
+        s.ok(&[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=hooked",
+            "-o",
+            "jsonpath={range .items[*]}{.reason}: {.message}{\"\\n\"}{end}",
+        ])
+    };
+    wait(s, kubelet, "the failed postStart restarts bad", 40, || {
+        jsonpath(
+            s,
+            &["pod", "hooked"],
+            "{.status.containerStatuses[?(@.name==\"bad\")].restartCount}",
+        )
+        .parse::<u32>()
+        .is_ok_and(|n| n >= 1)
+    });
+    let seen = events();
+    assert!(
+        seen.contains(
+            "FailedPostStartHook: PostStartHook failed: command 'sh -c exit 3' exited with 3"
+        ),
+        "{seen}"
+    );
+    s.ok(&["delete", "pod", "hooked", "--wait=false"]);
+    wait(s, kubelet, "the failed preStop reported", 30, || {
+        events()
+            .contains("FailedPreStopHook: PreStopHook failed: command 'sh -c exit 4' exited with 4")
+    });
 }
 
 /// A static pod runs from staticPodPath with a mirror pod in the API: deleting the

@@ -6,6 +6,7 @@
 //! ([`crate::static_pods`]) get workers as API pods do, and [`mirror`] pods in the
 //! API; the watch's mirror pods are never run themselves.
 
+mod hooks;
 mod mirror;
 mod sync;
 

@@ -105,7 +105,7 @@ fn secs(v: Option<i32>, default: i32) -> Duration {
 }
 
 /// A named or numbered container port.
-fn port_of(port: &IntOrString, c: &Container) -> Result<u16, String> {
+pub(crate) fn port_of(port: &IntOrString, c: &Container) -> Result<u16, String> {
     match port {
         IntOrString::Int(n) => u16::try_from(*n).map_err(|_| format!("invalid port {n}")),
         IntOrString::String(name) => {

@@ -226,7 +226,7 @@ impl PodWorker {
                     "Killing",
                     format!("Stopping container {name}"),
                 );
-                self.pre_stop(p, &name, &c.id).await;
+                self.pre_stop(p, &name, c).await;
             }
             let mut rt = self.rt();
             let id = c.id.clone();
@@ -243,33 +243,36 @@ impl PodWorker {
         }
     }
 
-    /// Runs a container's preStop exec hook (bounded by the runtime timeout).
-    async fn pre_stop(&self, pod: &Pod, name: &str, id: &str) {
-        let Some(c) = pod
+    /// Runs a container's preStop hook (exec, httpGet or sleep); a failure is a
+    /// FailedPreStopHook event and the container is stopped all the same.
+    async fn pre_stop(&self, pod: &Pod, name: &str, c: &cri::Container) {
+        let Some(spec) = pod
             .spec
             .as_ref()
             .and_then(|s| s.containers.iter().find(|c| c.name == name))
         else {
             return;
         };
-        let Some(cmd) = c
-            .lifecycle
-            .as_ref()
-            .and_then(|l| l.pre_stop.as_ref())
-            .and_then(|h| h.exec.as_ref())
-            .and_then(|e| e.command.clone())
-        else {
+        let Some(handler) = spec.lifecycle.as_ref().and_then(|l| l.pre_stop.as_ref()) else {
             return;
         };
-        let r = self
-            .rt()
-            .exec_sync(cri::ExecSyncRequest {
-                container_id: id.to_string(),
-                cmd,
-                timeout: 30,
-            })
-            .await
-            .call("ExecSync");
+        let pod_ip = match handler.http_get {
+            Some(_) => self
+                .sandbox_ips(&c.pod_sandbox_id)
+                .await
+                .into_iter()
+                .next()
+                .unwrap_or_default(),
+            None => String::new(),
+        };
+        // A preStop sleep counts against the pod's grace period, as upstream.
+        let bound = Duration::from_secs(u64::try_from(grace_period(pod)).unwrap_or(0).max(1));
+        let r = tokio::time::timeout(
+            bound.max(Duration::from_secs(1)),
+            super::hooks::run(&mut self.rt(), handler, spec, &c.id, &pod_ip),
+        )
+        .await
+        .unwrap_or_else(|_| Err("the hook did not finish within the grace period".into()));
         if let Err(e) = r {
             self.k.events.pod(
                 pod,
@@ -417,6 +420,7 @@ impl PodWorker {
             sandbox_config,
             volumes: &vols,
             etc_hosts,
+            pod_ip: observed.pod_ips.first().cloned().unwrap_or_default(),
         };
         // Init containers, in order; the next waits for the previous to succeed.
         let mut init_done = true;
@@ -775,7 +779,9 @@ impl PodWorker {
         );
         if let Err(e) = self
             .rt()
-            .start_container(cri::StartContainerRequest { container_id: id })
+            .start_container(cri::StartContainerRequest {
+                container_id: id.clone(),
+            })
             .await
             .call("StartContainer")
         {
@@ -783,11 +789,39 @@ impl PodWorker {
         }
         self.k.events.pod(
             pod,
-            field,
+            field.clone(),
             false,
             "Started",
             format!("Started container {}", c.name),
         );
+        // postStart runs before the container counts as started; when it fails the
+        // container is killed and restarts as its policy says (upstream's behaviour).
+        if let Some(handler) = c.lifecycle.as_ref().and_then(|l| l.post_start.as_ref()) {
+            if let Err(e) = super::hooks::run(&mut self.rt(), handler, c, &id, &ctx.pod_ip).await {
+                self.k.events.pod(
+                    pod,
+                    field.clone(),
+                    true,
+                    "FailedPostStartHook",
+                    format!("PostStartHook failed: {e}"),
+                );
+                self.k.events.pod(
+                    pod,
+                    field,
+                    false,
+                    "Killing",
+                    format!("FailedPostStartHook: stopping container {}", c.name),
+                );
+                let _ = self
+                    .rt()
+                    .stop_container(cri::StopContainerRequest {
+                        container_id: id,
+                        timeout: 0,
+                    })
+                    .await;
+                return false;
+            }
+        }
         self.waiting.remove(&c.name);
         self.started_now = true;
         true
@@ -1083,6 +1117,8 @@ struct StartContext<'a> {
     sandbox_config: cri::PodSandboxConfig,
     volumes: &'a std::collections::BTreeMap<String, volumes::Mounted>,
     etc_hosts: Option<std::path::PathBuf>,
+    /// The pod's first IP (httpGet hooks go there by default).
+    pod_ip: String,
 }
 
 /// Containers grouped by container name, newest first.
