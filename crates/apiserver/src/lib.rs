@@ -13,6 +13,7 @@ mod auth;
 mod body;
 mod bootstrap;
 mod cache;
+mod cel_message;
 mod conversion;
 mod crd;
 pub mod encryption;

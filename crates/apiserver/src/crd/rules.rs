@@ -17,9 +17,6 @@ use ferrokube_cel::{Activation, Program, Value as Cel};
 use parking_lot::Mutex;
 use serde_json::{Map, Value};
 
-/// Upstream's longest message a messageExpression may produce.
-const MAX_MESSAGE_BYTES: usize = 5 * 1024;
-
 fn env() -> ferrokube_cel::Env {
     ferrokube_cel::Env::with_variables(["self", "oldSelf"])
 }
@@ -363,14 +360,7 @@ fn evaluate(
 fn message(rule: &Value, activation: &Activation) -> Option<String> {
     let expr = rule.get("messageExpression").and_then(Value::as_str)?;
     let program = compiled(expr).ok()?;
-    match program.eval(activation) {
-        Ok(Cel::String(s)) => {
-            let s = s.trim();
-            (!s.is_empty() && s.len() <= MAX_MESSAGE_BYTES && !s.contains('\n'))
-                .then(|| s.to_string())
-        }
-        _ => None,
-    }
+    crate::cel_message::usable(&program.eval(activation).ok()?)
 }
 
 #[cfg(test)]

@@ -228,6 +228,18 @@ pub(crate) fn call(name: &str, target: Option<&Value>, args: &[Value]) -> Result
     }
 }
 
+/// The summed sizes of a list's items (0 for anything else): what flattening,
+/// formatting or joining it touches.
+fn nested_size(v: Option<&Value>) -> u64 {
+    match v {
+        Some(Value::List(items)) => items
+            .iter()
+            .map(Value::cost_size)
+            .fold(0, u64::saturating_add),
+        _ => 0,
+    }
+}
+
 /// The cost charged for a call, beyond the cost of evaluating its operands.
 pub(crate) fn cost(name: &str, target: Option<&Value>, args: &[Value]) -> u64 {
     let size = |v: Option<&Value>| v.map_or(0, Value::cost_size);
@@ -253,23 +265,11 @@ pub(crate) fn cost(name: &str, target: Option<&Value>, args: &[Value]) -> u64 {
             _ => 1,
         },
         "flatten" => {
-            let nested: u64 = match target {
-                Some(Value::List(items)) => items
-                    .iter()
-                    .map(Value::cost_size)
-                    .fold(0, u64::saturating_add),
-                _ => 0,
-            };
+            let nested = nested_size(target);
             1u64.saturating_add(total.saturating_add(nested) / 10)
         }
         "format" => {
-            let nested: u64 = match args.first() {
-                Some(Value::List(items)) => items
-                    .iter()
-                    .map(Value::cost_size)
-                    .fold(0, u64::saturating_add),
-                _ => 0,
-            };
+            let nested = nested_size(args.first());
             1u64.saturating_add(total.saturating_add(nested) / 10)
         }
         "replace" => {
@@ -278,13 +278,7 @@ pub(crate) fn cost(name: &str, target: Option<&Value>, args: &[Value]) -> u64 {
             1u64.saturating_add(bound.saturating_add(total) / 10)
         }
         "join" => {
-            let nested: u64 = match target {
-                Some(Value::List(items)) => items
-                    .iter()
-                    .map(Value::cost_size)
-                    .fold(0, u64::saturating_add),
-                _ => 0,
-            };
+            let nested = nested_size(target);
             let sep = size(args.first()).saturating_mul(size(target));
             1u64.saturating_add(nested.saturating_add(sep) / 10)
         }

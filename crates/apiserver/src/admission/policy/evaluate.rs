@@ -7,9 +7,6 @@ use serde_json::Value;
 use super::compiled::{Compiled, Named, Policy};
 use crate::admission::webhook::{review, Call};
 
-/// Upstream's longest message a messageExpression may produce.
-const MAX_MESSAGE_BYTES: usize = 5 * 1024;
-
 /// The request's variables, converted once for every policy.
 #[derive(Debug)]
 pub struct Input {
@@ -170,11 +167,7 @@ pub fn run(
                     .message_expression
                     .as_ref()
                     .and_then(|m| eval(m, "", &activation).ok())
-                    .and_then(|r| match r {
-                        Cel::String(s) => Some(s.trim().to_string()),
-                        _ => None,
-                    })
-                    .filter(|m| !m.is_empty() && m.len() <= MAX_MESSAGE_BYTES && !m.contains('\n'));
+                    .and_then(|r| crate::cel_message::usable(&r));
                 let message = from_expression
                     .or_else(|| (!v.message.is_empty()).then(|| v.message.clone()))
                     .unwrap_or_else(|| format!("failed expression: {}", v.expression));
