@@ -13,7 +13,7 @@ use anyhow::Context;
 use futures_util::{stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, PostParams};
-use kube::runtime::watcher;
+use kube::runtime::{watcher, WatchStreamExt};
 use serde_json::json;
 
 /// A running cluster; every process is killed on drop.
@@ -188,7 +188,7 @@ impl Cluster {
         let c = count.clone();
         tokio::spawn(async move {
             let mut bound = std::collections::HashSet::new();
-            let mut s = Box::pin(watcher(api, watcher::Config::default()));
+            let mut s = Box::pin(watcher(api, watcher::Config::default()).default_backoff());
             while let Some(ev) = s.next().await {
                 let pod = match ev {
                     Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p)) => p,

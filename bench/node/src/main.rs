@@ -28,7 +28,7 @@ use clap::Parser;
 use futures_util::{stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, PostParams};
-use kube::runtime::watcher;
+use kube::runtime::{watcher, WatchStreamExt};
 use serde_json::json;
 
 #[derive(Parser, Debug)]
@@ -53,7 +53,7 @@ fn running_times(client: kube::Client) -> Arc<Mutex<HashMap<String, Instant>>> {
     let out = seen.clone();
     let api: Api<Pod> = Api::namespaced(client, "default");
     tokio::spawn(async move {
-        let mut s = Box::pin(watcher(api, watcher::Config::default()));
+        let mut s = Box::pin(watcher(api, watcher::Config::default()).default_backoff());
         while let Some(ev) = s.next().await {
             let pod = match ev {
                 Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p)) => p,
