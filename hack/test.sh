@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source hack/lib/packages.sh
-ensure_packages etcd-server etcd-client protobuf-compiler curl openssl nftables iptables iproute2 conntrack containerd runc containernetworking-plugins busybox-static dnsmasq-base nginx-light libnginx-mod-stream
+ensure_packages etcd-server etcd-client protobuf-compiler libprotobuf-dev curl openssl nftables iptables iproute2 conntrack containerd runc containernetworking-plugins busybox-static dnsmasq-base nginx-light libnginx-mod-stream
 export PATH="/usr/bin:$PATH" # Debian's etcd
 
 echo ">>> cargo fmt --check"

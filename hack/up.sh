@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source hack/lib/packages.sh
-ensure_packages protobuf-compiler containerd runc containernetworking-plugins nftables iproute2 conntrack busybox-static
+ensure_packages protobuf-compiler libprotobuf-dev containerd runc containernetworking-plugins nftables iproute2 conntrack busybox-static
 cargo build --release -p ferrokube
 data_dir="${FERROKUBE_DATA_DIR:-$PWD/.ferrokube}"
 images="$data_dir/agent/images"
