@@ -92,10 +92,11 @@ def parse():
 
 def resolve_type(rust_type, mod):
     # The innermost type path: strip Option<, Vec<, Box<, BTreeMap<String, X>.
-    t = rust_type
+    # (A type wrapped over lines keeps rustfmt's spaces and trailing comma: `Option< T, >`.)
+    t = rust_type.strip()
     for wrapper in ["::core::option::Option<", "::prost::alloc::vec::Vec<", "::prost::alloc::boxed::Box<"]:
         while t.startswith(wrapper):
-            t = t[len(wrapper):-1]
+            t = t[len(wrapper):-1].strip().rstrip(",").strip()
     if t.startswith("::prost::alloc::collections::BTreeMap<"):
         inner = t[len("::prost::alloc::collections::BTreeMap<"):-1]
         # (A type wrapped over lines keeps rustfmt's trailing comma: `V, >`.)

@@ -70,6 +70,7 @@ async fn call(
     path: &str,
     query: &str,
     ct: &str,
+    accept: &str,
     body: Vec<u8>,
 ) -> (u16, Value) {
     let q = Query::parse(Some(query));
@@ -86,7 +87,7 @@ async fn call(
             Request {
                 info: &info,
                 query: &q,
-                accept: Some("application/json"),
+                accept: Some(accept),
                 content_type: Some(ct),
                 user_agent: Some("fuzz/1.0"),
                 body: Bytes::from(body),
@@ -108,6 +109,11 @@ async fn call(
         .await
         .map(|b| b.to_bytes())
         .unwrap_or_default();
+    if bytes.starts_with(ferrokube_api::protobuf::MAGIC) {
+        let v = ferrokube_api::protobuf::decode_object(&bytes)
+            .unwrap_or_else(|e| panic!("{method} {path}: protobuf answer does not decode: {e}"));
+        return (code, v);
+    }
     let v: Value = serde_json::from_slice(&bytes).unwrap_or_else(|e| {
         panic!(
             "{method} {path}: response is not JSON ({e}): {:?}",
@@ -118,7 +124,7 @@ async fn call(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fuzzed_requests_never_panic_and_always_answer_with_json() {
+async fn fuzzed_requests_never_panic_and_always_answer_with_json_or_protobuf() {
     let dir = tempfile::tempdir().unwrap();
     let store = crate::test_support::embedded_store(dir.path()).await;
     let alloc =
@@ -183,7 +189,13 @@ async fn fuzzed_requests_never_panic_and_always_answer_with_json() {
             body = pb;
         }
         let query = queries[rng.below(queries.len())];
-        let (code, v) = call(&reg, method, path, query, ct, body).await;
+        // One answer in four is asked for in protobuf, as client-go asks.
+        let accept = if rng.below(4) == 0 {
+            "application/vnd.kubernetes.protobuf, application/json"
+        } else {
+            "application/json"
+        };
+        let (code, v) = call(&reg, method, path, query, ct, accept, body).await;
         assert!((200..600).contains(&code), "#{i}: code {code}");
         if code >= 400 {
             assert_eq!(v["kind"], "Status", "#{i} {method} {path}?{query}: {v}");

@@ -22,6 +22,7 @@ mod errors;
 mod handlers;
 mod metrics;
 mod negotiation;
+mod protobuf;
 #[rustfmt::skip]
 mod openapi_files;
 #[cfg(test)]

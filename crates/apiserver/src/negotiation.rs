@@ -1,6 +1,6 @@
 //! Content negotiation of responses (`Accept`) and request bodies (`Content-Type`), as
 //! upstream's `runtime/serializer` and `endpoints/handlers/negotiation`: JSON, YAML,
-//! `as=Table` and `as=PartialObjectMetadata(List)` in meta.k8s.io v1/v1beta1.
+//! protobuf, `as=Table` and `as=PartialObjectMetadata(List)` in meta.k8s.io v1/v1beta1.
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Output {
@@ -32,10 +32,14 @@ fn parse_ranges(accept: &str) -> Vec<MediaRange<'_>> {
         .collect()
 }
 
-/// Chooses the response form. `None`: nothing acceptable (406).
-pub fn output(accept: Option<&str>) -> Option<Output> {
+/// Chooses the response form and whether it is encoded as protobuf
+/// (`application/vnd.kubernetes.protobuf`), which `protobuf` says the resource has (the
+/// built-in kinds; PartialObjectMetadata always). Protobuf answers are plain objects or
+/// PartialObjectMetadata, never Tables (upstream's Table has no protobuf form either).
+/// `None`: nothing acceptable (406).
+pub fn negotiate(accept: Option<&str>, protobuf: bool) -> Option<(Output, bool)> {
     let accept = match accept {
-        None | Some("") => return Some(Output::Json),
+        None | Some("") => return Some((Output::Json, false)),
         Some(a) => a,
     };
     for range in parse_ranges(accept) {
@@ -47,18 +51,19 @@ pub fn output(accept: Option<&str>) -> Option<Output> {
                 .map(|(_, v)| *v)
         };
         let json_like = matches!(range.typ, "application/json" | "*/*" | "application/*");
+        let is_protobuf = range.typ == PROTOBUF;
         match get("as") {
             Some("Table") if json_like && get("g") == Some("meta.k8s.io") => match get("v") {
-                Some("v1") => return Some(Output::Table("v1")),
-                Some("v1beta1") => return Some(Output::Table("v1beta1")),
+                Some("v1") => return Some((Output::Table("v1"), false)),
+                Some("v1beta1") => return Some((Output::Table("v1beta1"), false)),
                 _ => continue,
             },
             Some("PartialObjectMetadata" | "PartialObjectMetadataList")
-                if json_like && get("g") == Some("meta.k8s.io") =>
+                if (json_like || is_protobuf) && get("g") == Some("meta.k8s.io") =>
             {
                 match get("v") {
-                    Some("v1") => return Some(Output::Metadata("v1")),
-                    Some("v1beta1") => return Some(Output::Metadata("v1beta1")),
+                    Some("v1") => return Some((Output::Metadata("v1"), is_protobuf)),
+                    Some("v1beta1") => return Some((Output::Metadata("v1beta1"), is_protobuf)),
                     _ => continue,
                 }
             }
@@ -67,14 +72,18 @@ pub fn output(accept: Option<&str>) -> Option<Output> {
         }
         match range.typ {
             "application/json" | "*/*" | "application/*" | "application/json;stream=watch" => {
-                return Some(Output::Json)
+                return Some((Output::Json, false))
             }
-            "application/yaml" => return Some(Output::Yaml),
+            "application/yaml" => return Some((Output::Yaml, false)),
+            PROTOBUF if protobuf => return Some((Output::Json, true)),
             _ => continue,
         }
     }
     None
 }
+
+/// Kubernetes' protobuf media type.
+pub const PROTOBUF: &str = "application/vnd.kubernetes.protobuf";
 
 /// Request body formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,6 +112,10 @@ pub fn input(content_type: Option<&str>) -> Option<Input> {
 mod tests {
     use super::*;
 
+    fn output(accept: Option<&str>) -> Option<Output> {
+        negotiate(accept, false).map(|(out, _)| out)
+    }
+
     #[test]
     fn kubectl_accept_headers() {
         let get = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json";
@@ -125,6 +138,37 @@ mod tests {
         assert_eq!(
             output(Some("application/json;as=Table;g=meta.k8s.io;v=v9")),
             None
+        );
+    }
+
+    #[test]
+    fn protobuf_when_the_resource_has_it() {
+        let typed = "application/vnd.kubernetes.protobuf, */*";
+        assert_eq!(negotiate(Some(typed), true), Some((Output::Json, true)));
+        // Custom resources: the next range.
+        assert_eq!(negotiate(Some(typed), false), Some((Output::Json, false)));
+        assert_eq!(
+            negotiate(Some("application/vnd.kubernetes.protobuf"), false),
+            None
+        );
+        let metadata = "application/vnd.kubernetes.protobuf;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json";
+        assert_eq!(
+            negotiate(Some(metadata), false),
+            Some((Output::Metadata("v1"), true))
+        );
+        assert_eq!(
+            negotiate(
+                Some("application/vnd.kubernetes.protobuf;as=Table;g=meta.k8s.io;v=v1, application/json"),
+                true
+            ),
+            Some((Output::Json, false))
+        );
+        assert_eq!(
+            negotiate(
+                Some("application/json, application/vnd.kubernetes.protobuf"),
+                true
+            ),
+            Some((Output::Json, false))
         );
     }
 }

@@ -13,6 +13,9 @@ use serde_json::{Map, Number, Value};
 
 pub use crate::generated::protobuf::{KINDS, MESSAGES};
 
+pub mod encode;
+pub use encode::{encode_object, watch_frame, EncodeError};
+
 /// The prefix of every Kubernetes protobuf body.
 pub const MAGIC: &[u8] = b"k8s\0";
 
@@ -164,7 +167,7 @@ fn utf8(b: &[u8]) -> Result<String, DecodeError> {
     String::from_utf8(b.to_vec()).map_err(|_| DecodeError("string field is not UTF-8".into()))
 }
 
-fn message(index: u16) -> Result<&'static Message, DecodeError> {
+pub(crate) fn message(index: u16) -> Result<&'static Message, DecodeError> {
     MESSAGES
         .get(usize::from(index))
         .ok_or_else(|| DecodeError(format!("no message {index}")))

@@ -46,10 +46,14 @@ pub fn not_found_resource() -> Status {
 }
 
 fn parse_body(info: &ResourceInfo, req: &Request<'_>) -> ApiResult<Value> {
+    parse_body_as(info.kind, req)
+}
+
+/// A request body as JSON, YAML or protobuf, by its Content-Type.
+fn parse_body_as(kind: &str, req: &Request<'_>) -> ApiResult<Value> {
     let unrecognized = |why: String| {
         Status::bad_request(format!(
-            "the object provided is unrecognized (must be of type {}): {why}",
-            info.kind
+            "the object provided is unrecognized (must be of type {kind}): {why}"
         ))
     };
     let (decoded, format) = match negotiation::input(req.content_type) {
@@ -80,6 +84,13 @@ fn parse_body(info: &ResourceInfo, req: &Request<'_>) -> ApiResult<Value> {
         return Err(unrecognized(format!("expected {what}")).into());
     }
     Ok(v)
+}
+
+/// The response form the client accepts (406 if none), and whether it is protobuf, which
+/// built-in kinds have and custom resources do not.
+fn negotiated(req: &Request<'_>, target: &Target<'_>) -> ApiResult<(Output, bool)> {
+    negotiation::negotiate(req.accept, target.custom.is_none())
+        .ok_or_else(|| Status::not_acceptable(req.accept.unwrap_or("")).into())
 }
 
 fn dry_run(q: &Query) -> ApiResult<bool> {
@@ -125,8 +136,12 @@ pub async fn handle(registry: &Registry, req: Request<'_>) -> Response {
         Ok(resp) => with_warnings(resp, &deprecation),
         Err(err) => response::status(&err.into_status(info.group, info.resource, &ri.name)),
     };
-    if ri.verb != "watch" && negotiation::output(req.accept) == Some(Output::Yaml) {
-        return crate::yaml::response_as_yaml(resp);
+    if ri.verb != "watch" {
+        match negotiation::negotiate(req.accept, custom.is_none()) {
+            Some((Output::Yaml, _)) => return crate::yaml::response_as_yaml(resp),
+            Some((_, true)) => return crate::protobuf::response_as_protobuf(resp),
+            _ => {}
+        }
     }
     resp
 }
@@ -196,9 +211,14 @@ async fn dispatch(
             if verb != "create" {
                 return Err(Status::method_not_allowed(subject, verb).into());
             }
-            let body: Value = serde_json::from_slice(&req.body).map_err(|e| {
-                Status::bad_request(format!("the object provided is unrecognized: {e}"))
-            })?;
+            let body = parse_body_as(
+                if sub == "binding" {
+                    "Binding"
+                } else {
+                    "Eviction"
+                },
+                req,
+            )?;
             let ns = target.namespace.unwrap_or("default");
             return if sub == "binding" {
                 crate::handlers::pods::bind(registry, info, ns, &ri.name, &body).await
@@ -218,11 +238,7 @@ async fn dispatch(
         return Err(Status::method_not_allowed(subject, verb).into());
     }
     if info.group.is_empty() && info.resource == "bindings" && verb == "create" {
-        let body: Value = serde_json::from_slice(&req.body).map_err(|e| {
-            Status::bad_request(format!(
-                "the object provided is unrecognized (must be of type Binding): {e}"
-            ))
-        })?;
+        let body = parse_body_as("Binding", req)?;
         let pods = ferrokube_api::resources::lookup("", "v1", "pods")
             .ok_or_else(|| Status::internal("pods are not registered"))?;
         let name = body
@@ -240,8 +256,7 @@ async fn dispatch(
         .await;
     }
     if info.group.is_empty() && info.resource == "componentstatuses" {
-        let out = negotiation::output(req.accept)
-            .ok_or_else(|| Status::not_acceptable(req.accept.unwrap_or("")))?;
+        let (out, _) = negotiated(req, target)?;
         let items = crate::handlers::componentstatus::all(registry).await;
         let deprecated = ["v1 ComponentStatus is deprecated in v1.19+".to_string()];
         if verb == "get" {
@@ -269,8 +284,7 @@ async fn dispatch(
         };
         return Ok(with_warnings(resp, &deprecated));
     }
-    let out = negotiation::output(req.accept)
-        .ok_or_else(|| Status::not_acceptable(req.accept.unwrap_or("")))?;
+    let (out, protobuf) = negotiated(req, target)?;
     let subresource = (!sub.is_empty()).then_some(sub);
     match verb {
         "get" => {
@@ -281,7 +295,11 @@ async fn dispatch(
             let opts = ListOptions::from_query(target, req.query)?;
             let converted = target.served.is_some()
                 || target.custom.is_some_and(|c| c.served_versions.len() > 1);
-            if out == Output::Json && opts.labels.is_empty() && opts.fields.is_empty() && !converted
+            if out == Output::Json
+                && !protobuf
+                && opts.labels.is_empty()
+                && opts.fields.is_empty()
+                && !converted
             {
                 return list_json_fast(registry, info, target, &opts).await;
             }
@@ -319,7 +337,7 @@ async fn dispatch(
             };
             Ok(response::json(200, &body))
         }
-        "watch" => crate::handlers::watch::serve(registry, target, req.query, out).await,
+        "watch" => crate::handlers::watch::serve(registry, target, req.query, out, protobuf).await,
         "create" => {
             let mode = crate::schema::Mode::from_query(req.query.get("fieldValidation"))?;
             let manager =
@@ -747,12 +765,7 @@ async fn scale(
     }
     let dry = dry_run(req.query)?;
     let desired_body = if req.info.verb == "update" {
-        let v: Value = serde_json::from_slice(&req.body).map_err(|e| {
-            Status::bad_request(format!(
-                "the object provided is unrecognized (must be of type Scale): {e}"
-            ))
-        })?;
-        Some(v)
+        Some(parse_body_as("Scale", req)?)
     } else {
         None
     };

@@ -4,6 +4,7 @@
 //! and new object (leaving the selector is a DELETED, entering an ADDED); bookmarks with
 //! `allowWatchBookmarks`; `sendInitialEvents` ends its initial state with the
 //! `k8s.io/initial-events-end` bookmark; a compacted start is an ERROR event with 410.
+//! Clients that negotiate protobuf get length-prefixed `WatchEvent` messages instead.
 
 use std::time::Duration;
 
@@ -31,11 +32,34 @@ fn shape(target: &Target<'_>, out: Output, obj: Value) -> Value {
     crate::handlers::response::shape_object(out, target, obj)
 }
 
-fn line(event_type: &str, object: Value) -> Bytes {
-    let mut v =
-        serde_json::to_vec(&json!({"type": event_type, "object": object})).unwrap_or_default();
-    v.push(b'\n');
-    Bytes::from(v)
+/// How events are written: JSON lines, or length-prefixed protobuf `WatchEvent`s
+/// (`application/vnd.kubernetes.protobuf;stream=watch`).
+#[derive(Clone, Copy)]
+struct Framing {
+    protobuf: bool,
+}
+
+impl Framing {
+    fn frame(self, event_type: &str, object: Value) -> Bytes {
+        if self.protobuf {
+            match ferrokube_api::protobuf::encode_object(&object) {
+                Ok(obj) => {
+                    return Bytes::from(ferrokube_api::protobuf::watch_frame(event_type, &obj))
+                }
+                Err(e) => {
+                    // Not expected for a built-in kind; the client learns of it in-band.
+                    let status = Status::internal(format!("encoding the watched object: {e}"));
+                    let status = serde_json::to_value(&status).unwrap_or_default();
+                    let obj = ferrokube_api::protobuf::encode_object(&status).unwrap_or_default();
+                    return Bytes::from(ferrokube_api::protobuf::watch_frame("ERROR", &obj));
+                }
+            }
+        }
+        let mut v =
+            serde_json::to_vec(&json!({"type": event_type, "object": object})).unwrap_or_default();
+        v.push(b'\n');
+        Bytes::from(v)
+    }
 }
 
 fn bookmark(info: &ResourceInfo, rv: i64, initial_end: bool) -> Value {
@@ -51,8 +75,10 @@ pub async fn serve(
     target: &Target<'_>,
     q: &Query,
     out: Output,
+    protobuf: bool,
 ) -> ApiResult<Response> {
     let info = target.info;
+    let framing = Framing { protobuf };
     let opts = ListOptions::from_query(target, q)?;
     let bookmarks = q.flag("allowWatchBookmarks");
     let rv = q.get("resourceVersion").filter(|rv| !rv.is_empty());
@@ -135,7 +161,7 @@ pub async fn serve(
         let run = async {
             for obj in initial {
                 if tx
-                    .send(line("ADDED", shape(&target, out, obj)))
+                    .send(framing.frame("ADDED", shape(&target, out, obj)))
                     .await
                     .is_err()
                 {
@@ -144,7 +170,7 @@ pub async fn serve(
             }
             if send_initial == Some(true) && bookmarks {
                 let _ = tx
-                    .send(line(
+                    .send(framing.frame(
                         "BOOKMARK",
                         bookmark(served.unwrap_or(info), start - 1, true),
                     ))
@@ -153,7 +179,7 @@ pub async fn serve(
             let mut watch = match watch {
                 Ok(w) => w,
                 Err(e) => {
-                    let _ = tx.send(line("ERROR", error_object(e))).await;
+                    let _ = tx.send(framing.frame("ERROR", error_object(e))).await;
                     return;
                 }
             };
@@ -165,13 +191,13 @@ pub async fn serve(
                 let event = match msg {
                     None => return,
                     Some(Err(e)) => {
-                        let _ = tx.send(line("ERROR", error_object(e))).await;
+                        let _ = tx.send(framing.frame("ERROR", error_object(e))).await;
                         return;
                     }
                     Some(Ok(WatchMessage::Progress { revision })) => {
                         if bookmarks
                             && tx
-                                .send(line(
+                                .send(framing.frame(
                                     "BOOKMARK",
                                     bookmark(served.unwrap_or(info), revision, false),
                                 ))
@@ -187,7 +213,11 @@ pub async fn serve(
                 let Some((typ, obj)) = translate(&target, &opts, event) else {
                     continue;
                 };
-                if tx.send(line(typ, shape(&target, out, obj))).await.is_err() {
+                if tx
+                    .send(framing.frame(typ, shape(&target, out, obj)))
+                    .await
+                    .is_err()
+                {
                     return;
                 }
             }
@@ -202,7 +232,11 @@ pub async fn serve(
     let mut resp = http::Response::new(Body::Stream(rx));
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
+        HeaderValue::from_static(if protobuf {
+            "application/vnd.kubernetes.protobuf;stream=watch"
+        } else {
+            "application/json"
+        }),
     );
     Ok(resp)
 }
