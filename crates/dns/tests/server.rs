@@ -18,9 +18,20 @@ const WAIT: Duration = Duration::from_secs(5);
 /// A fake resolver: `*.example` A 192.0.2.1; `big.example` 60 A records (truncated
 /// over UDP, whole over TCP); `missing.example` NXDOMAIN.
 async fn fake_upstream() -> (SocketAddr, tokio::task::JoinHandle<()>) {
-    let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let addr = udp.local_addr().unwrap();
-    let tcp = TcpListener::bind(addr).await.unwrap();
+    // A free UDP port whose TCP twin may be taken by another test: try a few.
+    let mut attempt = 0;
+    let (udp, addr, tcp) = loop {
+        let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = udp.local_addr().unwrap();
+        match TcpListener::bind(addr).await {
+            Ok(tcp) => break (udp, addr, tcp),
+            Err(e) if attempt < 50 => {
+                attempt += 1;
+                eprintln!("{addr} taken over TCP ({e}); another port");
+            }
+            Err(e) => panic!("no port free over both UDP and TCP: {e}"),
+        }
+    };
     let task = tokio::spawn(async move {
         let udp_loop = async {
             let mut buf = vec![0u8; 4096];
