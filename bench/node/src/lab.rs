@@ -187,8 +187,79 @@ impl Lab {
     }
 }
 
+/// CPU time of the processes this lab started, by role, in seconds: what each has used
+/// plus what its reaped children used (runc under the shims, the CNI plugins under
+/// containerd). Shims are found by their containerd socket, which is under the lab's dir.
+pub fn cpu_by_role(lab: &Lab) -> std::collections::BTreeMap<&'static str, f64> {
+    let dir = lab.dir.path().display().to_string();
+    let mut out = std::collections::BTreeMap::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        if !cmd.contains(&dir) {
+            continue;
+        }
+        let role = if cmd.contains("containerd-shim") {
+            "shims (with runc)"
+        } else if cmd.starts_with("containerd ") {
+            "containerd (with CNI plugins)"
+        } else {
+            "ferrokube (server + agent)"
+        };
+        if let Ok((own, children)) = cpu_times(pid) {
+            *out.entry(role).or_insert(0.0) += own + children;
+        }
+    }
+    out
+}
+
+/// Busy CPU seconds of the whole machine (all cores) since boot.
+pub fn machine_busy_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let v: Vec<f64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let idle = v.get(3).copied().unwrap_or(0.0) + v.get(4).copied().unwrap_or(0.0);
+    (v.iter().sum::<f64>() - idle) / clock_ticks()
+}
+
+fn clock_ticks() -> f64 {
+    static HZ: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *HZ.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+            })
+            .unwrap_or(100.0)
+    })
+}
+
 /// CPU time (user + system) a process has used, in seconds.
 pub fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    Ok(cpu_times(pid)?.0)
+}
+
+/// (own, reaped children's) CPU seconds of a process.
+fn cpu_times(pid: u32) -> anyhow::Result<(f64, f64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     let fields: Vec<&str> = stat
         .rsplit_once(')')
@@ -202,19 +273,9 @@ pub fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
             .and_then(|v| v.parse::<f64>().ok())
             .unwrap_or(0.0)
     };
-    let hz = Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .trim()
-                .parse::<f64>()
-                .ok()
-        })
-        .unwrap_or(100.0);
-    // After "pid (comm)": state is field 0, utime 11, stime 12.
-    Ok((ticks(11) + ticks(12)) / hz)
+    let hz = clock_ticks();
+    // After "pid (comm)": state is field 0, utime 11, stime 12, cutime 13, cstime 14.
+    Ok(((ticks(11) + ticks(12)) / hz, (ticks(13) + ticks(14)) / hz))
 }
 
 impl Drop for Lab {

@@ -185,14 +185,37 @@ async fn main() -> anyhow::Result<()> {
     // not counted against the batch.
     let warm = create_pods(&client, 0, 1).await?;
     wait_running(&seen, &warm, Duration::from_secs(60)).await?;
+    let cpu_before = lab::cpu_by_role(&l);
+    let busy_before = lab::machine_busy_seconds();
+    let burst = Instant::now();
     let sent = create_pods(&client, 1, at_once).await?;
     let lat = wait_running(&seen, &sent, Duration::from_secs(180)).await?;
+    let burst = burst.elapsed().as_secs_f64();
+    let busy = lab::machine_busy_seconds() - busy_before;
+    let cpu_after = lab::cpu_by_role(&l);
     let (p50, p99) = (quantile(&lat, 0.5), quantile(&lat, 0.99));
     println!(
         "{at_once} pods created at once, create -> Running: p50 {p50:.2} s (target <= 1 s; target/actual {:.2}), p99 {p99:.2} s (target <= 2 s; target/actual {:.2}), max {:.2} s",
         ratio(1.0, p50),
         ratio(2.0, p99),
         lat.last().copied().unwrap_or_default()
+    );
+    // Where the time went: the machine's CPU while the pods started, by process.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let by_role: Vec<String> = cpu_after
+        .iter()
+        .map(|(role, after)| {
+            let used = after - cpu_before.get(role).copied().unwrap_or(0.0);
+            format!(
+                "{role} {used:.1} s ({:.0} ms a pod)",
+                used * 1000.0 / at_once as f64
+            )
+        })
+        .collect();
+    println!(
+        "  CPU while they started: {busy:.1} s busy of {:.1} s ({cores} cores x {burst:.1} s): {}",
+        cores as f64 * burst,
+        by_role.join(", ")
     );
 
     // 3. The agent with `running` pods, idle.
