@@ -104,6 +104,20 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // The node's containerd outlives a killed server (a restarted server reuses it,
+        // pods keep running); a test's must not outlive the test: its containers, then
+        // it and its shims, then its mounts.
+        let dir = self._dir.path();
+        let socket = dir.join("agent/containerd/containerd.sock");
+        if socket.exists() {
+            if let Err(e) = ferrokube_containerd::daemon::remove_all_tasks(&socket) {
+                eprintln!("removing the test server's containers: {e}");
+            }
+            let _ = Command::new("pkill")
+                .args(["-KILL", "-f", &dir.display().to_string()])
+                .status();
+            ferrokube_containerd::daemon::unmount_under(dir);
+        }
     }
 }
 
