@@ -866,6 +866,68 @@ fn disk_pressure_evicts_and_rejects_pods() {
     drop(kubelet);
 }
 
+/// Image garbage collection: with the thresholds at zero and no minimum age, a kubelet
+/// (re)started removes an image nothing uses, keeps the one a running pod uses and the
+/// sandbox image, and reports on the node that it could not free all it wanted.
+#[test]
+fn image_gc_removes_unused_images() {
+    use ferrokube_containerd::{import, oci, testimage};
+    let lab = Lab::new("fkg", 3);
+    let (s, ctd, dir) = (&lab.server, &lab.ctd, &lab.dir);
+    let unused = oci::build_archive(
+        "ferrokube.test/unused:1",
+        &[oci::Entry::file("hello", 0o644, "nothing runs me")],
+        &testimage::busybox_image_config(),
+    )
+    .unwrap();
+    import::import_bytes(&ctd.socket, &unused.bytes).unwrap();
+    let has = |name: &str| ctd.images().iter().any(|i| i.contains(name));
+    assert!(has("ferrokube.test/unused:1"));
+
+    let (kubelet, node) = start_kubelet(s, ctd, dir.path(), "");
+    wait(s, &kubelet, "the node Ready", 30, || {
+        jsonpath(
+            s,
+            &["node", &node],
+            "{.status.conditions[?(@.type==\"Ready\")].status}",
+        ) == "True"
+    });
+    let image = testimage::BUSYBOX_IMAGE;
+    create(
+        s,
+        &format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: user}}\nspec:\n  nodeName: {node}\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: c\n    image: {image}\n    command: [sleep, '3600']\n"),
+    );
+    wait(s, &kubelet, "user Running", 60, || {
+        jsonpath(s, &["pod", "user"], "{.status.phase}") == "Running"
+    });
+    drop(kubelet);
+
+    let (kubelet, _) = start_kubelet(
+        s,
+        ctd,
+        dir.path(),
+        "imageGCHighThresholdPercent: 0\nimageGCLowThresholdPercent: 0\nimageMinimumGCAge: 0s\n",
+    );
+    wait(s, &kubelet, "the unused image removed", 30, || {
+        !has("ferrokube.test/unused:1")
+    });
+    assert!(has(testimage::BUSYBOX_IMAGE), "{:?}", ctd.images());
+    assert!(has("pause"), "{:?}", ctd.images());
+    wait(s, &kubelet, "a FreeDiskSpaceFailed event", 30, || {
+        s.ok(&[
+            "get",
+            "events",
+            "--field-selector",
+            &format!("involvedObject.kind=Node,involvedObject.name={node}"),
+            "-o",
+            "jsonpath={.items[*].reason}",
+        ])
+        .contains("FreeDiskSpaceFailed")
+    });
+    assert_eq!(jsonpath(s, &["pod", "user"], "{.status.phase}"), "Running");
+    drop(kubelet);
+}
+
 #[test]
 fn an_invalid_kubelet_configuration_names_the_field() {
     let dir = tempfile::tempdir().unwrap();

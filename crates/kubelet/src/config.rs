@@ -107,12 +107,12 @@ struct Raw {
     register_node: Option<bool>,
     register_with_taints: Option<Vec<k8s_openapi::api::core::v1::Taint>>,
     container_runtime_endpoint: Option<String>,
-    // Type-checked for compatibility, not acted on.
-    #[allow(dead_code)]
+    #[serde(rename = "imageGCHighThresholdPercent")]
     image_gc_high_threshold_percent: Option<i32>,
-    // Type-checked for compatibility, not acted on.
-    #[allow(dead_code)]
+    #[serde(rename = "imageGCLowThresholdPercent")]
     image_gc_low_threshold_percent: Option<i32>,
+    #[serde(rename = "imageMinimumGCAge")]
+    image_minimum_gc_age: Option<String>,
     // Type-checked for compatibility, not acted on.
     #[allow(dead_code)]
     enforce_node_allocatable: Option<Vec<String>>,
@@ -137,7 +137,6 @@ const OTHER_UPSTREAM_FIELDS: &[&str] = &[
     "enableContentionProfiling",
     "enableProfilingHandler",
     "enableDebugFlagsHandler",
-    "imageMinimumGCAge",
     "imageMaximumGCAge",
     "volumeStatsAggPeriod",
     "kubeletCgroups",
@@ -228,6 +227,12 @@ pub struct KubeletConfig {
     pub system_reserved: BTreeMap<String, String>,
     pub kube_reserved: BTreeMap<String, String>,
     pub provider_id: Option<String>,
+    /// Image GC starts when the image filesystem is this full (%); 100 turns it off.
+    pub image_gc_high_threshold_percent: i32,
+    /// … and frees unused images until it is down to this.
+    pub image_gc_low_threshold_percent: i32,
+    /// Images are not collected before they have been known this long.
+    pub image_minimum_gc_age: Duration,
 }
 
 /// Upstream's default `evictionHard` (Linux).
@@ -325,6 +330,30 @@ fn build(r: Raw) -> Result<KubeletConfig, (String, String)> {
             ));
         }
     }
+    let image_gc_high_threshold_percent = r.image_gc_high_threshold_percent.unwrap_or(85);
+    let image_gc_low_threshold_percent = r.image_gc_low_threshold_percent.unwrap_or(80);
+    for (field, v) in [
+        (
+            "imageGCHighThresholdPercent",
+            image_gc_high_threshold_percent,
+        ),
+        ("imageGCLowThresholdPercent", image_gc_low_threshold_percent),
+    ] {
+        if !(0..=100).contains(&v) {
+            return Err((
+                field.into(),
+                format!("{v} must be between 0 and 100, inclusive"),
+            ));
+        }
+    }
+    if image_gc_low_threshold_percent > image_gc_high_threshold_percent {
+        return Err((
+            "imageGCLowThresholdPercent".into(),
+            format!(
+                "({image_gc_low_threshold_percent}) must be less than imageGCHighThresholdPercent ({image_gc_high_threshold_percent})"
+            ),
+        ));
+    }
     let pod_pids_limit = r.pod_pids_limit.unwrap_or(-1);
     let container_log_max_files = r.container_log_max_files.unwrap_or(5);
     if container_log_max_files < 2 {
@@ -417,6 +446,13 @@ fn build(r: Raw) -> Result<KubeletConfig, (String, String)> {
         register_node: r.register_node.unwrap_or(true),
         register_with_taints: r.register_with_taints.unwrap_or_default(),
         container_runtime_endpoint: r.container_runtime_endpoint,
+        image_gc_high_threshold_percent,
+        image_gc_low_threshold_percent,
+        image_minimum_gc_age: duration(
+            "imageMinimumGCAge",
+            r.image_minimum_gc_age,
+            Duration::from_secs(120),
+        )?,
         system_reserved: r.system_reserved.unwrap_or_default(),
         kube_reserved: r.kube_reserved.unwrap_or_default(),
         provider_id: r.provider_id,
@@ -508,6 +544,7 @@ fn known(key: &str) -> bool {
         "containerRuntimeEndpoint",
         "imageGCHighThresholdPercent",
         "imageGCLowThresholdPercent",
+        "imageMinimumGCAge",
         "enforceNodeAllocatable",
         "systemReserved",
         "kubeReserved",
@@ -612,6 +649,15 @@ enforceNodeAllocatable: ["pods"]
         assert!(!c.serialize_image_pulls);
         assert_eq!(c.memory_eviction_bytes(), 100 * 1024 * 1024);
         assert_eq!(c.static_pod_path, None);
+        assert_eq!(
+            (
+                c.image_gc_high_threshold_percent,
+                c.image_gc_low_threshold_percent
+            ),
+            (85, 80)
+        );
+        assert_eq!(c.image_minimum_gc_age, Duration::from_secs(120));
+        assert_eq!(c.eviction_hard["imagefs.available"], "15%");
     }
 
     #[test]
@@ -655,6 +701,15 @@ enforceNodeAllocatable: ["pods"]
                 "containerLogMonitorInterval: 1s\n",
                 "containerLogMonitorInterval",
             ),
+            (
+                "imageGCHighThresholdPercent: 101\n",
+                "imageGCHighThresholdPercent",
+            ),
+            (
+                "imageGCHighThresholdPercent: 50\nimageGCLowThresholdPercent: 60\n",
+                "imageGCLowThresholdPercent",
+            ),
+            ("imageMinimumGCAge: old\n", "imageMinimumGCAge"),
         ] {
             let e =
                 KubeletConfig::parse(Path::new("k.yaml"), &format!("{head}{body}")).unwrap_err();

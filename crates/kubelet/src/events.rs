@@ -47,12 +47,42 @@ impl Events {
             .namespace
             .clone()
             .unwrap_or_else(|| "default".into());
+        self.publish(&ns, &name, reference, warning, reason, note);
+    }
+
+    /// Publishes an event about this node (upstream's nodeRef: kind Node, the node's
+    /// name as its uid; the event lives in `default`).
+    pub fn node(&self, warning: bool, reason: &str, note: String) {
+        if warning {
+            tracing::warn!(reason, note = %note, "node event");
+        } else {
+            tracing::info!(reason, note = %note, "node event");
+        }
+        let reference = ObjectReference {
+            kind: Some("Node".into()),
+            name: Some(self.node.clone()),
+            uid: Some(self.node.clone()),
+            ..ObjectReference::default()
+        };
+        let node = self.node.clone();
+        self.publish("default", &node, reference, warning, reason, note);
+    }
+
+    fn publish(
+        &self,
+        ns: &str,
+        name: &str,
+        reference: ObjectReference,
+        warning: bool,
+        reason: &str,
+        note: String,
+    ) {
         let now = Timestamp::now();
         let event = Event {
             metadata: ObjectMeta {
                 // Upstream: <object name>.<unix nanoseconds in hex>.
                 name: Some(format!("{name}.{:x}", now.as_nanosecond())),
-                namespace: Some(ns.clone()),
+                namespace: Some(ns.to_string()),
                 ..ObjectMeta::default()
             },
             involved_object: reference,
@@ -71,7 +101,7 @@ impl Events {
             reporting_instance: Some(self.node.clone()),
             ..Event::default()
         };
-        let api: Api<Event> = Api::namespaced(self.client.clone(), &ns);
+        let api: Api<Event> = Api::namespaced(self.client.clone(), ns);
         tokio::spawn(async move {
             if let Err(e) = api.create(&PostParams::default(), &event).await {
                 tracing::warn!(error = %e, "publishing an event");

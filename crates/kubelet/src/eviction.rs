@@ -1,8 +1,10 @@
 //! Node-pressure eviction, as upstream's eviction manager with hard thresholds: every
 //! ten seconds the `evictionHard` signals are observed (`memory.available`,
-//! `nodefs.available`, `nodefs.inodesFree`, `pid.available`); while one is below its
+//! `nodefs.available`, `nodefs.inodesFree`, `imagefs.available`, `imagefs.inodesFree`
+//! on the runtime's image filesystem, `pid.available`); while one is below its
 //! threshold the node reports the matching pressure condition, new pods that the
-//! condition refuses are rejected, and one pod per pass is evicted — the first of the
+//! condition refuses are rejected. Under disk pressure unused images are removed first
+//! (`image_gc`); if that does not relieve it, one pod per pass is evicted — the first of the
 //! non-critical pods ranked as upstream (usage above requests first, then lower
 //! priority, then more usage above requests). An evicted pod is marked `Failed` with
 //! reason `Evicted`, a `DisruptionTarget` condition and an `Evicted` event; its worker
@@ -16,6 +18,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 use serde_json::json;
 
+use crate::image_gc::ImageGc;
 use crate::{host, Kubelet};
 
 /// Pods at or above this priority (system-cluster-critical) are never evicted.
@@ -60,6 +63,11 @@ const SIGNALS: &[(&str, Pressure, &str)] = &[
     ("memory.available", Pressure::Memory, "memory"),
     ("nodefs.available", Pressure::Disk, "ephemeral-storage"),
     ("nodefs.inodesFree", Pressure::Disk, "inodes"),
+    ("imagefs.available", Pressure::Disk, "ephemeral-storage"),
+    ("imagefs.inodesFree", Pressure::Disk, "inodes"),
+    // The writable layers' filesystem: the image filesystem unless split (never here).
+    ("containerfs.available", Pressure::Disk, "ephemeral-storage"),
+    ("containerfs.inodesFree", Pressure::Disk, "inodes"),
     ("pid.available", Pressure::Pid, "pids"),
 ];
 
@@ -82,12 +90,25 @@ fn observe(k: &Kubelet) -> Vec<(&'static str, i64, i64)> {
                 .count() as i64
         })
         .unwrap_or(0);
-    vec![
+    let mut out = vec![
         ("memory.available", host::mem_total(), host::mem_available()),
         ("nodefs.available", fs.capacity, fs.available),
         ("nodefs.inodesFree", fs.inodes, fs.inodes_free),
         ("pid.available", pid_max, pid_max - running),
-    ]
+    ];
+    let image_fs = k.image_fs.lock().clone();
+    if let Some(path) = image_fs {
+        let ifs = host::fs_stats(&path);
+        if ifs.capacity > 0 {
+            out.extend([
+                ("imagefs.available", ifs.capacity, ifs.available),
+                ("imagefs.inodesFree", ifs.inodes, ifs.inodes_free),
+                ("containerfs.available", ifs.capacity, ifs.available),
+                ("containerfs.inodesFree", ifs.inodes, ifs.inodes_free),
+            ]);
+        }
+    }
+    out
 }
 
 /// A threshold in the signal's unit: a quantity, or a percentage of `capacity`.
@@ -170,17 +191,36 @@ pub fn admit(k: &Kubelet, pod: &Pod) -> Option<String> {
 pub async fn run(k: Arc<Kubelet>) {
     let mut tick = tokio::time::interval(PERIOD);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut images = ImageGc::new();
     loop {
         tokio::select! {
-            _ = tick.tick() => pass(&k).await,
+            _ = tick.tick() => {
+                if let Some(fs) = crate::image_gc::image_fs(&k).await {
+                    *k.image_fs.lock() = Some(fs);
+                }
+                images.collect_if_due(&k).await;
+                pass(&k, &mut images).await;
+            }
             () = k.stopped() => return,
         }
     }
 }
 
-/// One pass: the pressure state updated, and one pod evicted if a threshold is met.
-async fn pass(k: &Kubelet) {
-    let met = thresholds_met(k);
+/// One pass: the pressure state updated; under disk pressure unused images removed,
+/// and one pod evicted if a threshold is still met.
+async fn pass(k: &Kubelet, images: &mut ImageGc) {
+    let mut met = thresholds_met(k);
+    if met.iter().any(|m| m.pressure == Pressure::Disk) {
+        // Node-level reclaim first, as upstream: every unused image old enough.
+        match images.free(k, i64::MAX).await {
+            Ok(freed) if freed > 0 => {
+                tracing::info!(freed, "removed unused images under disk pressure");
+                met = thresholds_met(k);
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "removing unused images under disk pressure"),
+        }
+    }
     {
         let mut now: Vec<Pressure> = met.iter().map(|m| m.pressure).collect();
         now.dedup();
@@ -363,6 +403,27 @@ async fn evict(k: &Kubelet, c: &Candidate, m: &Met) {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
+
+    #[test]
+    fn image_filesystem_signals_are_disk_pressure() {
+        let t: std::collections::BTreeMap<String, String> = [
+            ("imagefs.available".to_string(), "15%".to_string()),
+            ("imagefs.inodesFree".to_string(), "5%".to_string()),
+        ]
+        .into_iter()
+        .collect();
+        let obs = [
+            ("nodefs.available", 1000, 900),
+            ("imagefs.available", 1000, 100),
+            ("imagefs.inodesFree", 1000, 900),
+        ];
+        let m = met(&t, &obs);
+        assert_eq!(m.len(), 1, "{m:?}");
+        assert_eq!(
+            (m[0].signal, m[0].pressure, m[0].resource),
+            ("imagefs.available", Pressure::Disk, "ephemeral-storage")
+        );
+    }
 
     #[test]
     fn thresholds_are_quantities_or_percentages() {

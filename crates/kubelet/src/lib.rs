@@ -12,6 +12,7 @@ pub mod config;
 pub mod events;
 pub mod eviction;
 pub mod host;
+mod image_gc;
 pub mod log_rotation;
 pub mod node;
 pub mod pods;
@@ -94,6 +95,9 @@ pub struct Kubelet {
     pub started_ns: i64,
     /// The pressure conditions the last eviction pass found.
     pub pressure: Mutex<Vec<eviction::Pressure>>,
+    /// The runtime's image filesystem (CRI ImageFsInfo), as the eviction loop last
+    /// learned it: the `imagefs.*` signals are observed there.
+    pub image_fs: Mutex<Option<std::path::PathBuf>>,
 }
 
 impl std::fmt::Debug for Kubelet {
@@ -148,6 +152,7 @@ impl Kubelet {
             stop,
             started_ns: host::now_ns(),
             pressure: Mutex::new(Vec::new()),
+            image_fs: Mutex::new(None),
         }))
     }
 
