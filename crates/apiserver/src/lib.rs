@@ -20,6 +20,7 @@ pub mod encryption;
 mod endpoint_reconciler;
 mod errors;
 mod handlers;
+mod json_body;
 mod metrics;
 mod negotiation;
 mod protobuf;

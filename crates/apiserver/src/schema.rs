@@ -266,32 +266,43 @@ impl<'a> Walk<'a> {
 /// are pruned against their CRD's structural schema (unknown fields reported as
 /// `fieldValidation` asks) and defaulted, their value validation happening with the
 /// strategy's (422); a version stored as another is validated, then converted to it.
+///
+/// `strict` are the decoder's own findings (duplicate fields), reported with the
+/// unknown fields.
 pub fn validate_for(
     target: &crate::registry::Target<'_>,
     obj: &mut Value,
     mode: Mode,
+    strict: &[String],
 ) -> ApiResult<Vec<String>> {
     if let Some(served) = target.served {
-        let warnings = validate(served, obj, mode)?;
+        let warnings = validate(served, obj, mode, strict)?;
         crate::conversion::to_storage(served, obj);
         return Ok(warnings);
     }
     let Some(cr) = target.custom else {
-        return validate(target.info, obj, mode);
+        return validate(target.info, obj, mode, strict);
     };
     let Some(schema) = cr.schema.as_ref().filter(|_| !cr.preserve_unknown_fields) else {
-        return Ok(Vec::new());
+        return report_unknown(target.info, &[], strict, mode);
     };
     let unknown = crate::crd::structural::prune(schema, obj);
     crate::crd::structural::default(schema, obj);
-    report_unknown(target.info, &unknown, mode)
+    report_unknown(target.info, &unknown, strict, mode)
 }
 
-/// Unknown fields as `fieldValidation` asks: warnings, nothing, or upstream's 400.
-fn report_unknown(info: &ResourceInfo, unknown: &[String], mode: Mode) -> ApiResult<Vec<String>> {
+/// Unknown fields (and the decoder's strict findings) as `fieldValidation` asks:
+/// warnings, nothing, or upstream's 400.
+fn report_unknown(
+    info: &ResourceInfo,
+    unknown: &[String],
+    strict: &[String],
+    mode: Mode,
+) -> ApiResult<Vec<String>> {
     let messages: Vec<String> = unknown
         .iter()
         .map(|f| format!("unknown field \"{f}\""))
+        .chain(strict.iter().cloned())
         .collect();
     match mode {
         Mode::Strict if !messages.is_empty() => Err(Status::bad_request(format!(
@@ -309,15 +320,20 @@ fn report_unknown(info: &ResourceInfo, unknown: &[String], mode: Mode) -> ApiRes
 
 /// Drops unknown fields from `obj` (a built-in kind) and checks value types. Returns the
 /// warnings to send (Warn mode); Strict turns unknown fields into a 400.
-pub fn validate(info: &ResourceInfo, obj: &mut Value, mode: Mode) -> ApiResult<Vec<String>> {
+pub fn validate(
+    info: &ResourceInfo,
+    obj: &mut Value,
+    mode: Mode,
+    strict: &[String],
+) -> ApiResult<Vec<String>> {
     let Some(schemas) = schemas_for(info) else {
-        return Ok(Vec::new());
+        return report_unknown(info, &[], strict, mode);
     };
     let Some(root) = root_name(&schemas, info) else {
-        return Ok(Vec::new());
+        return report_unknown(info, &[], strict, mode);
     };
     let Some(schema) = schemas.get(&root) else {
-        return Ok(Vec::new());
+        return report_unknown(info, &[], strict, mode);
     };
     let mut walk = Walk {
         schemas: &schemas,
@@ -332,7 +348,7 @@ pub fn validate(info: &ResourceInfo, obj: &mut Value, mode: Mode) -> ApiResult<V
         ))
         .into());
     }
-    report_unknown(info, &walk.unknown, mode)
+    report_unknown(info, &walk.unknown, strict, mode)
 }
 
 #[cfg(test)]
@@ -351,7 +367,7 @@ mod tests {
                 "template": {"spec": {"containers": [{"name": "c", "image": "i", "imagePullPolicyy": "Always",
                     "resources": {"limits": {"cpu": 1, "memory": "1Gi"}}}]}},
                 "strategy": {"rollingUpdate": {"maxSurge": 1, "maxUnavailable": "25%"}}}});
-        let warnings = validate(deploy(), &mut d, Mode::Warn).unwrap();
+        let warnings = validate(deploy(), &mut d, Mode::Warn, &[]).unwrap();
         assert_eq!(
             warnings,
             [
@@ -366,15 +382,39 @@ mod tests {
             1
         );
         let mut again = d.clone();
-        assert!(validate(deploy(), &mut again, Mode::Strict)
+        assert!(validate(deploy(), &mut again, Mode::Strict, &[])
             .unwrap()
             .is_empty());
     }
 
     #[test]
+    fn duplicates_join_unknown_fields() {
+        let mut d = json!({"apiVersion": "apps/v1", "kind": "Deployment", "spec": {"unknownField": "foo", "replicas": 3}});
+        let dup = ["duplicate field \"spec.replicas\"".to_string()];
+        let err = validate(deploy(), &mut d.clone(), Mode::Strict, &dup)
+            .unwrap_err()
+            .into_status("apps", "deployments", "");
+        assert!(
+            err.message.ends_with(
+                "strict decoding error: unknown field \"spec.unknownField\", duplicate field \"spec.replicas\""
+            ),
+            "{}",
+            err.message
+        );
+        let warnings = validate(deploy(), &mut d, Mode::Warn, &dup).unwrap();
+        assert_eq!(
+            warnings,
+            vec![
+                "unknown field \"spec.unknownField\"",
+                "duplicate field \"spec.replicas\""
+            ]
+        );
+    }
+
+    #[test]
     fn strict_mode_and_type_errors() {
         let mut d = json!({"spec": {"replicas": 1, "foo": 1}});
-        let err = validate(deploy(), &mut d, Mode::Strict)
+        let err = validate(deploy(), &mut d, Mode::Strict, &[])
             .unwrap_err()
             .into_status("apps", "deployments", "a");
         assert_eq!(
@@ -385,7 +425,7 @@ mod tests {
             )
         );
         let mut d = json!({"spec": {"replicas": "three"}});
-        let err = validate(deploy(), &mut d, Mode::Ignore)
+        let err = validate(deploy(), &mut d, Mode::Ignore, &[])
             .unwrap_err()
             .into_status("apps", "deployments", "a");
         assert_eq!(err.code, 400);

@@ -431,3 +431,122 @@ fn events_expire_after_event_ttl() {
         200
     );
 }
+
+/// Duplicate fields, as upstream's field validation conformance tests send them: a
+/// typed object's JSON (`duplicate field "spec.replicas"` beside the unknown field), a
+/// custom resource applied as YAML with a key twice (`line 11: key "foo" already set in
+/// map`) even though its schema preserves unknown fields; Ignore keeps the later value.
+#[test]
+fn duplicate_fields_are_strict_decoding_errors() {
+    let s = start();
+    let deploys = "/apis/apps/v1/namespaces/default/deployments";
+    let body = br#"{"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "my-dep", "labels": {"app": "nginx"}},
+        "spec": {"unknownField": "foo", "replicas": 2, "replicas": 3,
+            "selector": {"matchLabels": {"app": "nginx"}},
+            "template": {"metadata": {"labels": {"app": "nginx"}},
+                "spec": {"containers": [{"name": "nginx", "image": "nginx:latest"}]}}}}"#;
+    let v = expect(
+        &s,
+        "POST",
+        &format!("{deploys}?fieldManager=field_validation_mgr&fieldValidation=Strict"),
+        "application/json",
+        Some(body),
+        400,
+        "BadRequest",
+    );
+    assert!(
+        v["message"].as_str().unwrap().contains(
+            r#"strict decoding error: unknown field "spec.unknownField", duplicate field "spec.replicas""#
+        ),
+        "{v}"
+    );
+    let (code, created) = curl(
+        &s,
+        "POST",
+        &format!("{deploys}?fieldValidation=Ignore"),
+        "application/json",
+        Some(body),
+    );
+    assert_eq!(code, 201, "{created}");
+    assert_eq!(created["spec"]["replicas"], 3, "the later value wins");
+
+    // A YAML body with a key twice.
+    let cms = "/api/v1/namespaces/default/configmaps";
+    let v = expect(
+        &s,
+        "POST",
+        &format!("{cms}?fieldValidation=Strict"),
+        "application/yaml",
+        Some(b"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: twice\ndata:\n  a: one\n  a: two\n"),
+        400,
+        "BadRequest",
+    );
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains(r#"line 7: key "a" already set in map"#),
+        "{v}"
+    );
+
+    // A custom resource whose spec preserves unknown fields, applied as YAML.
+    let crd = br#"{"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "noxus.mygroup.example.com"},
+        "spec": {"group": "mygroup.example.com", "scope": "Cluster",
+            "names": {"plural": "noxus", "singular": "noxu", "kind": "WishIHadChosenNoxu"},
+            "versions": [{"name": "v1beta1", "served": true, "storage": true,
+                "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                    "spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": true,
+                        "properties": {"foo": {"type": "string"}, "cronSpec": {"type": "string"}}}}}}}]}}"#;
+    let (code, v) = curl(
+        &s,
+        "POST",
+        "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+        "application/json",
+        Some(crd),
+    );
+    assert_eq!(code, 201, "{v}");
+    let noxus = "/apis/mygroup.example.com/v1beta1/noxus";
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while curl(&s, "GET", noxus, "application/json", None).0 != 200 {
+        assert!(Instant::now() < deadline, "the CRD was not served");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let apply = b"
+apiVersion: mygroup.example.com/v1beta1
+kind: WishIHadChosenNoxu
+metadata:
+  name: mytest
+  finalizers:
+  - test-finalizer
+spec:
+  unknown: uk1
+  foo: foo1
+  foo: foo2
+  cronSpec: \"* * * * */5\"
+";
+    let (code, v) = curl(
+        &s,
+        "PATCH",
+        &format!("{noxus}/mytest?fieldManager=field_validation_mgr&fieldValidation=Strict"),
+        "application/apply-patch+yaml",
+        Some(apply),
+    );
+    assert_eq!(code, 400, "{v}");
+    let raw = serde_json::to_string(&v).unwrap();
+    assert!(
+        raw.contains(r#"line 11: key \"foo\" already set in map"#),
+        "{raw}"
+    );
+    let (code, v) = curl(
+        &s,
+        "PATCH",
+        &format!("{noxus}/mytest?fieldManager=field_validation_mgr&fieldValidation=Ignore"),
+        "application/apply-patch+yaml",
+        Some(apply),
+    );
+    assert_eq!(code, 201, "{v}");
+    assert_eq!(v["spec"]["foo"], "foo2");
+    assert_eq!(v["spec"]["unknown"], "uk1");
+}

@@ -51,6 +51,12 @@ fn parse_body(info: &ResourceInfo, req: &Request<'_>) -> ApiResult<Value> {
 
 /// A request body as JSON, YAML or protobuf, by its Content-Type.
 fn parse_body_as(kind: &str, req: &Request<'_>) -> ApiResult<Value> {
+    parse_body_strict(kind, req).map(|(v, _)| v)
+}
+
+/// [`parse_body_as`], and what a strict decoder finds beside unknown fields: duplicate
+/// fields (JSON), a key given twice (YAML). Protobuf cannot say either.
+fn parse_body_strict(kind: &str, req: &Request<'_>) -> ApiResult<(Value, Vec<String>)> {
     let unrecognized = |why: String| {
         Status::bad_request(format!(
             "the object provided is unrecognized (must be of type {kind}): {why}"
@@ -59,18 +65,22 @@ fn parse_body_as(kind: &str, req: &Request<'_>) -> ApiResult<Value> {
     let (decoded, format) = match negotiation::input(req.content_type) {
         Some(negotiation::Input::Protobuf) => {
             return ferrokube_api::protobuf::decode_object(&req.body)
+                .map(|v| (v, Vec::new()))
                 .map_err(|e| unrecognized(e.to_string()).into());
         }
         Some(negotiation::Input::Json) => (
-            serde_json::from_slice::<Value>(&req.body).map_err(|e| e.to_string()),
+            crate::json_body::decode(&req.body).map_err(|e| e.to_string()),
             "json",
         ),
-        Some(negotiation::Input::Yaml) => (crate::yaml::decode(&req.body), "yaml"),
+        Some(negotiation::Input::Yaml) => (
+            crate::yaml::decode_checked(&req.body).map(|(v, dup)| (v, dup.into_iter().collect())),
+            "yaml",
+        ),
         None => {
             return Err(Status::unsupported_media_type(req.content_type.unwrap_or("")).into());
         }
     };
-    let v = decoded.map_err(|e| {
+    let (v, strict) = decoded.map_err(|e| {
         unrecognized(format!(
             "couldn't get version/kind; {format} parse error: {e}"
         ))
@@ -83,7 +93,7 @@ fn parse_body_as(kind: &str, req: &Request<'_>) -> ApiResult<Value> {
         };
         return Err(unrecognized(format!("expected {what}")).into());
     }
-    Ok(v)
+    Ok((v, strict))
 }
 
 /// The response form the client accepts (406 if none), and whether it is protobuf, which
@@ -342,8 +352,8 @@ async fn dispatch(
             let mode = crate::schema::Mode::from_query(req.query.get("fieldValidation"))?;
             let manager =
                 FieldManager::for_request(target, req.query, req.user_agent, "CreateOptions")?;
-            let mut obj = parse_body(info, req)?;
-            let mut warnings = crate::schema::validate_for(target, &mut obj, mode)?;
+            let (mut obj, strict) = parse_body_strict(info.kind, req)?;
+            let mut warnings = crate::schema::validate_for(target, &mut obj, mode, &strict)?;
             if info.group == "certificates.k8s.io" && info.resource == "certificatesigningrequests"
             {
                 set_requestor(&mut obj, req.user);
@@ -368,8 +378,8 @@ async fn dispatch(
             let mode = crate::schema::Mode::from_query(req.query.get("fieldValidation"))?;
             let manager =
                 FieldManager::for_request(target, req.query, req.user_agent, "UpdateOptions")?;
-            let mut desired = parse_body(info, req)?;
-            let mut warnings = crate::schema::validate_for(target, &mut desired, mode)?;
+            let (mut desired, strict) = parse_body_strict(info.kind, req)?;
+            let mut warnings = crate::schema::validate_for(target, &mut desired, mode, &strict)?;
             let dry = dry_run(req.query)?;
             let chain = Chain::new(req, target, registry, dry, "UpdateOptions");
             let write = Write::update(target, &ri.name, subresource, dry);
@@ -418,7 +428,7 @@ async fn dispatch(
                         crate::conversion::to_served(served, &mut view);
                     }
                     let mut patched = kind.apply(info, &view, &patch)?;
-                    warnings = crate::schema::validate_for(target, &mut patched, mode)?;
+                    warnings = crate::schema::validate_for(target, &mut patched, mode, &[])?;
                     let next = manager.track(target, subresource, Some(current), patched);
                     check_rbac_write(req, target, &next, Some(current))?;
                     check_csr_approval(req, subresource, Some(current))?;
@@ -701,8 +711,22 @@ async fn server_side_apply(
     out: Output,
 ) -> ApiResult<Response> {
     let ri = req.info;
-    let mut config = crate::yaml::decode(&req.body)
+    let (mut config, duplicate) = crate::yaml::decode_checked(&req.body)
         .map_err(|e| Status::bad_request(format!("error decoding YAML: {e}")))?;
+    // A key given twice, as upstream's applyPatcher checks it: 400 under Strict, a
+    // warning under Warn.
+    let mut strict_warnings = Vec::new();
+    if let Some(dup) = duplicate {
+        match mode {
+            crate::schema::Mode::Strict => {
+                return Err(
+                    Status::bad_request(format!("error strict decoding YAML: {dup}")).into(),
+                )
+            }
+            crate::schema::Mode::Warn => strict_warnings.push(dup),
+            crate::schema::Mode::Ignore => {}
+        }
+    }
     if !config.is_object() {
         return Err(Status::bad_request(
             "error decoding YAML: the applied configuration must be an object",
@@ -711,7 +735,8 @@ async fn server_side_apply(
     }
     check_config_type(target, &config, &ri.name)?;
     // Unknown fields and wrong types are reported as for any body (and dropped).
-    let warnings = crate::schema::validate_for(target, &mut config, mode)?;
+    let mut warnings = crate::schema::validate_for(target, &mut config, mode, &[])?;
+    warnings.extend(strict_warnings);
     let subresource = (!ri.subresource.is_empty()).then_some(ri.subresource.as_str());
     let dry = dry_run(req.query)?;
     let chain = Chain::new(req, target, registry, dry, "PatchOptions");
@@ -738,7 +763,6 @@ async fn server_side_apply(
             Ok(applied)
         })
         .await?;
-    let mut warnings = warnings;
     warnings.extend(chain.take_warnings());
     Ok(with_warnings(
         response::json(

@@ -80,8 +80,17 @@ pub(crate) struct MapType<'s> {
     props: Option<&'s Map<String, Value>>,
     preserve: bool,
     metadata: Option<&'s Value>,
+    /// A custom resource's root: `apiVersion` and `kind` are strings even when its
+    /// schema does not declare them (upstream adds them to every CRD's schema).
+    type_meta: bool,
     pub(crate) elem: TypeRef<'s>,
     pub(crate) atomic: bool,
+}
+
+/// `{"type": "string"}`: the type of a custom resource's `apiVersion` and `kind`.
+fn string_schema() -> &'static Value {
+    static STRING: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
+    STRING.get_or_init(|| serde_json::json!({"type": "string"}))
 }
 
 impl<'s> MapType<'s> {
@@ -95,12 +104,22 @@ impl<'s> MapType<'s> {
                 });
             }
         }
-        self.props
+        let declared = self
+            .props
             .and_then(|p| p.get(name))
             .map(|node| TypeRef::Schema {
                 node,
                 preserve: self.preserve,
-            })
+            });
+        match declared {
+            None if self.type_meta && matches!(name, "apiVersion" | "kind") => {
+                Some(TypeRef::Schema {
+                    node: string_schema(),
+                    preserve: false,
+                })
+            }
+            other => other,
+        }
     }
 
     pub(crate) fn has_field(&self, name: &str) -> bool {
@@ -192,6 +211,7 @@ impl TypeSchema {
                         if !typed {
                             map.metadata = Some(meta);
                         }
+                        map.type_meta = true;
                     }
                     atom
                 }
@@ -283,6 +303,7 @@ impl TypeSchema {
             props,
             preserve,
             metadata: None,
+            type_meta: false,
             elem,
             atomic: map_type(node).unwrap_or(false),
         }
@@ -404,6 +425,7 @@ fn deduced_atom<'s>() -> Atom<'s> {
             props: None,
             preserve: false,
             metadata: None,
+            type_meta: false,
             elem: TypeRef::Deduced,
             atomic: false,
         }),
@@ -422,6 +444,7 @@ fn untyped_atom<'s>() -> Atom<'s> {
             props: None,
             preserve: false,
             metadata: None,
+            type_meta: false,
             elem: TypeRef::Untyped,
             atomic: true,
         }),

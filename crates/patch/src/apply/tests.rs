@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use super::*;
 
@@ -741,4 +741,43 @@ fn kubectl_takes_over_client_side_applied_fields() {
         false
     )
     .is_err());
+}
+
+/// A custom resource's schema rarely declares `apiVersion` and `kind`; upstream adds
+/// them (and ObjectMeta) to every CRD's schema, so applying such a resource works.
+#[test]
+fn custom_resources_have_type_meta_without_declaring_it() {
+    let mut components = Map::new();
+    components.insert(
+        "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta".into(),
+        json!({"type": "object", "properties": {
+            "name": {"type": "string"},
+            "finalizers": {"type": "array", "items": {"type": "string"}, "x-kubernetes-list-type": "set"},
+            "managedFields": {"type": "array", "items": {"type": "object"}, "x-kubernetes-list-type": "atomic"}
+        }}),
+    );
+    let s = TypeSchema::custom_resource(
+        Arc::new(components),
+        json!({"type": "object", "properties": {
+            "spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": true,
+                "properties": {"foo": {"type": "string"}}}}}),
+    );
+    let cr = json!({"apiVersion": "mygroup.example.com/v1beta1", "kind": "Noxu",
+        "metadata": {"name": "mytest", "finalizers": ["test-finalizer"]},
+        "spec": {"unknown": "uk1", "foo": "foo2"}});
+    let out = apply(&s, None, &cr, &at("a", T1), false).unwrap();
+    assert_eq!(out["spec"]["foo"], "foo2");
+    assert_eq!(
+        fields(&out, "a", "Apply").unwrap(),
+        r#"{"f:metadata":{"f:finalizers":{"v:\"test-finalizer\"":{}}},"f:spec":{"f:foo":{},"f:unknown":{}}}"#
+    );
+    // Anything else undeclared at the root is still refused.
+    let mut bad = cr.clone();
+    bad["extra"] = json!(1);
+    let err = apply(&s, None, &bad, &at("a", T1), false).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains(".extra: field not declared in schema"),
+        "{err}"
+    );
 }
