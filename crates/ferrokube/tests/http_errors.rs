@@ -549,4 +549,33 @@ spec:
     assert_eq!(code, 201, "{v}");
     assert_eq!(v["spec"]["foo"], "foo2");
     assert_eq!(v["spec"]["unknown"], "uk1");
+
+    // A field the schema does not declare (outside the preserving spec) fails the apply
+    // as upstream's typed conversion does, whatever the validation mode.
+    let extra = b"
+apiVersion: mygroup.example.com/v1beta1
+kind: WishIHadChosenNoxu
+metadata:
+  name: mytest
+unknownField: unknown
+spec:
+  foo: foo1
+";
+    for mode in ["Strict", "Ignore"] {
+        let (code, v) = curl(
+            &s,
+            "PATCH",
+            &format!("{noxus}/mytest?fieldManager=field_validation_mgr&fieldValidation={mode}"),
+            "application/apply-patch+yaml",
+            Some(extra),
+        );
+        assert_eq!(code, 500, "{v}");
+        assert!(
+            v["message"]
+                .as_str()
+                .unwrap()
+                .ends_with("WishIHadChosenNoxu): .unknownField: field not declared in schema"),
+            "{v}"
+        );
+    }
 }

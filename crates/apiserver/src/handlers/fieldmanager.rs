@@ -205,6 +205,40 @@ fn reset_fields(target: &Target<'_>, subresource: &str) -> &'static [&'static [&
 }
 
 /// The applied configuration must be for this endpoint (upstream's version check).
+/// An applied configuration with fields its schema does not declare fails as upstream's
+/// typed conversion of the patch does, whatever `fieldValidation` says:
+/// `failed to create typed patch object (/name; group/version, Kind=K): .spec.foo: field
+/// not declared in schema`.
+pub fn check_config_fields(target: &Target<'_>, config: &Value, name: &str) -> ApiResult<()> {
+    let mut probe = config.clone();
+    let found = crate::schema::validate_for(target, &mut probe, crate::schema::Mode::Warn, &[])?;
+    let undeclared: Vec<String> = found
+        .iter()
+        .filter_map(|w| w.strip_prefix("unknown field \"")?.strip_suffix('"'))
+        .map(|path| format!(".{path}: field not declared in schema"))
+        .collect();
+    if undeclared.is_empty() {
+        return Ok(());
+    }
+    let info = target.served.unwrap_or(target.info);
+    let namespace = target.namespace.unwrap_or("");
+    let errors = if undeclared.len() == 1 {
+        undeclared[0].clone()
+    } else {
+        format!("errors:\n  {}", undeclared.join("\n  "))
+    };
+    Err(Status::failure(
+        500,
+        "InternalError",
+        format!(
+            // Go's GroupVersionKind.String(): "/v1, Kind=ConfigMap" for the core group.
+            "failed to create typed patch object ({namespace}/{name}; {}/{}, Kind={}): {errors}",
+            info.group, info.version, info.kind
+        ),
+    )
+    .into())
+}
+
 pub fn check_config_type(target: &Target<'_>, config: &Value, name: &str) -> ApiResult<()> {
     let info = target.served.unwrap_or(target.info);
     let want = info.api_version();

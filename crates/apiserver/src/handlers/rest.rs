@@ -734,6 +734,7 @@ async fn server_side_apply(
         .into());
     }
     check_config_type(target, &config, &ri.name)?;
+    crate::handlers::fieldmanager::check_config_fields(target, &config, &ri.name)?;
     // Unknown fields and wrong types are reported as for any body (and dropped).
     let mut warnings = crate::schema::validate_for(target, &mut config, mode, &[])?;
     warnings.extend(strict_warnings);
