@@ -49,3 +49,35 @@ impl HttpBody for Body {
 }
 
 pub type Response = http::Response<Body>;
+
+/// Re-encodes a whole JSON response (YAML, protobuf) when the client asked for another
+/// form: `encode` gets the JSON bytes; streams, non-JSON bodies and bodies `encode`
+/// cannot turn (`None`) pass through as they are.
+pub fn reencode_json(
+    resp: Response,
+    content_type: &'static str,
+    encode: impl FnOnce(&[u8]) -> Option<Vec<u8>>,
+) -> Response {
+    let is_json = resp
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|ct| ct.as_bytes().starts_with(b"application/json"));
+    if !is_json {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let Body::Full(Some(bytes)) = body else {
+        return http::Response::from_parts(parts, body);
+    };
+    match encode(&bytes) {
+        Some(out) => {
+            parts.headers.insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static(content_type),
+            );
+            parts.headers.remove(http::header::CONTENT_LENGTH);
+            http::Response::from_parts(parts, Body::full(out))
+        }
+        None => http::Response::from_parts(parts, Body::Full(Some(bytes))),
+    }
+}

@@ -10,32 +10,12 @@ use crate::negotiation::PROTOBUF;
 /// Re-encodes a whole JSON response (an object or a `Status`) as protobuf. Streams,
 /// non-JSON bodies and the rare body without a protobuf form pass through as JSON.
 pub fn response_as_protobuf(resp: crate::body::Response) -> crate::body::Response {
-    let is_json = resp
-        .headers()
-        .get(http::header::CONTENT_TYPE)
-        .is_some_and(|ct| ct.as_bytes().starts_with(b"application/json"));
-    if !is_json {
-        return resp;
-    }
-    let (mut parts, body) = resp.into_parts();
-    let crate::body::Body::Full(Some(bytes)) = body else {
-        return http::Response::from_parts(parts, body);
-    };
-    let encoded = serde_json::from_slice::<Value>(&bytes)
-        .map_err(|e| e.to_string())
-        .and_then(|v| ferrokube_api::protobuf::encode_object(&v).map_err(|e| e.0));
-    match encoded {
-        Ok(pb) => {
-            parts.headers.insert(
-                http::header::CONTENT_TYPE,
-                http::HeaderValue::from_static(PROTOBUF),
-            );
-            parts.headers.remove(http::header::CONTENT_LENGTH);
-            http::Response::from_parts(parts, crate::body::Body::full(pb))
-        }
-        Err(e) => {
-            tracing::debug!("answering in JSON: no protobuf form: {e}");
-            http::Response::from_parts(parts, crate::body::Body::Full(Some(bytes)))
-        }
-    }
+    crate::body::reencode_json(resp, PROTOBUF, |bytes| {
+        let encoded = serde_json::from_slice::<Value>(bytes)
+            .map_err(|e| e.to_string())
+            .and_then(|v| ferrokube_api::protobuf::encode_object(&v).map_err(|e| e.0));
+        encoded
+            .map_err(|e| tracing::debug!("answering in JSON: no protobuf form: {e}"))
+            .ok()
+    })
 }

@@ -50,31 +50,10 @@ pub fn encode(v: &Value) -> Result<String, String> {
 
 /// Re-encodes a whole JSON response as YAML (streams and non-JSON bodies pass through).
 pub fn response_as_yaml(resp: crate::body::Response) -> crate::body::Response {
-    let is_json = resp
-        .headers()
-        .get(http::header::CONTENT_TYPE)
-        .is_some_and(|ct| ct.as_bytes().starts_with(b"application/json"));
-    if !is_json {
-        return resp;
-    }
-    let (mut parts, body) = resp.into_parts();
-    let crate::body::Body::Full(Some(bytes)) = body else {
-        return http::Response::from_parts(parts, body);
-    };
-    let yaml = serde_json::from_slice::<Value>(&bytes)
-        .ok()
-        .and_then(|v| encode(&v).ok());
-    match yaml {
-        Some(y) => {
-            parts.headers.insert(
-                http::header::CONTENT_TYPE,
-                http::HeaderValue::from_static("application/yaml"),
-            );
-            parts.headers.remove(http::header::CONTENT_LENGTH);
-            http::Response::from_parts(parts, crate::body::Body::full(y))
-        }
-        None => http::Response::from_parts(parts, crate::body::Body::Full(Some(bytes))),
-    }
+    crate::body::reencode_json(resp, "application/yaml", |bytes| {
+        let v = serde_json::from_slice::<Value>(bytes).ok()?;
+        encode(&v).ok().map(String::into_bytes)
+    })
 }
 
 #[cfg(test)]

@@ -63,6 +63,17 @@ pub async fn image_fs(k: &Kubelet) -> Option<PathBuf> {
         .find(|p| !p.as_os_str().is_empty())
 }
 
+/// Every image the runtime has.
+pub async fn list_images(k: &Kubelet) -> Result<Vec<cri::Image>, ferrokube_cri::Error> {
+    Ok(k.cri
+        .images
+        .clone()
+        .list_images(cri::ListImagesRequest { filter: None })
+        .await
+        .call("ListImages")?
+        .images)
+}
+
 /// `registry.k8s.io/pause:3.10` → `registry.k8s.io/pause`.
 fn repository(name: &str) -> &str {
     let name = name.split('@').next().unwrap_or(name);
@@ -101,15 +112,7 @@ impl ImageGc {
     /// that may be removed now.
     async fn detect(&mut self, k: &Kubelet) -> Result<Vec<Unused>, String> {
         let now = Instant::now();
-        let images = k
-            .cri
-            .images
-            .clone()
-            .list_images(cri::ListImagesRequest { filter: None })
-            .await
-            .call("ListImages")
-            .map_err(|e| e.to_string())?
-            .images;
+        let images = list_images(k).await.map_err(|e| e.to_string())?;
         let containers = k
             .cri
             .runtime

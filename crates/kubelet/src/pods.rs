@@ -308,16 +308,8 @@ pub(crate) async fn remove_from_runtime(
 }
 
 async fn refresh_images(k: &Kubelet) {
-    if let Ok(r) = k
-        .cri
-        .images
-        .clone()
-        .list_images(cri::ListImagesRequest { filter: None })
-        .await
-        .call("ListImages")
-    {
-        let list = r
-            .images
+    if let Ok(images) = crate::image_gc::list_images(k).await {
+        let list = images
             .into_iter()
             .map(|i| {
                 let mut names = i.repo_tags.clone();
