@@ -319,10 +319,11 @@ fn kubelet_registers_and_runs_pods_in_containerd() {
         "hi-bar report from-configmap"
     );
 
-    // emptyDir medium Memory: a tmpfs of sizeLimit, unmounted when the pod goes.
+    // emptyDir medium Memory: a tmpfs of sizeLimit, or of the pod's memory limit without
+    // one; unmounted when the pod goes.
     create(
         s,
-        &format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: scratch}}\nspec:\n  nodeName: {node}\n  restartPolicy: Never\n  containers:\n  - name: c\n    image: {image}\n    command: [sh, -c, 'grep \" /scratch \" /proc/mounts > /dev/termination-log']\n    volumeMounts:\n    - {{name: scratch, mountPath: /scratch}}\n  volumes:\n  - name: scratch\n    emptyDir: {{medium: Memory, sizeLimit: 16Mi}}\n"),
+        &format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: scratch}}\nspec:\n  nodeName: {node}\n  restartPolicy: Never\n  containers:\n  - name: c\n    image: {image}\n    command: [sh, -c, 'grep \" /scratch\" /proc/mounts > /dev/termination-log']\n    resources: {{limits: {{memory: 24Mi}}}}\n    volumeMounts:\n    - {{name: scratch, mountPath: /scratch}}\n    - {{name: unsized, mountPath: /scratch-unsized}}\n  volumes:\n  - name: scratch\n    emptyDir: {{medium: Memory, sizeLimit: 16Mi}}\n  - name: unsized\n    emptyDir: {{medium: Memory}}\n"),
     );
     wait(s, &kubelet, "scratch Succeeded", 60, || {
         jsonpath(s, &["pod", "scratch"], "{.status.phase}") == "Succeeded"
@@ -332,6 +333,12 @@ fn kubelet_registers_and_runs_pods_in_containerd() {
         mount.starts_with("tmpfs /scratch tmpfs") && mount.contains("size=16384k"),
         "{mount}: {}",
         s.ok(&["get", "pod", "scratch", "-o", "yaml"])
+    );
+    assert!(
+        mount
+            .lines()
+            .any(|l| l.starts_with("tmpfs /scratch-unsized tmpfs") && l.contains("size=24576k")),
+        "{mount}"
     );
     let uid = jsonpath(s, &["pod", "scratch"], "{.metadata.uid}");
     assert!(

@@ -68,19 +68,7 @@ fn resources(
     );
     cap.insert("hugepages-1Gi".to_string(), q(0));
     cap.insert("hugepages-2Mi".to_string(), q(0));
-    let reserved = |res: &str, milli: bool| -> i64 {
-        [&k.config.kube_reserved, &k.config.system_reserved]
-            .iter()
-            .filter_map(|m| m.get(res))
-            .filter_map(|v| {
-                if milli {
-                    ferrokube_api::quantity::milli_value(v)
-                } else {
-                    ferrokube_api::quantity::value(v)
-                }
-            })
-            .sum()
-    };
+    let reserved = |res: &str, milli: bool| reserved(k, res, milli);
     let mut alloc = cap.clone();
     let cpu_m = (info.cpus * 1000 - reserved("cpu", true)).max(0);
     alloc.insert(
@@ -91,8 +79,7 @@ fn resources(
             format!("{cpu_m}m")
         }),
     );
-    let mem =
-        (info.memory_bytes - reserved("memory", false) - k.config.memory_eviction_bytes()).max(0);
+    let mem = allocatable_memory(k, info);
     alloc.insert("memory".to_string(), q(format!("{}Ki", mem / 1024)));
     let fs_reserved = k
         .config
@@ -104,6 +91,28 @@ fn resources(
     let storage = (fs.capacity - fs_reserved - reserved("ephemeral-storage", false)).max(0);
     alloc.insert("ephemeral-storage".to_string(), q(storage.to_string()));
     (cap, alloc)
+}
+
+/// What `kubeReserved` and `systemReserved` hold back of a resource (base units, or
+/// milli-units).
+fn reserved(k: &Kubelet, res: &str, milli: bool) -> i64 {
+    [&k.config.kube_reserved, &k.config.system_reserved]
+        .iter()
+        .filter_map(|m| m.get(res))
+        .filter_map(|v| {
+            if milli {
+                ferrokube_api::quantity::milli_value(v)
+            } else {
+                ferrokube_api::quantity::value(v)
+            }
+        })
+        .sum()
+}
+
+/// The node's allocatable memory in bytes: capacity less the reservations and the
+/// `memory.available` hard eviction threshold.
+pub fn allocatable_memory(k: &Kubelet, info: &HostInfo) -> i64 {
+    (info.memory_bytes - reserved(k, "memory", false) - k.config.memory_eviction_bytes()).max(0)
 }
 
 /// The pressure signals: `(memory, disk, pid)` pressure against `evictionHard`.

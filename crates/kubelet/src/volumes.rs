@@ -66,11 +66,13 @@ pub async fn set_up(k: &Kubelet, pod: &Pod) -> Result<BTreeMap<String, Mounted>,
             let d = dir("empty-dir");
             std::fs::create_dir_all(&d).map_err(|e| io(name, "creating", &d, e))?;
             if ed.medium.as_deref() == Some("Memory") {
-                let size = ed
+                let size_limit = ed
                     .size_limit
                     .as_ref()
                     .and_then(|q| ferrokube_api::kinds::Quantity::parse(&serde_json::json!(q.0)))
                     .map(|q| q.0 / 1_000_000_000);
+                let allocatable = crate::node::allocatable_memory(k, &k.host);
+                let size = memory_volume_size(i128::from(allocatable), pod, size_limit);
                 mount_tmpfs(name, &d, size)?;
             }
             let _ = std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o777));
@@ -124,16 +126,56 @@ fn is_mount_point(path: &Path) -> bool {
     }
 }
 
+/// The size of a memory-backed emptyDir, as upstream's `calculateEmptyDirMemorySize`:
+/// the node's allocatable memory, lowered to the pod's memory limit when it has one
+/// (every container limited: the larger of the app containers' sum and any init
+/// container's, plus the pod's overhead), lowered to the volume's `sizeLimit` when that
+/// is smaller (non-positive values are ignored).
+fn memory_volume_size(allocatable: i128, pod: &Pod, size_limit: Option<i128>) -> i128 {
+    let mut size = allocatable;
+    if let Some(limit) = pod_memory_limit(pod).filter(|l| *l > 0 && *l <= size) {
+        size = limit;
+    }
+    if let Some(limit) = size_limit.filter(|l| *l > 0 && *l <= size) {
+        size = limit;
+    }
+    size
+}
+
+/// The pod's memory limit when every container declares one.
+fn pod_memory_limit(pod: &Pod) -> Option<i128> {
+    let spec = pod.spec.as_ref()?;
+    let limit = |c: &k8s_openapi::api::core::v1::Container| -> Option<i128> {
+        let q = c.resources.as_ref()?.limits.as_ref()?.get("memory")?;
+        ferrokube_api::quantity::value(&q.0).map(i128::from)
+    };
+    let mut sum = 0i128;
+    for c in &spec.containers {
+        sum += limit(c)?;
+    }
+    let mut init_max = 0i128;
+    for c in spec.init_containers.iter().flatten() {
+        init_max = init_max.max(limit(c)?);
+    }
+    let overhead = spec
+        .overhead
+        .as_ref()
+        .and_then(|o| o.get("memory"))
+        .and_then(|q| ferrokube_api::quantity::value(&q.0))
+        .map_or(0, i128::from);
+    Some(sum.max(init_max) + overhead)
+}
+
 /// emptyDir `medium: Memory`: a tmpfs on the volume's directory (upstream's
-/// `setupTmpfs`), `size=` the `sizeLimit` when there is one; kept when already mounted
-/// (a kubelet restart).
-fn mount_tmpfs(volume: &str, dir: &Path, size: Option<i128>) -> Result<(), VolumeError> {
+/// `setupTmpfs`) of `size` bytes ([`memory_volume_size`]; 0: the kernel's default);
+/// kept when already mounted (a kubelet restart).
+fn mount_tmpfs(volume: &str, dir: &Path, size: i128) -> Result<(), VolumeError> {
     if is_mount_point(dir) {
         return Ok(());
     }
     let mut options = String::from("mode=0777");
-    if let Some(bytes) = size.filter(|b| *b > 0) {
-        options.push_str(&format!(",size={bytes}"));
+    if size > 0 {
+        options.push_str(&format!(",size={size}"));
     }
     let data =
         std::ffi::CString::new(options).map_err(|e| fail(volume, format!("tmpfs options: {e}")))?;
@@ -608,6 +650,48 @@ pub fn tear_down(k: &Kubelet, uid: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn memory_backed_empty_dirs_are_sized_as_upstream() {
+        let pod = |containers: serde_json::Value, init: serde_json::Value| -> Pod {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "p"},
+                "spec": {"containers": containers, "initContainers": init},
+            }))
+            .unwrap()
+        };
+        let limited =
+            |mem: &str| serde_json::json!({"name": "c", "resources": {"limits": {"memory": mem}}});
+        let gi = 1i128 << 30;
+        // No limits anywhere: the node's allocatable memory.
+        let free = pod(serde_json::json!([{"name": "c"}]), serde_json::json!([]));
+        assert_eq!(memory_volume_size(8 * gi, &free, None), 8 * gi);
+        // Every container limited: their sum.
+        let two = pod(
+            serde_json::json!([limited("1Gi"), limited("512Mi")]),
+            serde_json::json!([]),
+        );
+        assert_eq!(memory_volume_size(8 * gi, &two, None), gi + gi / 2);
+        // One unlimited container: unlimited pod.
+        let mixed = pod(
+            serde_json::json!([limited("1Gi"), {"name": "d"}]),
+            serde_json::json!([]),
+        );
+        assert_eq!(memory_volume_size(8 * gi, &mixed, None), 8 * gi);
+        // A larger init container wins over the app containers' sum.
+        let init = pod(
+            serde_json::json!([limited("1Gi")]),
+            serde_json::json!([limited("3Gi")]),
+        );
+        assert_eq!(memory_volume_size(8 * gi, &init, None), 3 * gi);
+        // sizeLimit lowers it, never raises it; zero is ignored.
+        assert_eq!(memory_volume_size(8 * gi, &two, Some(64 << 20)), 64 << 20);
+        assert_eq!(memory_volume_size(8 * gi, &two, Some(4 * gi)), gi + gi / 2);
+        assert_eq!(memory_volume_size(8 * gi, &free, Some(0)), 8 * gi);
+        // A pod limit above what the node has is ignored.
+        let huge = pod(serde_json::json!([limited("64Gi")]), serde_json::json!([]));
+        assert_eq!(memory_volume_size(8 * gi, &huge, None), 8 * gi);
+    }
 
     #[test]
     fn atomic_writer_layout_and_updates() {
