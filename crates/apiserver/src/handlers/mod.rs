@@ -12,4 +12,5 @@ pub mod response;
 pub mod rest;
 pub mod scale;
 pub mod table;
+mod table_more;
 pub mod watch;

@@ -6,20 +6,20 @@ use ferrokube_api::resources::ResourceInfo;
 use ferrokube_api::time::age;
 use serde_json::{json, Value};
 
-struct Col {
+pub(super) struct Col {
     name: &'static str,
     typ: &'static str,
     wide: bool,
 }
 
-const fn c(name: &'static str, typ: &'static str) -> Col {
+pub(super) const fn c(name: &'static str, typ: &'static str) -> Col {
     Col {
         name,
         typ,
         wide: false,
     }
 }
-const fn w(name: &'static str, typ: &'static str) -> Col {
+pub(super) const fn w(name: &'static str, typ: &'static str) -> Col {
     Col {
         name,
         typ,
@@ -245,7 +245,8 @@ fn columns(info: &ResourceInfo) -> Vec<Col> {
             c("ParamRef", "string"),
             c("Age", "string"),
         ],
-        _ => vec![c("Name", "string"), c("Age", "string")],
+        _ => super::table_more::columns(info)
+            .unwrap_or_else(|| vec![c("Name", "string"), c("Age", "string")]),
     }
 }
 
@@ -331,7 +332,7 @@ fn hpa_targets(o: &Value) -> String {
     out
 }
 
-fn s<'a>(obj: &'a Value, path: &str) -> &'a str {
+pub(super) fn s<'a>(obj: &'a Value, path: &str) -> &'a str {
     obj.pointer(path).and_then(Value::as_str).unwrap_or("")
 }
 fn n(obj: &Value, path: &str) -> i64 {
@@ -344,7 +345,7 @@ fn count(obj: &Value, path: &str) -> usize {
         _ => 0,
     }
 }
-fn or_none(v: String) -> Value {
+pub(super) fn or_none(v: String) -> Value {
     Value::String(if v.is_empty() { "<none>".into() } else { v })
 }
 fn join_map(obj: &Value, path: &str) -> String {
@@ -862,7 +863,10 @@ fn cells(info: &ResourceInfo, o: &Value) -> Vec<Value> {
             ]
         }
         ("apiextensions.k8s.io", "customresourcedefinitions") => vec![name, json!(created)],
-        _ => vec![name, a],
+        _ => match super::table_more::cells(info, o, &name, &a) {
+            Some(cells) => cells,
+            None => vec![name, a],
+        },
     }
 }
 
