@@ -49,7 +49,7 @@ pub struct NodeFlags {
     #[arg(long, default_value_t = 10248)]
     pub kubelet_healthz_port: u16,
     /// The kubelet's KubeletConfiguration file (default: upstream's defaults with
-    /// failSwapOn false).
+    /// failSwapOn false and, as k3s, 5 % disk eviction thresholds).
     #[arg(long, value_name = "FILE")]
     pub kubelet_config: Option<PathBuf>,
     /// How Services reach their endpoints on this node: nftables, iptables or ipvs
@@ -346,6 +346,8 @@ impl NodeAgent {
                         "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n\
                          # written by ferrokube at every start; pass --kubelet-config to use your own\n\
                          failSwapOn: false\ncgroupDriver: cgroupfs\nclusterDomain: {}\n{}\
+                         # disk thresholds for a machine that is also a workstation, as k3s sets them\n\
+                         evictionHard: {{memory.available: 100Mi, nodefs.available: 5%, nodefs.inodesFree: 5%, imagefs.available: 5%}}\n\
                          authentication:\n  anonymous: {{enabled: false}}\n  webhook: {{enabled: true}}\n  \
                          x509: {{clientCAFile: {ca}}}\nauthorization: {{mode: Webhook}}\n\
                          port: {}\nhealthzPort: {}\nstaticPodPath: {}\n{}",
