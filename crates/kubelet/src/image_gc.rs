@@ -212,7 +212,9 @@ impl ImageGc {
         if high >= 100 {
             return;
         }
-        let Some(fs) = image_fs(k).await else {
+        // The eviction loop learns the image filesystem (CRI ImageFsInfo) every tick.
+        let image_fs = k.image_fs.lock().clone();
+        let Some(fs) = image_fs else {
             // Still keep the records fresh for the next time.
             let _ = self.detect(k).await;
             return;
