@@ -548,6 +548,9 @@ async fn route(
         )
         .await;
     }
+    if crate::handlers::backend_proxy::is_backend_proxy(info) {
+        return crate::handlers::backend_proxy::handle(&state.registry, req, info).await;
+    }
     if crate::handlers::kubelet_proxy::is_kubelet_subresource(info) {
         return crate::handlers::kubelet_proxy::handle(
             &state.registry,

@@ -205,6 +205,7 @@ fn services_reach_the_pods(s: &Server, client_pod: &str, bridge_ip: &str) {
         20,
         || matches!(try_http_get(&empty_ip, 80), Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused),
     );
+    proxy_subresources(s, client_pod);
     // Deleted: its address leaves the kernel's maps.
     let out = s.kubectl(&["delete", "service", "web", "empty"]);
     assert!(out.status.success());
@@ -216,6 +217,69 @@ fn services_reach_the_pods(s: &Server, client_pod: &str, bridge_ip: &str) {
         let text = String::from_utf8_lossy(&out.stdout);
         out.status.success() && !text.contains(&cluster_ip) && !text.contains(&empty_ip)
     });
+}
+
+/// `pods/proxy` and `services/proxy`: the API server passes HTTP through to a pod or to
+/// one of a Service's endpoints (`web` on port 80 → 8080, `empty` without endpoints).
+fn proxy_subresources(s: &Server, web_pod: &str) {
+    const PAGE: &str = "ferrokube busybox test image";
+    let raw = |path: &str| s.kubectl(&["get", "--raw", path]);
+    let base = "/api/v1/namespaces/default";
+    for path in [
+        format!("{base}/pods/{web_pod}:8080/proxy/"),
+        format!("{base}/pods/http:{web_pod}:8080/proxy/index.html"),
+        format!("{base}/services/web:80/proxy/"),
+        format!("{base}/services/http:web:/proxy/index.html?x=1"),
+        // No trailing slash: redirected to `…/proxy/` (kubectl follows it).
+        format!("{base}/services/web:80/proxy"),
+    ] {
+        let out = raw(&path);
+        assert!(
+            out.status.success() && String::from_utf8_lossy(&out.stdout).contains(PAGE),
+            "{path}: {} {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // A missing file is the backend's own 404, not the API server's.
+    let out = raw(&format!("{base}/pods/{web_pod}:8080/proxy/missing.html"));
+    assert!(!out.status.success());
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("pods"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Errors as upstream's: nothing listening, an unknown Service port, no endpoints,
+    // a missing pod, a malformed name.
+    for (path, expect) in [
+        (
+            format!("{base}/pods/{web_pod}:81/proxy/"),
+            "error trying to reach service: dial tcp",
+        ),
+        (
+            format!("{base}/services/web:81/proxy/"),
+            "no service port 81 found for service \"web\"",
+        ),
+        (
+            format!("{base}/services/empty:80/proxy/"),
+            "no endpoints available for service \"empty\"",
+        ),
+        (
+            format!("{base}/pods/nope/proxy/"),
+            "pods \"nope\" not found",
+        ),
+        (
+            format!("{base}/pods/ftp:x:1/proxy/"),
+            "invalid pod request \"ftp:x:1\"",
+        ),
+    ] {
+        let out = raw(&path);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains(expect),
+            "{path}: {err}"
+        );
+    }
 }
 
 /// `kubectl logs`, `exec` (stdin, exit codes), `port-forward` and `nodes/proxy`: the API

@@ -1,6 +1,7 @@
 //! Request handlers: discovery, version and health, the REST verbs, watch.
 
 pub mod admit;
+pub mod backend_proxy;
 pub mod componentstatus;
 pub mod discovery;
 pub mod fieldmanager;
