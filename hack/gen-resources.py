@@ -19,6 +19,7 @@ GROUP_VERSIONS = [
     ("policy", "v1"), ("rbac.authorization.k8s.io", "v1"), ("storage.k8s.io", "v1"),
     ("admissionregistration.k8s.io", "v1"), ("apiextensions.k8s.io", "v1"), ("scheduling.k8s.io", "v1"),
     ("coordination.k8s.io", "v1"), ("node.k8s.io", "v1"), ("discovery.k8s.io", "v1"),
+    ("flowcontrol.apiserver.k8s.io", "v1"),
 ]
 
 SHORT_NAMES = {

@@ -295,6 +295,17 @@ pub fn apply(group: &str, resource: &str, o: &mut Value) {
                 match_resources(mr);
             }
         }
+        // flowcontrol/v1 SetDefaults_FlowSchemaSpec: 0 (or absent) precedence is 1000.
+        ("flowcontrol.apiserver.k8s.io", "flowschemas") => {
+            if let Some(s) = ensure_obj(m, "spec") {
+                default_zero(s, "matchingPrecedence", 1000);
+            }
+        }
+        ("flowcontrol.apiserver.k8s.io", "prioritylevelconfigurations") => {
+            if let Some(s) = obj_in(m, "spec") {
+                priority_level_spec(s);
+            }
+        }
         // SetDefaults_ServiceReference of apiregistration/v1.
         ("apiregistration.k8s.io", "apiservices") => {
             if let Some(svc) = obj_in(m, "spec").and_then(|s| obj_in(s, "service")) {
@@ -302,6 +313,34 @@ pub fn apply(group: &str, resource: &str, o: &mut Value) {
             }
         }
         _ => {}
+    }
+}
+
+/// Sets `key` to `v` when it is absent, null or 0 (defaulting of plain integer fields).
+fn default_zero(m: &mut Map<String, Value>, key: &str, v: i64) {
+    if m.get(key)
+        .is_none_or(|x| x.is_null() || x.as_i64() == Some(0))
+    {
+        m.insert(key.into(), json!(v));
+    }
+}
+
+/// flowcontrol/v1 `SetDefaults_PriorityLevelConfiguration`: limited shares 30 when
+/// absent (an explicit 0 stays), lendablePercent 0, queuing 64 queues / hand 8 / 50 long;
+/// exempt shares and lendablePercent 0. borrowingLimitPercent stays unset.
+fn priority_level_spec(s: &mut Map<String, Value>) {
+    if let Some(l) = obj_in(s, "limited") {
+        default(l, "nominalConcurrencyShares", json!(30));
+        default(l, "lendablePercent", json!(0));
+        if let Some(q) = obj_in(l, "limitResponse").and_then(|r| obj_in(r, "queuing")) {
+            default_zero(q, "handSize", 8);
+            default_zero(q, "queues", 64);
+            default_zero(q, "queueLengthLimit", 50);
+        }
+    }
+    if let Some(e) = obj_in(s, "exempt") {
+        default(e, "nominalConcurrencyShares", json!(0));
+        default(e, "lendablePercent", json!(0));
     }
 }
 

@@ -17,6 +17,7 @@ mod core_pod;
 mod core_service;
 mod core_storage;
 pub mod cron;
+mod flowcontrol;
 mod misc;
 mod networking;
 mod policy;
@@ -86,6 +87,10 @@ pub fn validate(group: &str, resource: &str, obj: &Value, old: Option<&Value>) -
             admission_policy::validating_admission_policy_binding(obj)
         }
         ("apiregistration.k8s.io", "apiservices") => apiregistration::api_service(obj),
+        ("flowcontrol.apiserver.k8s.io", "flowschemas") => flowcontrol::flow_schema(obj),
+        ("flowcontrol.apiserver.k8s.io", "prioritylevelconfigurations") => {
+            flowcontrol::priority_level(obj)
+        }
         _ => Vec::new(),
     }
 }

@@ -6,6 +6,7 @@
 //! so every field of every kind round-trips.
 
 pub mod defaults;
+pub mod flowcontrol;
 pub mod kinds;
 pub mod meta;
 pub mod protobuf;

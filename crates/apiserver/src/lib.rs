@@ -19,6 +19,7 @@ mod crd;
 pub mod encryption;
 mod endpoint_reconciler;
 mod errors;
+mod flowcontrol;
 mod handlers;
 mod json_body;
 mod metrics;

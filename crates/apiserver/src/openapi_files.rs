@@ -21,4 +21,5 @@ pub static DOCUMENTS: &[(&str, &[u8])] = &[
     ("apis/coordination.k8s.io/v1", include_bytes!("../openapi/v3/apis_coordination.k8s.io_v1.json")),
     ("apis/node.k8s.io/v1", include_bytes!("../openapi/v3/apis_node.k8s.io_v1.json")),
     ("apis/discovery.k8s.io/v1", include_bytes!("../openapi/v3/apis_discovery.k8s.io_v1.json")),
+    ("apis/flowcontrol.apiserver.k8s.io/v1", include_bytes!("../openapi/v3/apis_flowcontrol.apiserver.k8s.io_v1.json")),
 ];

@@ -109,6 +109,9 @@ struct State {
     audit: Option<crate::audit::Auditor>,
     kubelet: Option<crate::handlers::kubelet_proxy::KubeletClient>,
     aggregator: Arc<crate::aggregator::Aggregator>,
+    apf: Arc<crate::flowcontrol::Apf>,
+    /// The concurrency limit APF divides among priority levels.
+    server_limit: usize,
 }
 
 /// A configured API server; [`ApiServer::run`] serves until shutdown.
@@ -174,6 +177,8 @@ impl ApiServer {
                 crate::aggregator::Aggregator::new(&config.aggregator)
                     .map_err(ServeError::Config)?,
             ),
+            apf: crate::flowcontrol::Apf::new(),
+            server_limit: config.max_requests_inflight + config.max_mutating_requests_inflight,
         });
         bootstrap(&state.registry).await?;
         crate::bootstrap::kubernetes_service(&state.registry, &config.advertise).await?;
@@ -203,6 +208,7 @@ impl ApiServer {
             &state.registry,
             &state.security,
             &state.aggregator,
+            &state.apf,
             feeds_stopped,
         )
         .await
@@ -237,6 +243,11 @@ impl ApiServer {
         ));
         tokio::spawn(crate::aggregator::availability::run(
             self.state.aggregator.clone(),
+            self.state.registry.clone(),
+            shutdown.clone(),
+        ));
+        tokio::spawn(crate::flowcontrol::run(
+            self.state.apf.clone(),
             self.state.registry.clone(),
             shutdown.clone(),
         ));
@@ -455,6 +466,22 @@ async fn handle(
     let user = match effective {
         Ok(u) => u,
         Err(status) => return finish(response::status(&status), None, &[]),
+    };
+    // WithPriorityAndFairness sits between impersonation and authorization.
+    let flow = state.apf.classify(&user, &info);
+    let finish = |resp: Response, body: Option<&[u8]>, annotations: &[(String, String)]| {
+        let mut resp = finish(resp, body, annotations);
+        if let Some((fs, pl)) = &flow {
+            for (name, uid) in [
+                (crate::flowcontrol::FLOW_SCHEMA_UID_HEADER, fs),
+                (crate::flowcontrol::PRIORITY_LEVEL_UID_HEADER, pl),
+            ] {
+                if let Ok(v) = http::HeaderValue::from_str(uid) {
+                    resp.headers_mut().insert(name, v);
+                }
+            }
+        }
+        resp
     };
     let attrs = crate::auth::filter::attributes(&user, &info, &query);
     if let Err(status) = crate::auth::filter::authorize(&state.security, &attrs) {
@@ -707,7 +734,9 @@ async fn non_resource(state: &State, path: &str, accept: Option<&str>, query: &Q
                     objects.push((r.qualified_resource(), resp.count));
                 }
             }
-            let mut resp = response::text(200, &crate::metrics::metrics().render(&objects));
+            let mut text = crate::metrics::metrics().render(&objects);
+            state.apf.render_metrics(state.server_limit, &mut text);
+            let mut resp = response::text(200, &text);
             resp.headers_mut().insert(
                 header::CONTENT_TYPE,
                 http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),

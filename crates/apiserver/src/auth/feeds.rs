@@ -209,6 +209,7 @@ pub async fn start(
     registry: &Registry,
     security: &super::Security,
     aggregator: &Arc<crate::aggregator::Aggregator>,
+    apf: &Arc<crate::flowcontrol::Apf>,
     shutdown: watch::Receiver<bool>,
 ) -> ApiResult<()> {
     let mut feeds: Vec<Feed> = Vec::new();
@@ -292,6 +293,17 @@ pub async fn start(
                 Box::new(PolicySink(admission.policies.clone(), binding)),
             );
         }
+    }
+    for (resource, levels) in [
+        ("prioritylevelconfigurations", true),
+        ("flowschemas", false),
+    ] {
+        add(
+            ferrokube_api::flowcontrol::GROUP,
+            "v1",
+            resource,
+            Box::new(crate::flowcontrol::ApfSink(apf.clone(), levels)),
+        );
     }
     add(
         "apiregistration.k8s.io",

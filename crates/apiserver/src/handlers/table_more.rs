@@ -1,7 +1,7 @@
 //! Upstream's printer columns (`pkg/printers/internalversion`) for the less common kinds:
 //! RBAC roles and bindings, PodDisruptionBudgets, PersistentVolumes, StorageClasses,
-//! NetworkPolicies, ResourceQuotas, LimitRanges, RuntimeClasses, IngressClasses and
-//! PodTemplates. `table` asks here before falling back to Name and Age.
+//! NetworkPolicies, ResourceQuotas, LimitRanges, RuntimeClasses, IngressClasses,
+//! PodTemplates, FlowSchemas and PriorityLevelConfigurations. `table` asks here before falling back to Name and Age.
 
 use ferrokube_api::resources::ResourceInfo;
 use serde_json::{json, Value};
@@ -65,6 +65,23 @@ pub(super) fn columns(info: &ResourceInfo) -> Option<Vec<Col>> {
             c("Age", "string"),
             c("Request", "string"),
             c("Limit", "string"),
+        ],
+        ("flowcontrol.apiserver.k8s.io", "flowschemas") => vec![
+            c("Name", "string"),
+            c("PriorityLevel", "string"),
+            c("MatchingPrecedence", "string"),
+            c("DistinguisherMethod", "string"),
+            c("Age", "string"),
+            c("MissingPL", "string"),
+        ],
+        ("flowcontrol.apiserver.k8s.io", "prioritylevelconfigurations") => vec![
+            c("Name", "string"),
+            c("Type", "string"),
+            c("NominalConcurrencyShares", "string"),
+            c("Queues", "string"),
+            c("HandSize", "string"),
+            c("QueueLengthLimit", "string"),
+            c("Age", "string"),
         ],
         ("node.k8s.io", "runtimeclasses") => vec![
             c("Name", "string"),
@@ -284,6 +301,42 @@ pub(super) fn cells(
             vec![name, a, json!(requests), json!(limits)]
         }
         ("node.k8s.io", "runtimeclasses") => vec![name, json!(s(o, "/handler")), a],
+        ("flowcontrol.apiserver.k8s.io", "flowschemas") => {
+            let distinguisher = s(o, "/spec/distinguisherMethod/type");
+            let missing = o
+                .pointer("/status/conditions")
+                .and_then(Value::as_array)
+                .and_then(|cs| cs.iter().find(|c| s(c, "/type") == "Dangling"))
+                .map_or("?", |c| s(c, "/status"));
+            vec![
+                name,
+                json!(s(o, "/spec/priorityLevelConfiguration/name")),
+                json!(o
+                    .pointer("/spec/matchingPrecedence")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(0)),
+                or_none(distinguisher.to_string()),
+                a,
+                json!(missing),
+            ]
+        }
+        ("flowcontrol.apiserver.k8s.io", "prioritylevelconfigurations") => {
+            let int = |path: &str| -> Value {
+                o.pointer(path)
+                    .and_then(Value::as_i64)
+                    .map_or(json!("<none>"), |n| json!(n))
+            };
+            let q = "/spec/limited/limitResponse/queuing";
+            vec![
+                name,
+                json!(s(o, "/spec/type")),
+                int("/spec/limited/nominalConcurrencyShares"),
+                int(&format!("{q}/queues")),
+                int(&format!("{q}/handSize")),
+                int(&format!("{q}/queueLengthLimit")),
+                a,
+            ]
+        }
         ("", "podtemplates") => {
             let containers = o
                 .pointer("/template/spec/containers")

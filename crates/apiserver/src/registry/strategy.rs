@@ -76,6 +76,7 @@ impl Strategy<'_> {
                     | ("admissionregistration.k8s.io", _)
                     | ("scheduling.k8s.io", "priorityclasses")
                     | ("discovery.k8s.io", "endpointslices")
+                    | ("flowcontrol.apiserver.k8s.io", _)
             )
     }
 
