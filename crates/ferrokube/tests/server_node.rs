@@ -219,6 +219,92 @@ fn services_reach_the_pods(s: &Server, client_pod: &str, bridge_ip: &str) {
     });
 }
 
+/// `kubectl debug`: an ephemeral container added through `pods/ephemeralcontainers`,
+/// started in the pod's sandbox in the target container's process namespace, reported in
+/// `ephemeralContainerStatuses`, reachable by exec and logs; once added it can be
+/// neither changed nor removed.
+fn debug_container(s: &Server, web_pod: &str) {
+    let out = s.kubectl(&[
+        "debug",
+        web_pod,
+        "--image=ferrokube.local/busybox:test",
+        "--image-pull-policy=Never",
+        "-c",
+        "dbg",
+        "--target=httpd",
+        "--",
+        "sh",
+        "-c",
+        "echo debugging; sleep 600",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait(s, "the ephemeral container running", 30, || {
+        get(
+            s,
+            &["pod", web_pod],
+            "{.status.ephemeralContainerStatuses[0].name}/{.status.ephemeralContainerStatuses[0].state.running.startedAt}",
+        )
+        .len()
+            > "dbg/".len()
+    });
+    // It sees the target's processes.
+    let out = s.kubectl(&["exec", web_pod, "-c", "dbg", "--", "ps"]);
+    let ps = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && ps.contains("httpd"),
+        "ps: {ps} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let logs = s.kubectl(&["logs", web_pod, "-c", "dbg"]);
+    assert!(String::from_utf8_lossy(&logs.stdout).contains("debugging"));
+    let raw = |patch: &str| {
+        s.kubectl(&[
+            "patch",
+            "pod",
+            web_pod,
+            "--subresource=ephemeralcontainers",
+            "--type=json",
+            "-p",
+            patch,
+        ])
+    };
+    // Removing or changing it, and fields ephemeral containers may not have, are refused.
+    let out = raw(r#"[{"op":"remove","path":"/spec/ephemeralContainers/0"}]"#);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("existing ephemeral containers \"dbg\" may not be removed"),
+        "{err}"
+    );
+    let out =
+        raw(r#"[{"op":"replace","path":"/spec/ephemeralContainers/0/image","value":"other"}]"#);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("may not be changed"), "{err}");
+    let out = raw(
+        r#"[{"op":"add","path":"/spec/ephemeralContainers/-","value":{"name":"bad","image":"x","ports":[{"containerPort":80}],"targetContainerName":"nope"}}]"#,
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    for want in [
+        "spec.ephemeralContainers[1].ports: Forbidden: cannot be set for an Ephemeral Container",
+        "spec.ephemeralContainers[1].targetContainerName: Not found: \"nope\"",
+    ] {
+        assert!(err.contains(want), "missing {want}: {err}");
+    }
+    // A pod is not created with one, and the main resource does not change them.
+    let out = s.kubectl(&[
+        "patch",
+        "pod",
+        web_pod,
+        "--type=json",
+        "-p",
+        r#"[{"op":"remove","path":"/spec/ephemeralContainers"}]"#,
+    ]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("pod updates may not change fields"));
+}
+
 /// `pods/proxy` and `services/proxy`: the API server passes HTTP through to a pod or to
 /// one of a Service's endpoints (`web` on port 80 → 8080, `empty` without endpoints).
 fn proxy_subresources(s: &Server, web_pod: &str) {
@@ -576,6 +662,7 @@ fn server_runs_a_deployment_on_its_own_node_and_adopts_it_after_a_restart() {
     );
 
     streaming_through_the_api_server(s, &pods[0].0);
+    debug_container(s, &pods[2].0);
     top_through_metrics_server(s, &pods[0].0);
     services_reach_the_pods(s, &pods[1].0, &format!("{prefix}.1"));
 

@@ -415,6 +415,20 @@ pub struct ContainerInputs<'a> {
     pub etc_hosts: Option<std::path::PathBuf>,
     /// The container's termination-message file on the host.
     pub termination_log: Option<std::path::PathBuf>,
+    /// An ephemeral container's target: the running container whose process namespace
+    /// it joins (`targetContainerName`).
+    pub pid_target: Option<String>,
+}
+
+/// An ephemeral container as the container it runs as (the fields they share).
+pub fn ephemeral_container(ec: &k8s_openapi::api::core::v1::EphemeralContainer) -> Container {
+    serde_json::to_value(ec)
+        .and_then(serde_json::from_value)
+        .unwrap_or_else(|_| Container {
+            name: ec.name.clone(),
+            image: ec.image.clone(),
+            ..Container::default()
+        })
 }
 
 /// `generateContainerConfig`.
@@ -543,7 +557,14 @@ pub fn container_config(i: &ContainerInputs<'_>) -> Result<cri::ContainerConfig,
         tty: c.tty.unwrap_or(false),
         linux: Some(cri::LinuxContainerConfig {
             resources: Some(linux_resources(i.pod, c)),
-            security_context: Some(security_context(i.pod, c)),
+            security_context: Some({
+                let mut sc = security_context(i.pod, c);
+                if let (Some(target), Some(ns)) = (&i.pid_target, sc.namespace_options.as_mut()) {
+                    ns.pid = cri::NamespaceMode::Target as i32;
+                    ns.target_id.clone_from(target);
+                }
+                sc
+            }),
         }),
         ..cri::ContainerConfig::default()
     })

@@ -284,6 +284,17 @@ pub fn pod_status(pod: &Pod, o: &Observed, host_ip: &str) -> PodStatus {
         .iter()
         .map(|c| container_status(c, o, false))
         .collect();
+    // Ephemeral containers are never ready (they have no probes and serve nothing).
+    let ephemeral: Vec<ContainerStatus> = spec
+        .ephemeral_containers
+        .iter()
+        .flatten()
+        .map(|e| {
+            let mut st = container_status(&crate::runtime::ephemeral_container(e), o, false);
+            st.ready = false;
+            st
+        })
+        .collect();
     // A terminal phase is never left (as upstream's status manager): an evicted or
     // rejected pod stays Failed while its containers stop.
     let phase = if let Some(p) = old
@@ -400,6 +411,7 @@ pub fn pod_status(pod: &Pod, o: &Observed, host_ip: &str) -> PodStatus {
         qos_class: Some(crate::runtime::qos_class(pod).to_string()),
         init_container_statuses: (!init.is_empty()).then_some(init),
         container_statuses: Some(regular),
+        ephemeral_container_statuses: (!ephemeral.is_empty()).then_some(ephemeral),
         nominated_node_name: old.nominated_node_name.clone(),
         ..PodStatus::default()
     }

@@ -140,6 +140,7 @@ pub fn pod_spec(path: &str, spec: &Value, is_pod: bool, errs: &mut Errs) {
             }
         }
     }
+    ephemeral_containers(path, spec, &vols, &mut names, is_pod, errs);
     // Host network: host ports must match container ports.
     if spec.pointer("/hostNetwork").and_then(Value::as_bool) == Some(true) {
         for (i, c) in containers.iter().enumerate() {
@@ -337,8 +338,119 @@ pub fn validate_pod(pod: &Value, old: Option<&Value>) -> Errs {
     let null = Value::Null;
     let spec = get(pod, "spec").unwrap_or(&null);
     pod_spec("spec", spec, true, &mut errs);
-    if let Some(old) = old {
-        pod_update(spec, get(old, "spec").unwrap_or(&null), &mut errs);
+    match old {
+        Some(old) => pod_update(spec, get(old, "spec").unwrap_or(&null), &mut errs),
+        None if !arr(spec, "ephemeralContainers").is_empty() => errs.push(forbidden(
+            "spec.ephemeralContainers",
+            "cannot be set on create",
+        )),
+        None => {}
+    }
+    errs
+}
+
+/// Fields an ephemeral container may not set (upstream's allow list, inverted).
+const NOT_FOR_EPHEMERAL: &[&str] = &[
+    "ports",
+    "resources",
+    "resizePolicy",
+    "livenessProbe",
+    "readinessProbe",
+    "startupProbe",
+    "lifecycle",
+    "restartPolicy",
+];
+const EPHEMERAL_FORBIDDEN: &str = "cannot be set for an Ephemeral Container";
+
+/// `validateEphemeralContainers`: the common container rules, names unique across every
+/// container, a target among the pod's other containers, and no ports, resources,
+/// probes, lifecycle, restart policy or subPath mounts.
+fn ephemeral_containers(
+    path: &str,
+    spec: &Value,
+    vols: &BTreeMap<String, bool>,
+    names: &mut BTreeSet<String>,
+    is_pod: bool,
+    errs: &mut Errs,
+) {
+    let others = names.clone();
+    let epath = join(path, "ephemeralContainers");
+    for (i, c) in arr(spec, "ephemeralContainers").iter().enumerate() {
+        let p = idx(&epath, i);
+        container_common(&p, c, vols, is_pod, errs);
+        let name = s(c, "name");
+        if !names.insert(name.to_string()) {
+            errs.push(duplicate_str(&join(&p, "name"), name));
+        }
+        let target = s(c, "targetContainerName");
+        if !target.is_empty() && !others.contains(target) {
+            errs.push(not_found(&join(&p, "targetContainerName"), target));
+        }
+        for k in NOT_FOR_EPHEMERAL {
+            let set = match get(c, k) {
+                None | Some(Value::Null) => false,
+                Some(Value::Object(m)) => !m.is_empty(),
+                Some(Value::Array(a)) => !a.is_empty(),
+                Some(Value::String(v)) => !v.is_empty(),
+                Some(_) => true,
+            };
+            if set {
+                errs.push(forbidden(&join(&p, k), EPHEMERAL_FORBIDDEN));
+            }
+        }
+        for (j, m) in arr(c, "volumeMounts").iter().enumerate() {
+            for k in ["subPath", "subPathExpr"] {
+                if !s(m, k).is_empty() {
+                    let mp = join(&idx(&join(&p, "volumeMounts"), j), k);
+                    errs.push(forbidden(&mp, EPHEMERAL_FORBIDDEN));
+                }
+            }
+        }
+    }
+}
+
+/// `ValidatePodEphemeralContainersUpdate` beyond the spec rules: static pods take none,
+/// and ephemeral containers once added may be neither removed nor changed.
+pub fn ephemeral_containers_update(new: &Value, old: &Value) -> Errs {
+    if old
+        .pointer("/metadata/annotations/kubernetes.io~1config.mirror")
+        .is_some()
+    {
+        return vec![forbidden(
+            "",
+            "static pods do not support ephemeral containers",
+        )];
+    }
+    let path = "spec.ephemeralContainers";
+    let null = Value::Null;
+    let new_list = new.pointer("/spec/ephemeralContainers").unwrap_or(&null);
+    let old_list = old.pointer("/spec/ephemeralContainers").unwrap_or(&null);
+    let mut errs = Vec::new();
+    for o in old_list.as_array().into_iter().flatten() {
+        let name = s(o, "name");
+        match new_list
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|n| s(n, "name") == name)
+        {
+            None => errs.push(forbidden(
+                path,
+                &format!(
+                    "existing ephemeral containers {} may not be removed\n",
+                    go_quote(name)
+                ),
+            )),
+            Some(n) if n != o => errs.push(forbidden(
+                &join(path, name),
+                &format!(
+                    "existing ephemeral containers {} may not be changed\n{}",
+                    go_quote(name),
+                    spec_diff(o, n, "")
+                ),
+            )),
+            Some(_) => {}
+        }
     }
     errs
 }

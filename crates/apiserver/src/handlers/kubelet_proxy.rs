@@ -161,8 +161,9 @@ fn kubelet_address(node: &Value, preferred: &[String]) -> Result<(String, u16), 
     Ok((host.to_string(), port))
 }
 
-/// The container a `pods/log|exec|attach` request means: `?container=`, else the only
-/// one (upstream's messages otherwise).
+/// The container a `pods/log|exec|attach` request means: `?container=` (a container,
+/// init container or ephemeral container), else the only one (upstream's messages
+/// otherwise).
 fn container_name(pod: &Value, requested: Option<&str>, name: &str) -> Result<String, ApiError> {
     let names: Vec<&str> = pod
         .pointer("/spec/containers")
@@ -178,8 +179,17 @@ fn container_name(pod: &Value, requested: Option<&str>, name: &str) -> Result<St
         .flatten()
         .filter_map(|c| c.get("name").and_then(Value::as_str))
         .collect();
+    let ephemeral: Vec<&str> = pod
+        .pointer("/spec/ephemeralContainers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c.get("name").and_then(Value::as_str))
+        .collect();
     match requested.filter(|c| !c.is_empty()) {
-        Some(c) if names.contains(&c) || init.contains(&c) => Ok(c.to_string()),
+        Some(c) if names.contains(&c) || init.contains(&c) || ephemeral.contains(&c) => {
+            Ok(c.to_string())
+        }
         Some(c) => Err(bad_request(format!(
             "container {c} is not valid for pod {name}"
         ))),
@@ -193,6 +203,12 @@ fn container_name(pod: &Value, requested: Option<&str>, name: &str) -> Result<St
                 msg.push_str(&format!(
                     " or one of the init containers: [{}]",
                     init.join(" ")
+                ));
+            }
+            if !ephemeral.is_empty() {
+                msg.push_str(&format!(
+                    " or one of the ephemeral containers: [{}]",
+                    ephemeral.join(" ")
                 ));
             }
             Err(bad_request(msg))

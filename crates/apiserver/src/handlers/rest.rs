@@ -197,8 +197,8 @@ async fn dispatch(
             matches!(verb, "get" | "update" | "patch") && info.subresource("status").is_some()
         }
         "finalize" => verb == "update" && info.subresource("finalize").is_some(),
-        "approval" => {
-            matches!(verb, "get" | "update" | "patch") && info.subresource("approval").is_some()
+        "approval" | "ephemeralcontainers" => {
+            matches!(verb, "get" | "update" | "patch") && info.subresource(sub).is_some()
         }
         "token" if info.group.is_empty() && info.resource == "serviceaccounts" => {
             if verb != "create" {

@@ -354,8 +354,42 @@ pub fn prepare_update(
     if is_csr && matches!(subresource, Some("status" | "approval")) {
         populate_condition_timestamps(&mut desired, current);
     }
+    // What the kind's update rules compare the result with.
+    let mut compared_with = None;
     match subresource {
         Some("status") => strategy.prepare_for_status_update(&mut desired, current),
+        Some("ephemeralcontainers") => {
+            // Only spec.ephemeralContainers changes (upstream's
+            // podEphemeralContainersStrategy); those already there stay as they are.
+            let list = desired
+                .pointer("/spec/ephemeralContainers")
+                .cloned()
+                .unwrap_or(Value::Null);
+            let mut merged = current.clone();
+            if let Some(spec) = merged.get_mut("spec").and_then(Value::as_object_mut) {
+                if list.is_null() {
+                    spec.remove("ephemeralContainers");
+                } else {
+                    spec.insert("ephemeralContainers".into(), list);
+                }
+            }
+            if let Some(rv) = desired.pointer("/metadata/resourceVersion").cloned() {
+                meta::set(&mut merged, "resourceVersion", rv);
+            }
+            let causes = ferrokube_api::kinds::ephemeral_containers_update(&merged, current);
+            if !causes.is_empty() {
+                return Err(Status::invalid(target.kind_subject(name), causes).into());
+            }
+            let mut old = current.clone();
+            if let Some(spec) = old.get_mut("spec").and_then(Value::as_object_mut) {
+                match merged.pointer("/spec/ephemeralContainers") {
+                    Some(l) => spec.insert("ephemeralContainers".into(), l.clone()),
+                    None => spec.remove("ephemeralContainers"),
+                };
+            }
+            compared_with = Some(old);
+            desired = merged;
+        }
         Some("approval") => {
             // Only status.conditions change through /approval.
             let conditions = desired
@@ -426,7 +460,11 @@ pub fn prepare_update(
     }
     meta::set(&mut desired, "resourceVersion", Value::String(current_rv));
     validate_meta(target, &desired)?;
-    validate_kind(target, &desired, Some(current))?;
+    validate_kind(
+        target,
+        &desired,
+        Some(compared_with.as_ref().unwrap_or(current)),
+    )?;
     if ready_to_delete(target.info, &desired) {
         return Ok(Outcome::Delete(desired));
     }

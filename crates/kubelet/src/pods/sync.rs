@@ -526,6 +526,15 @@ impl PodWorker {
                 }
             }
         }
+        // Ephemeral containers start once and are never restarted.
+        for ec in spec.ephemeral_containers.iter().flatten() {
+            if newest(&in_sandbox, &ec.name).is_none() {
+                let c = runtime::ephemeral_container(ec);
+                if !self.start(pod, &c, false, &ctx, &containers).await {
+                    next = next.min(self.wait_hint(&c.name));
+                }
+            }
+        }
         self.gc_containers(&in_sandbox).await;
         let mut containers = containers;
         if std::mem::take(&mut self.started_now) {
@@ -750,6 +759,7 @@ impl PodWorker {
             volumes: ctx.volumes,
             etc_hosts: ctx.etc_hosts.clone(),
             termination_log,
+            pid_target: ephemeral_target(pod, &c.name, all),
         };
         let config = match runtime::container_config(&inputs) {
             Ok(cfg) => cfg,
@@ -1119,6 +1129,23 @@ struct StartContext<'a> {
     etc_hosts: Option<std::path::PathBuf>,
     /// The pod's first IP (httpGet hooks go there by default).
     pod_ip: String,
+}
+
+/// The running container an ephemeral container `name` targets, if it names one.
+fn ephemeral_target(pod: &Pod, name: &str, all: &[cri::Container]) -> Option<String> {
+    let target = pod
+        .spec
+        .as_ref()?
+        .ephemeral_containers
+        .as_ref()?
+        .iter()
+        .find(|e| e.name == name)?
+        .target_container_name
+        .clone()?;
+    all.iter()
+        .filter(|c| c.state == cri::ContainerState::ContainerRunning as i32)
+        .find(|c| c.metadata.as_ref().is_some_and(|m| m.name == target))
+        .map(|c| c.id.clone())
 }
 
 /// Containers grouped by container name, newest first.
