@@ -83,6 +83,21 @@ fn container(c: &mut Map<String, Value>) {
     }
 }
 
+/// `SetDefaults_Pod`: each limit without a request becomes the request too.
+fn requests_from_limits(c: &mut Map<String, Value>) {
+    let Some(r) = obj_in(c, "resources") else {
+        return;
+    };
+    let Some(limits) = r.get("limits").and_then(Value::as_object).cloned() else {
+        return;
+    };
+    if let Some(requests) = ensure_obj(r, "requests") {
+        for (k, v) in limits {
+            requests.entry(k).or_insert(v);
+        }
+    }
+}
+
 /// Upstream's `SetDefaults_PodSpec` and the per-container and per-volume defaults.
 pub fn pod_spec(spec: &mut Map<String, Value>) {
     default(spec, "dnsPolicy", json!("ClusterFirst"));
@@ -128,6 +143,10 @@ pub fn apply(group: &str, resource: &str, o: &mut Value) {
                 pod_spec(s);
                 // SetDefaults_Pod (not PodSpec): templates do not get it.
                 default(s, "enableServiceLinks", json!(true));
+                // A limit without a request asks for the limit.
+                for key in ["containers", "initContainers"] {
+                    each_obj(s, key, requests_from_limits);
+                }
             }
         }
         ("", "podtemplates") => {

@@ -30,7 +30,7 @@ use serde_json::Value;
 use crate::status::StatusCause;
 
 pub use admission_policy::{cel_env, match_condition_env};
-pub use core_pod::ephemeral_containers_update;
+pub use core_pod::{ephemeral_containers_update, pod_resize_update};
 pub use cron::parse_standard as parse_cron_schedule;
 pub use util::Quantity;
 

@@ -10,6 +10,7 @@ pub mod flowcontrol;
 pub mod kinds;
 pub mod meta;
 pub mod protobuf;
+pub mod qos;
 pub mod quantity;
 pub mod quota_scopes;
 pub mod resources;

@@ -305,6 +305,143 @@ fn debug_container(s: &Server, web_pod: &str) {
     assert!(String::from_utf8_lossy(&out.stderr).contains("pod updates may not change fields"));
 }
 
+const RESIZABLE: &str = "apiVersion: v1
+kind: Pod
+metadata: {name: rs}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: a
+    image: ferrokube.local/busybox:test
+    imagePullPolicy: Never
+    command: [sleep, '100000']
+    resources: {requests: {cpu: 100m, memory: 32Mi}, limits: {cpu: 200m, memory: 64Mi}}
+  - name: b
+    image: ferrokube.local/busybox:test
+    imagePullPolicy: Never
+    command: [sleep, '100000']
+    resizePolicy: [{resourceName: memory, restartPolicy: RestartContainer}]
+    resources: {limits: {cpu: 200m, memory: 64Mi}}
+";
+
+/// In-place resize (`pods/resize`): cpu changes reach the running container's cgroup
+/// without a restart; a memory change under RestartContainer restarts it with the new
+/// limit; upstream's refusals (QoS change, removed limits, memory decrease without a
+/// restart policy, other resources).
+fn resize_in_place(s: &Server, best_effort_pod: &str) {
+    let out = s.kubectl_stdin(&["create", "-f", "-"], Some(RESIZABLE));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Limits without requests ask for the limits (upstream's pod defaulting).
+    assert_eq!(
+        get(
+            s,
+            &["pod", "rs"],
+            "{.status.qosClass} {.spec.containers[1].resources.requests.memory}"
+        ),
+        "Burstable 64Mi"
+    );
+    wait(s, "the resizable pod running", 30, || {
+        get(s, &["pod", "rs"], "{.status.phase}") == "Running"
+    });
+    let cat = |c: &str, file: &str| {
+        let out = s.kubectl(&["exec", "rs", "-c", c, "--", "cat", file]);
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(cat("a", "/sys/fs/cgroup/cpu/cpu.cfs_quota_us"), "20000");
+    let resize =
+        |patch: &str| s.kubectl(&["patch", "pod", "rs", "--subresource=resize", "-p", patch]);
+    let out = resize(
+        r#"{"spec":{"containers":[{"name":"a","resources":{"requests":{"cpu":"150m"},"limits":{"cpu":"300m"}}}]}}"#,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait(s, "the cpu resize applied", 20, || {
+        get(
+            s,
+            &["pod", "rs"],
+            "{.status.containerStatuses[0].resources.limits.cpu}",
+        ) == "300m"
+    });
+    assert_eq!(cat("a", "/sys/fs/cgroup/cpu/cpu.cfs_quota_us"), "30000");
+    assert_eq!(
+        get(
+            s,
+            &["pod", "rs"],
+            "{.status.containerStatuses[0].restartCount}"
+        ),
+        "0"
+    );
+    let out = resize(
+        r#"{"spec":{"containers":[{"name":"b","resources":{"requests":{"memory":"128Mi"},"limits":{"memory":"128Mi"}}}]}}"#,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait(s, "the memory resize restarting b", 30, || {
+        get(
+            s,
+            &["pod", "rs"],
+            "{.status.containerStatuses[1].restartCount} {.status.containerStatuses[1].resources.limits.memory} {.status.containerStatuses[1].state.running.startedAt}",
+        )
+        .starts_with("1 128Mi 2")
+    });
+    assert_eq!(
+        cat("b", "/sys/fs/cgroup/memory/memory.limit_in_bytes"),
+        "134217728"
+    );
+    for (patch, want) in [
+        (
+            r#"{"spec":{"containers":[{"name":"a","resources":{"limits":{"memory":"32Mi"}}}]}}"#,
+            "spec.containers[0].resources.limits[memory]: Forbidden: memory limits cannot be decreased unless resizePolicy is RestartContainer",
+        ),
+        (
+            r#"{"spec":{"containers":[{"name":"a","resources":{"limits":{"cpu":null}}}]}}"#,
+            "spec.containers[0].resources.limits[cpu]: Forbidden: resource limits cannot be removed",
+        ),
+        (
+            r#"{"spec":{"containers":[{"name":"a","resources":{"limits":{"ephemeral-storage":"1Gi"}}}]}}"#,
+            "spec: Forbidden: only cpu and memory resources are mutable",
+        ),
+    ] {
+        let out = resize(patch);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(want), "{patch}: {err}");
+    }
+    let out = s.kubectl(&[
+        "patch",
+        "pod",
+        best_effort_pod,
+        "--subresource=resize",
+        "-p",
+        r#"{"spec":{"containers":[{"name":"httpd","resources":{"requests":{"memory":"40Mi"}}}]}}"#,
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("spec: Invalid value: \"BestEffort\": Pod QOS Class may not change as a result of resizing"),
+        "{err}"
+    );
+    // The main resource still refuses resource changes.
+    let out = s.kubectl(&[
+        "patch",
+        "pod",
+        "rs",
+        "-p",
+        r#"{"spec":{"containers":[{"name":"a","resources":{"limits":{"cpu":"400m"}}}]}}"#,
+    ]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("pod updates may not change fields"));
+    let out = s.kubectl(&["delete", "pod", "rs", "--wait=false"]);
+    assert!(out.status.success());
+}
+
 /// `pods/proxy` and `services/proxy`: the API server passes HTTP through to a pod or to
 /// one of a Service's endpoints (`web` on port 80 → 8080, `empty` without endpoints).
 fn proxy_subresources(s: &Server, web_pod: &str) {
@@ -663,6 +800,7 @@ fn server_runs_a_deployment_on_its_own_node_and_adopts_it_after_a_restart() {
 
     streaming_through_the_api_server(s, &pods[0].0);
     debug_container(s, &pods[2].0);
+    resize_in_place(s, &pods[2].0);
     top_through_metrics_server(s, &pods[0].0);
     services_reach_the_pods(s, &pods[1].0, &format!("{prefix}.1"));
 

@@ -304,12 +304,35 @@ pub fn sandbox_config(k: &Kubelet, pod: &Pod, attempt: u32) -> cri::PodSandboxCo
 }
 
 /// The hash of a container's spec that tells the kubelet to restart it when the spec
-/// changes in place (`kubecontainer.HashContainer`).
+/// changes in place (`kubecontainer.HashContainer`). Resources and resize policies are
+/// left out: they change in place (`pods/resize`).
 pub fn container_hash(c: &Container) -> String {
+    let mut c = c.clone();
+    c.resources = None;
+    c.resize_policy = None;
+    legacy_container_hash(&c)
+}
+
+/// The hash of the whole spec, as containers created before in-place resize carry it.
+pub fn legacy_container_hash(c: &Container) -> String {
     let text = serde_json::to_string(c).unwrap_or_default();
     let mut h = std::collections::hash_map::DefaultHasher::new();
     text.hash(&mut h);
     format!("{:x}", h.finish() & 0xffff_ffff)
+}
+
+/// The container's resources as the kubelet applied them when it created it.
+pub const APPLIED_RESOURCES: &str = "io.ferrokube.container.resources";
+
+/// What of a container's resources the runtime is told: equal values need no resize.
+pub fn resources_key(pod: &Pod, c: &Container) -> (i64, i64, i64, i64) {
+    let r = linux_resources(pod, c);
+    (
+        r.cpu_shares,
+        r.cpu_quota,
+        r.cpu_period,
+        r.memory_limit_in_bytes,
+    )
 }
 
 /// cpu shares / quota / memory limit from requests and limits
@@ -523,6 +546,10 @@ pub fn container_config(i: &ContainerInputs<'_>) -> Result<cri::ContainerConfig,
         (RESTART_COUNT, i.restart_count.to_string()),
         (TERMINATION_MESSAGE_PATH, tm_path),
         (GRACE_PERIOD, grace.to_string()),
+        (
+            APPLIED_RESOURCES,
+            serde_json::to_string(&c.resources).unwrap_or_default(),
+        ),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))

@@ -10,6 +10,7 @@ use ferrokube_cri::v1 as cri;
 use k8s_openapi::api::core::v1::{
     Container, ContainerState, ContainerStateRunning, ContainerStateTerminated,
     ContainerStateWaiting, ContainerStatus, HostIP, Pod, PodCondition, PodIP, PodStatus,
+    ResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
@@ -40,6 +41,10 @@ pub struct Observed {
     /// (readiness probe passed); a container not listed is both while running.
     pub started: HashMap<String, bool>,
     pub ready: HashMap<String, bool>,
+    /// Per running container, the resources applied to it (`containerStatuses[].resources`).
+    pub resources: HashMap<String, Option<ResourceRequirements>>,
+    /// Why the last in-place resize failed (`PodResizeInProgress`, reason Error).
+    pub resize_error: Option<String>,
 }
 
 fn time_ns(ns: i64) -> Option<Time> {
@@ -105,6 +110,30 @@ fn restart_count(s: &cri::ContainerStatus) -> i32 {
         .get(crate::runtime::RESTART_COUNT)
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
+}
+
+/// The cpu and memory requests and limits of `r` (what a running container's status
+/// reports as applied).
+fn cpu_and_memory(r: Option<&ResourceRequirements>) -> ResourceRequirements {
+    let pick = |m: Option<
+        &std::collections::BTreeMap<
+            String,
+            k8s_openapi::apimachinery::pkg::api::resource::Quantity,
+        >,
+    >| {
+        let kept: std::collections::BTreeMap<_, _> = m
+            .into_iter()
+            .flatten()
+            .filter(|(k, _)| k.as_str() == "cpu" || k.as_str() == "memory")
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        (!kept.is_empty()).then_some(kept)
+    };
+    ResourceRequirements {
+        requests: pick(r.and_then(|r| r.requests.as_ref())),
+        limits: pick(r.and_then(|r| r.limits.as_ref())),
+        ..ResourceRequirements::default()
+    }
 }
 
 fn container_status(c: &Container, o: &Observed, init: bool) -> ContainerStatus {
@@ -182,6 +211,9 @@ fn container_status(c: &Container, o: &Observed, init: bool) -> ContainerStatus 
             }
             if init && is_exited(latest) && latest.exit_code == 0 {
                 st.ready = true;
+            }
+            if running {
+                st.resources = o.resources.get(&c.name).map(|r| cpu_and_memory(r.as_ref()));
             }
         }
     }
@@ -355,6 +387,17 @@ pub fn pod_status(pod: &Pod, o: &Observed, host_ip: &str) -> PodStatus {
         )
     };
     conditions.push(cond("ContainersReady", ready, why, text.clone(), &now));
+    if let Some(e) = &o.resize_error {
+        let mut c = cond(
+            "PodResizeInProgress",
+            true,
+            Some("Error"),
+            Some(e.clone()),
+            &now,
+        );
+        c.observed_generation = None;
+        conditions.push(c);
+    }
     // Readiness gates: Ready also needs every gate's condition True.
     let gates_ok = spec.readiness_gates.iter().flatten().all(|g| {
         old.conditions

@@ -602,3 +602,117 @@ fn spec_diff(old: &Value, new: &Value, at: &str) -> String {
         _ => format!("  {at}:\n  - {old}\n  + {new}\n"),
     }
 }
+
+/// `ValidatePodResize` beyond the spec rules: static, Windows and pod-level-resources
+/// pods are not resized; the QoS class stays; requests and limits are not removed; a
+/// memory limit only shrinks with a RestartContainer policy; only cpu and memory change.
+/// `new` is the stored pod with the request's resources and resize policies.
+pub fn pod_resize_update(new: &Value, old: &Value) -> Errs {
+    let root_forbidden = |why: &str| vec![forbidden("", why)];
+    if old
+        .pointer("/spec/resources")
+        .is_some_and(|r| r.as_object().is_some_and(|m| !m.is_empty()))
+        || new
+            .pointer("/spec/resources")
+            .is_some_and(|r| r.as_object().is_some_and(|m| !m.is_empty()))
+    {
+        return root_forbidden("pods with pod-level resources cannot be resized");
+    }
+    if old
+        .pointer("/metadata/annotations/kubernetes.io~1config.mirror")
+        .is_some()
+    {
+        return root_forbidden("static pods cannot be resized");
+    }
+    if old.pointer("/spec/os/name").and_then(Value::as_str) == Some("windows") {
+        return root_forbidden("windows pods cannot be resized");
+    }
+    let mut errs = Vec::new();
+    let stored_qos = old
+        .pointer("/status/qosClass")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .unwrap_or_else(|| crate::qos::class(old).to_string());
+    if stored_qos != crate::qos::class(new) {
+        errs.push(invalid_str(
+            "spec",
+            &stored_qos,
+            "Pod QOS Class may not change as a result of resizing",
+        ));
+    }
+    for list in ["containers", "initContainers"] {
+        let olds = old
+            .pointer(&format!("/spec/{list}"))
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let news = new
+            .pointer(&format!("/spec/{list}"))
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        for (i, (o, n)) in olds.iter().zip(news).enumerate() {
+            // Init containers resize only as sidecars.
+            if list == "initContainers" && s(o, "restartPolicy") != "Always" {
+                continue;
+            }
+            container_resize(&format!("spec.{list}[{i}].resources"), n, o, &mut errs);
+        }
+        // Anything but cpu and memory must stay as it was.
+        let others = |c: &Value, which: &str| -> Option<Value> {
+            let mut m = c
+                .pointer(&format!("/resources/{which}"))?
+                .as_object()?
+                .clone();
+            m.remove("cpu");
+            m.remove("memory");
+            (!m.is_empty()).then_some(Value::Object(m))
+        };
+        let changed = olds.iter().zip(news).any(|(o, n)| {
+            others(o, "requests") != others(n, "requests")
+                || others(o, "limits") != others(n, "limits")
+                || o.pointer("/resources/claims") != n.pointer("/resources/claims")
+        });
+        if changed {
+            errs.push(forbidden(
+                "spec",
+                "only cpu and memory resources are mutable",
+            ));
+        }
+    }
+    errs
+}
+
+fn container_resize(path: &str, new: &Value, old: &Value, errs: &mut Errs) {
+    for which in ["requests", "limits"] {
+        let before = old
+            .pointer(&format!("/resources/{which}"))
+            .and_then(Value::as_object);
+        let after = new
+            .pointer(&format!("/resources/{which}"))
+            .and_then(Value::as_object);
+        for k in before.into_iter().flat_map(|m| m.keys()) {
+            if !after.is_some_and(|m| m.contains_key(k)) {
+                errs.push(forbidden(
+                    &key(&join(path, which), k),
+                    &format!("resource {which} cannot be removed"),
+                ));
+            }
+        }
+    }
+    let memory_limit = |c: &Value| {
+        c.pointer("/resources/limits/memory")
+            .and_then(Quantity::parse)
+    };
+    let restart_on_memory = arr(old, "resizePolicy")
+        .iter()
+        .any(|p| s(p, "resourceName") == "memory" && s(p, "restartPolicy") == "RestartContainer");
+    if let (Some(before), Some(after)) = (memory_limit(old), memory_limit(new)) {
+        if after < before && !restart_on_memory {
+            errs.push(forbidden(
+                &key(&join(path, "limits"), "memory"),
+                "memory limits cannot be decreased unless resizePolicy is RestartContainer",
+            ));
+        }
+    }
+}

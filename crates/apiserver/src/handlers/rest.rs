@@ -197,7 +197,7 @@ async fn dispatch(
             matches!(verb, "get" | "update" | "patch") && info.subresource("status").is_some()
         }
         "finalize" => verb == "update" && info.subresource("finalize").is_some(),
-        "approval" | "ephemeralcontainers" => {
+        "approval" | "ephemeralcontainers" | "resize" => {
             matches!(verb, "get" | "update" | "patch") && info.subresource(sub).is_some()
         }
         "token" if info.group.is_empty() && info.resource == "serviceaccounts" => {

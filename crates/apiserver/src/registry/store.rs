@@ -390,6 +390,55 @@ pub fn prepare_update(
             compared_with = Some(old);
             desired = merged;
         }
+        Some("resize") => {
+            // Only containers' resources and resize policies change (upstream's
+            // podResizeStrategy), matched by name.
+            let mut merged = current.clone();
+            for list in ["containers", "initContainers"] {
+                let wanted = desired
+                    .pointer(&format!("/spec/{list}"))
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
+                let Some(items) = merged
+                    .pointer_mut(&format!("/spec/{list}"))
+                    .and_then(Value::as_array_mut)
+                else {
+                    continue;
+                };
+                for c in items.iter_mut() {
+                    let name = c.get("name").cloned();
+                    let Some(w) = wanted.iter().find(|w| w.get("name") == name.as_ref()) else {
+                        continue;
+                    };
+                    let Some(c) = c.as_object_mut() else { continue };
+                    for k in ["resources", "resizePolicy"] {
+                        match w.get(k) {
+                            Some(v) => c.insert(k.into(), v.clone()),
+                            None => c.remove(k),
+                        };
+                    }
+                }
+            }
+            if let Some(rv) = desired.pointer("/metadata/resourceVersion").cloned() {
+                meta::set(&mut merged, "resourceVersion", rv);
+            }
+            let causes = ferrokube_api::kinds::pod_resize_update(&merged, current);
+            if !causes.is_empty() {
+                return Err(Status::invalid(target.kind_subject(name), causes).into());
+            }
+            let mut old = current.clone();
+            for list in ["containers", "initContainers"] {
+                if let (Some(o), Some(m)) = (
+                    old.pointer_mut(&format!("/spec/{list}")),
+                    merged.pointer(&format!("/spec/{list}")),
+                ) {
+                    *o = m.clone();
+                }
+            }
+            compared_with = Some(old);
+            desired = merged;
+        }
         Some("approval") => {
             // Only status.conditions change through /approval.
             let conditions = desired

@@ -152,7 +152,13 @@ impl Strategy<'_> {
                 map.insert("status".into(), json!({"phase": "Active"}));
             }
             ("", "pods") => {
-                map.insert("status".into(), json!({"phase": "Pending"}));
+                let qos = ferrokube_api::qos::class(obj);
+                if let Some(map) = obj.as_object_mut() {
+                    map.insert(
+                        "status".into(),
+                        json!({"phase": "Pending", "qosClass": qos}),
+                    );
+                }
             }
             ("", "persistentvolumes") | ("", "persistentvolumeclaims") => {
                 map.insert("status".into(), json!({"phase": "Pending"}));

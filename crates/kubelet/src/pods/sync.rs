@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ferrokube_cri::{v1 as cri, CallExt};
-use k8s_openapi::api::core::v1::{Container, Pod};
+use k8s_openapi::api::core::v1::{Container, Pod, ResourceRequirements};
 use kube::api::{Api, DeleteParams, Preconditions};
 use tokio::sync::{watch, Notify};
 
@@ -53,6 +53,8 @@ pub struct PodWorker {
     /// A container was started during this pass (its status is read again before
     /// reporting, so Running shows without waiting for the next relist).
     started_now: bool,
+    /// Resources applied in place (`pods/resize`) to a running container, by ID.
+    applied: HashMap<String, Option<ResourceRequirements>>,
 }
 
 impl Drop for PodWorker {
@@ -123,6 +125,7 @@ impl PodWorker {
             probe_results: Arc::default(),
             probers: HashMap::new(),
             started_now: false,
+            applied: HashMap::new(),
         }
     }
 
@@ -463,7 +466,8 @@ impl PodWorker {
                     }
                     Some(l) if l.state == cri::ContainerState::ContainerRunning as i32 => {
                         let want = runtime::container_hash(c);
-                        if l.annotations.get(runtime::CONTAINER_HASH) != Some(&want) {
+                        let have = l.annotations.get(runtime::CONTAINER_HASH);
+                        if have != Some(&want) && have != Some(&runtime::legacy_container_hash(c)) {
                             self.k.events.pod(
                                 pod,
                                 container_field(false, &c.name),
@@ -478,6 +482,20 @@ impl PodWorker {
                             self.kill(std::slice::from_ref(l), grace, None).await;
                             next = Duration::ZERO;
                             continue;
+                        }
+                        match self.resize(pod, c, l, &ctx, &containers).await {
+                            Resize::Restarted => {
+                                next = Duration::ZERO;
+                                continue;
+                            }
+                            Resize::Failed(msg) => {
+                                observed.resize_error = Some(msg);
+                                next = next.min(Duration::from_secs(5));
+                            }
+                            Resize::Applied => {}
+                        }
+                        if let Some(r) = self.applied.get(&l.id) {
+                            observed.resources.insert(c.name.clone(), r.clone());
                         }
                         let ip = observed.pod_ips.first().cloned().unwrap_or_default();
                         self.ensure_probers(pod, c, &l.id, &ip);
@@ -575,6 +593,88 @@ impl PodWorker {
             }
         }
         next
+    }
+
+    /// In-place resize (`pods/resize`): brings running container `l` to `c`'s resources,
+    /// through the runtime (CRI UpdateContainerResources), or by a restart when a changed
+    /// resource's resize policy is RestartContainer.
+    async fn resize(
+        &mut self,
+        pod: &Pod,
+        c: &Container,
+        l: &cri::Container,
+        ctx: &StartContext<'_>,
+        all: &[cri::Container],
+    ) -> Resize {
+        let applied = match self.applied.get(&l.id) {
+            Some(r) => r.clone(),
+            None => {
+                let r = match l.annotations.get(runtime::APPLIED_RESOURCES) {
+                    Some(json) => serde_json::from_str(json).unwrap_or(None),
+                    // Made before resizes were tracked: as its spec was then.
+                    None => c.resources.clone(),
+                };
+                self.applied.insert(l.id.clone(), r.clone());
+                r
+            }
+        };
+        if applied == c.resources {
+            return Resize::Applied;
+        }
+        let mut before = c.clone();
+        before.resources = applied;
+        let (old, new) = (
+            runtime::resources_key(pod, &before),
+            runtime::resources_key(pod, c),
+        );
+        let cpu_changed = old.0 != new.0 || old.1 != new.1 || old.2 != new.2;
+        let memory_changed = old.3 != new.3;
+        let restart_for = |resource: &str| {
+            c.resize_policy
+                .iter()
+                .flatten()
+                .any(|p| p.resource_name == resource && p.restart_policy == "RestartContainer")
+        };
+        if (cpu_changed && restart_for("cpu")) || (memory_changed && restart_for("memory")) {
+            self.k.events.pod(
+                pod,
+                container_field(false, &c.name),
+                false,
+                "Killing",
+                format!(
+                    "Container {} resize requires restart, will be restarted",
+                    c.name
+                ),
+            );
+            let grace = pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.termination_grace_period_seconds)
+                .unwrap_or(30);
+            self.kill(std::slice::from_ref(l), grace, None).await;
+            self.applied.remove(&l.id);
+            self.start(pod, c, false, ctx, all).await;
+            return Resize::Restarted;
+        }
+        if cpu_changed || memory_changed {
+            let result = self
+                .rt()
+                .update_container_resources(cri::UpdateContainerResourcesRequest {
+                    container_id: l.id.clone(),
+                    linux: Some(runtime::linux_resources(pod, c)),
+                    ..cri::UpdateContainerResourcesRequest::default()
+                })
+                .await
+                .call("UpdateContainerResources");
+            if let Err(e) = result {
+                tracing::warn!(pod = %pod_desc(pod), container = %c.name, error = %e, "resizing a container");
+                return Resize::Failed(format!("resizing container {}: {e}", c.name));
+            }
+        }
+        self.applied.insert(l.id.clone(), c.resources.clone());
+        // Status must show the new values even though nothing else changed.
+        self.last_status = None;
+        Resize::Applied
     }
 
     /// What the probes say of running instance `id` of `c`: started and ready.
@@ -1109,7 +1209,21 @@ impl PodWorker {
         if self.last_status.as_deref() == Some(fp.as_str()) {
             return phase;
         }
-        let value = serde_json::to_value(&status).unwrap_or_default();
+        let mut value = serde_json::to_value(&status).unwrap_or_default();
+        // A condition this kubelet no longer reports goes (the patch merges conditions).
+        let had_resize_error = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|cs| cs.iter().any(|c| c.type_ == "PodResizeInProgress"));
+        if had_resize_error && o.resize_error.is_none() {
+            if let Some(list) = value
+                .get_mut("conditions")
+                .and_then(serde_json::Value::as_array_mut)
+            {
+                list.push(serde_json::json!({"type": "PodResizeInProgress", "$patch": "delete"}));
+            }
+        }
         match status::patch(&self.k.client, pod, &value).await {
             Ok(_) => self.last_status = Some(fp),
             // A static pod's mirror may not be made yet: written once it is.
@@ -1118,6 +1232,16 @@ impl PodWorker {
         }
         phase
     }
+}
+
+/// What [`PodWorker::resize`] did.
+enum Resize {
+    /// Nothing to do, or the new resources are in place.
+    Applied,
+    /// The runtime refused; retried on the next pass.
+    Failed(String),
+    /// The container was restarted with its new resources.
+    Restarted,
 }
 
 /// What a container start needs of the pass.
