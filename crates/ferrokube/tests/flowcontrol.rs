@@ -42,6 +42,25 @@ fn flow_schemas_and_priority_levels_with_kubectl() {
                 .status
                 .success()
     });
+    // Schemas print in matching order.
+    let names = s.ok(&[
+        "get",
+        "flowschemas",
+        "--no-headers",
+        "-o",
+        "custom-columns=N:.metadata.name",
+    ]);
+    let table = s.ok(&["get", "flowschemas", "--no-headers"]);
+    let first: Vec<&str> = table
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .take(3)
+        .collect();
+    assert_eq!(
+        first,
+        ["exempt", "probes", "system-leader-election"],
+        "{table}\n{names}"
+    );
     let table = s.ok(&["get", "prioritylevelconfigurations", "workload-low"]);
     assert!(
         table.contains("NOMINALCONCURRENCYSHARES") && table.contains("Limited   100"),

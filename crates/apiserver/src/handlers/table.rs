@@ -901,6 +901,31 @@ pub fn to_table(
             })
         })
         .collect();
+    // FlowSchemas print in matching order (upstream's FlowSchemaSequence).
+    let mut sorted;
+    let objects = if (info.group, info.resource) == ("flowcontrol.apiserver.k8s.io", "flowschemas")
+    {
+        sorted = objects.to_vec();
+        let precedence = |o: &Value| {
+            o.pointer("/spec/matchingPrecedence")
+                .and_then(Value::as_i64)
+                .unwrap_or(0)
+        };
+        sorted.sort_by(|a, b| {
+            let name = |o: &Value| {
+                o.pointer("/metadata/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string()
+            };
+            precedence(a)
+                .cmp(&precedence(b))
+                .then_with(|| name(a).cmp(&name(b)))
+        });
+        &sorted[..]
+    } else {
+        objects
+    };
     table(
         defs,
         objects,

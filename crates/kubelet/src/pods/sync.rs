@@ -468,18 +468,9 @@ impl PodWorker {
                         let want = runtime::container_hash(c);
                         let have = l.annotations.get(runtime::CONTAINER_HASH);
                         if have != Some(&want) && have != Some(&runtime::legacy_container_hash(c)) {
-                            self.k.events.pod(
-                                pod,
-                                container_field(false, &c.name),
-                                false,
-                                "Killing",
-                                format!(
-                                    "Container {} definition changed, will be restarted",
-                                    c.name
-                                ),
-                            );
                             let grace = spec.termination_grace_period_seconds.unwrap_or(30);
-                            self.kill(std::slice::from_ref(l), grace, None).await;
+                            self.kill_to_restart(pod, c, l, "definition changed", grace)
+                                .await;
                             next = Duration::ZERO;
                             continue;
                         }
@@ -505,22 +496,13 @@ impl PodWorker {
                             } else {
                                 "liveness"
                             };
-                            self.k.events.pod(
-                                pod,
-                                container_field(false, &c.name),
-                                false,
-                                "Killing",
-                                format!(
-                                    "Container {} failed {what} probe, will be restarted",
-                                    c.name
-                                ),
-                            );
                             let grace = kind
                                 .of(c)
                                 .and_then(|p| p.termination_grace_period_seconds)
                                 .or(spec.termination_grace_period_seconds)
                                 .unwrap_or(30);
-                            self.kill(std::slice::from_ref(l), grace, None).await;
+                            let why = format!("failed {what} probe");
+                            self.kill_to_restart(pod, c, l, &why, grace).await;
                             next = Duration::ZERO;
                             continue;
                         }
@@ -595,6 +577,26 @@ impl PodWorker {
         next
     }
 
+    /// Stops running container `l` of `c` so that it restarts, with the `Killing` event
+    /// saying why.
+    async fn kill_to_restart(
+        &self,
+        pod: &Pod,
+        c: &Container,
+        l: &cri::Container,
+        why: &str,
+        grace: i64,
+    ) {
+        self.k.events.pod(
+            pod,
+            container_field(false, &c.name),
+            false,
+            "Killing",
+            format!("Container {} {why}, will be restarted", c.name),
+        );
+        self.kill(std::slice::from_ref(l), grace, None).await;
+    }
+
     /// In-place resize (`pods/resize`): brings running container `l` to `c`'s resources,
     /// through the runtime (CRI UpdateContainerResources), or by a restart when a changed
     /// resource's resize policy is RestartContainer.
@@ -636,22 +638,13 @@ impl PodWorker {
                 .any(|p| p.resource_name == resource && p.restart_policy == "RestartContainer")
         };
         if (cpu_changed && restart_for("cpu")) || (memory_changed && restart_for("memory")) {
-            self.k.events.pod(
-                pod,
-                container_field(false, &c.name),
-                false,
-                "Killing",
-                format!(
-                    "Container {} resize requires restart, will be restarted",
-                    c.name
-                ),
-            );
             let grace = pod
                 .spec
                 .as_ref()
                 .and_then(|s| s.termination_grace_period_seconds)
                 .unwrap_or(30);
-            self.kill(std::slice::from_ref(l), grace, None).await;
+            self.kill_to_restart(pod, c, l, "resize requires restart", grace)
+                .await;
             self.applied.remove(&l.id);
             self.start(pod, c, false, ctx, all).await;
             return Resize::Restarted;
