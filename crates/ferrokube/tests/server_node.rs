@@ -617,6 +617,32 @@ fn usage_through_the_api_server(s: &Server, web_pod: &str) {
         );
         String::from_utf8_lossy(&o.stdout).into_owned()
     };
+    // `/configz` (the effective configuration) and `/logs/` (the node's /var/log).
+    let configz: serde_json::Value = serde_json::from_str(&raw("/configz")).unwrap();
+    assert!(
+        configz["kubeletconfig"]["port"]
+            .as_u64()
+            .is_some_and(|p| p > 0),
+        "{configz}"
+    );
+    assert_eq!(
+        configz["kubeletconfig"]["cgroupDriver"], "cgroupfs",
+        "{configz}"
+    );
+    assert!(configz["kubeletconfig"]["syncFrequency"].is_string());
+    let listing = raw("/logs/");
+    assert!(
+        listing.starts_with("<!doctype html>") && listing.contains("<pre>"),
+        "{listing}"
+    );
+    // kubectl follows the redirect of a directory asked for without its slash.
+    assert_eq!(raw("/logs"), listing);
+    let missing = s.kubectl(&[
+        "get",
+        "--raw",
+        "/api/v1/nodes/fk-node/proxy/logs/../../etc/passwd",
+    ]);
+    assert!(!String::from_utf8_lossy(&missing.stdout).contains("root:"));
     let summary: serde_json::Value = serde_json::from_str(&raw("/stats/summary")).unwrap();
     assert_eq!(summary["node"]["nodeName"], "fk-node");
     assert!(

@@ -494,6 +494,112 @@ impl KubeletConfig {
             .and_then(|v| ferrokube_api::quantity::value(v))
             .unwrap_or(0)
     }
+
+    /// The effective configuration as `/configz` shows it (upstream's field names, Go
+    /// durations, the defaults filled in).
+    pub fn configz(&self) -> serde_json::Value {
+        let d = |v: Duration| serde_json::Value::String(go_duration(v));
+        let path = |p: &Option<PathBuf>| {
+            p.as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
+        };
+        let mut z = serde_json::json!({
+            "enableServer": self.port != 0,
+            "staticPodPath": path(&self.static_pod_path),
+            "syncFrequency": d(self.sync_frequency),
+            "fileCheckFrequency": d(self.file_check_frequency),
+            "address": self.address,
+            "port": self.port,
+            "readOnlyPort": self.read_only_port,
+            "tlsCertFile": path(&self.tls_cert_file),
+            "tlsPrivateKeyFile": path(&self.tls_private_key_file),
+            "rotateCertificates": self.rotate_certificates,
+            "serverTLSBootstrap": self.server_tls_bootstrap,
+            "authentication": {
+                "x509": {"clientCAFile": path(&self.client_ca_file)},
+                "webhook": {"enabled": self.webhook_authn, "cacheTTL": "2m0s"},
+                "anonymous": {"enabled": self.anonymous_auth},
+            },
+            "authorization": {
+                "mode": self.authorization_mode,
+                "webhook": {"cacheAuthorizedTTL": "5m0s", "cacheUnauthorizedTTL": "30s"},
+            },
+        });
+        let more = serde_json::json!({
+            "registryPullQPS": 5,
+            "registryBurst": 10,
+            "healthzPort": self.healthz_port,
+            "healthzBindAddress": self.healthz_bind_address,
+            "clusterDomain": self.cluster_domain,
+            "clusterDNS": self.cluster_dns,
+            "nodeStatusUpdateFrequency": d(self.node_status_update_frequency),
+            "nodeStatusReportFrequency": d(self.node_status_report_frequency),
+            "nodeLeaseDurationSeconds": self.node_lease_duration_seconds,
+            "imageMinimumGCAge": d(self.image_minimum_gc_age),
+            "imageGCHighThresholdPercent": self.image_gc_high_threshold_percent,
+            "imageGCLowThresholdPercent": self.image_gc_low_threshold_percent,
+            "cgroupsPerQOS": self.cgroups_per_qos,
+            "cgroupDriver": self.cgroup_driver,
+            "runtimeRequestTimeout": d(self.runtime_request_timeout),
+            "maxPods": self.max_pods,
+            "podPidsLimit": self.pod_pids_limit,
+            "resolvConf": self.resolv_conf,
+            "kubeAPIQPS": self.kube_api_qps,
+            "kubeAPIBurst": self.kube_api_burst,
+            "serializeImagePulls": self.serialize_image_pulls,
+            "evictionHard": self.eviction_hard,
+            "failSwapOn": self.fail_swap_on,
+            "containerLogMaxSize": quantity_text(self.container_log_max_size),
+            "containerLogMaxFiles": self.container_log_max_files,
+            "containerLogMonitorInterval": d(self.container_log_monitor_interval),
+            "systemReserved": self.system_reserved,
+            "kubeReserved": self.kube_reserved,
+            "providerID": self.provider_id.clone().unwrap_or_default(),
+            "registerNode": self.register_node,
+            "registerWithTaints": self.register_with_taints,
+            "containerRuntimeEndpoint": self.container_runtime_endpoint.clone().unwrap_or_default(),
+            "enableSystemLogHandler": true,
+        });
+        if let (Some(z), serde_json::Value::Object(more)) = (z.as_object_mut(), more) {
+            z.extend(more);
+        }
+        z
+    }
+}
+
+/// Go's `time.Duration.String()` for whole milliseconds: `500ms`, `10s`, `1m0s`, `4h0m0s`.
+fn go_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms == 0 {
+        return "0s".into();
+    }
+    if ms < 1000 {
+        return format!("{ms}ms");
+    }
+    let secs = ms / 1000;
+    let frac = ms % 1000;
+    let s = if frac == 0 {
+        format!("{}s", secs % 60)
+    } else {
+        let text = format!("{}.{frac:03}", secs % 60);
+        format!("{}s", text.trim_end_matches('0'))
+    };
+    match (secs / 3600, (secs / 60) % 60) {
+        (0, 0) => s,
+        (0, m) => format!("{m}m{s}"),
+        (h, m) => format!("{h}h{m}m{s}"),
+    }
+}
+
+/// A byte count as the quantity upstream prints (`10Mi`).
+fn quantity_text(bytes: i64) -> String {
+    for (suffix, unit) in [("Gi", 1i64 << 30), ("Mi", 1 << 20), ("Ki", 1 << 10)] {
+        if bytes >= unit && bytes % unit == 0 {
+            return format!("{}{suffix}", bytes / unit);
+        }
+    }
+    bytes.to_string()
 }
 
 /// How errors name the file.
@@ -556,6 +662,24 @@ fn known(key: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn configz_shows_the_effective_configuration() {
+        assert_eq!(go_duration(Duration::from_secs(10)), "10s");
+        assert_eq!(go_duration(Duration::from_secs(60)), "1m0s");
+        assert_eq!(go_duration(Duration::from_secs(4 * 3600)), "4h0m0s");
+        assert_eq!(go_duration(Duration::from_millis(1500)), "1.5s");
+        assert_eq!(go_duration(Duration::from_millis(500)), "500ms");
+        assert_eq!(quantity_text(10 << 20), "10Mi");
+        let c = KubeletConfig::parse(Path::new("k.yaml"), SEED).unwrap_or_else(|e| panic!("{e}"));
+        let z = c.configz();
+        assert_eq!(z["syncFrequency"], "1m0s");
+        assert_eq!(z["nodeStatusUpdateFrequency"], "10s");
+        assert_eq!(z["cgroupDriver"], "systemd");
+        assert_eq!(z["authentication"]["anonymous"]["enabled"], false);
+        assert_eq!(z["evictionHard"]["imagefs.available"], "15%");
+        assert_eq!(z["maxPods"], 220);
+    }
 
     const SEED: &str = r#"kind: KubeletConfiguration
 apiVersion: kubelet.config.k8s.io/v1beta1

@@ -22,6 +22,7 @@
 //! cert dir (upstream's default).
 
 mod logs;
+mod node_logs;
 pub(crate) mod stats;
 mod stream;
 
@@ -175,6 +176,18 @@ impl Server {
                 text(StatusCode::OK, "ok")
             }
             ["pods"] if get => self.pods().await,
+            ["configz"] if get => {
+                let body = json!({"kubeletconfig": self.k.config.configz()});
+                let mut r = Response::new(full(body.to_string()));
+                r.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    header::HeaderValue::from_static("application/json"),
+                );
+                r
+            }
+            ["logs", rest @ ..] if get => {
+                node_logs::serve(Path::new(node_logs::ROOT), &rest.join("/"), path).await
+            }
             ["stats", "summary"] if get => stats::summary(&self.k, &self.cpu).await,
             ["metrics"] if get => stats::kubelet(&self.k).await,
             ["metrics", "resource"] if get => stats::resource(&self.k).await,
