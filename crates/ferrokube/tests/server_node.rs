@@ -429,6 +429,39 @@ fn resize_in_place(s: &Server, best_effort_pod: &str) {
         err.contains("spec: Invalid value: \"BestEffort\": Pod QOS Class may not change as a result of resizing"),
         "{err}"
     );
+    // More cpu than the node has: PodResizePending (Infeasible), nothing applied; asking
+    // for what is applied again clears it.
+    let out = resize(
+        r#"{"spec":{"containers":[{"name":"a","resources":{"requests":{"cpu":"1000"},"limits":{"cpu":"2000"}}}]}}"#,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pending = r#"{.status.conditions[?(@.type=="PodResizePending")].reason}"#;
+    wait(s, "PodResizePending Infeasible", 20, || {
+        get(s, &["pod", "rs"], pending) == "Infeasible"
+    });
+    assert_eq!(
+        get(
+            s,
+            &["pod", "rs"],
+            "{.status.containerStatuses[0].resources.limits.cpu}"
+        ),
+        "300m"
+    );
+    let out = resize(
+        r#"{"spec":{"containers":[{"name":"a","resources":{"requests":{"cpu":"150m"},"limits":{"cpu":"300m"}}}]}}"#,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait(s, "PodResizePending cleared", 20, || {
+        get(s, &["pod", "rs"], pending).is_empty()
+    });
     // The main resource still refuses resource changes.
     let out = s.kubectl(&[
         "patch",

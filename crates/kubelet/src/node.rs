@@ -70,7 +70,7 @@ fn resources(
     cap.insert("hugepages-2Mi".to_string(), q(0));
     let reserved = |res: &str, milli: bool| reserved(k, res, milli);
     let mut alloc = cap.clone();
-    let cpu_m = (info.cpus * 1000 - reserved("cpu", true)).max(0);
+    let cpu_m = allocatable_cpu_milli(k, info);
     alloc.insert(
         "cpu".to_string(),
         q(if cpu_m % 1000 == 0 {
@@ -107,6 +107,11 @@ fn reserved(k: &Kubelet, res: &str, milli: bool) -> i64 {
             }
         })
         .sum()
+}
+
+/// The node's allocatable cpu in millicores: its cores less the reservations.
+pub fn allocatable_cpu_milli(k: &Kubelet, info: &HostInfo) -> i64 {
+    (info.cpus * 1000 - reserved(k, "cpu", true)).max(0)
 }
 
 /// The node's allocatable memory in bytes: capacity less the reservations and the

@@ -45,6 +45,8 @@ pub struct Observed {
     pub resources: HashMap<String, Option<ResourceRequirements>>,
     /// Why the last in-place resize failed (`PodResizeInProgress`, reason Error).
     pub resize_error: Option<String>,
+    /// Why a resize waits (`PodResizePending`: `Infeasible` or `Deferred`, message).
+    pub resize_pending: Option<(&'static str, String)>,
 }
 
 fn time_ns(ns: i64) -> Option<Time> {
@@ -387,6 +389,15 @@ pub fn pod_status(pod: &Pod, o: &Observed, host_ip: &str) -> PodStatus {
         )
     };
     conditions.push(cond("ContainersReady", ready, why, text.clone(), &now));
+    if let Some((reason, message)) = &o.resize_pending {
+        conditions.push(cond(
+            "PodResizePending",
+            true,
+            Some(reason),
+            Some(message.clone()),
+            &now,
+        ));
+    }
     if let Some(e) = &o.resize_error {
         let mut c = cond(
             "PodResizeInProgress",

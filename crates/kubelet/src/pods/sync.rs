@@ -483,6 +483,10 @@ impl PodWorker {
                                 observed.resize_error = Some(msg);
                                 next = next.min(Duration::from_secs(5));
                             }
+                            Resize::Pending(reason, msg) => {
+                                observed.resize_pending = Some((reason, msg));
+                                next = next.min(Duration::from_secs(5));
+                            }
                             Resize::Applied => {}
                         }
                         if let Some(r) = self.applied.get(&l.id) {
@@ -577,6 +581,82 @@ impl PodWorker {
         next
     }
 
+    /// Whether the node can take the pod at its new requests (upstream's
+    /// `canResizePod`): `Infeasible` when they exceed what the node can ever give,
+    /// `Deferred` when the other pods bound here leave too little now.
+    async fn resize_fits(&self, pod: &Pod) -> Option<Resize> {
+        let requests = |p: &Pod| -> (i64, i64) {
+            let spec = p.spec.as_ref();
+            let containers = spec
+                .map(|s| {
+                    s.containers
+                        .iter()
+                        .chain(s.init_containers.iter().flatten())
+                })
+                .into_iter()
+                .flatten();
+            let mut sum = (0, 0);
+            for c in containers {
+                let req = c.resources.as_ref().and_then(|r| r.requests.as_ref());
+                let get = |k: &str, milli: bool| {
+                    req.and_then(|m| m.get(k)).and_then(|q| {
+                        if milli {
+                            ferrokube_api::quantity::milli_value(&q.0)
+                        } else {
+                            ferrokube_api::quantity::value(&q.0)
+                        }
+                    })
+                };
+                sum.0 += get("cpu", true).unwrap_or(0);
+                sum.1 += get("memory", false).unwrap_or(0);
+            }
+            sum
+        };
+        let capacity = (
+            crate::node::allocatable_cpu_milli(&self.k, &self.k.host),
+            crate::node::allocatable_memory(&self.k, &self.k.host),
+        );
+        let wanted = requests(pod);
+        for (name, want, cap) in [
+            ("cpu", wanted.0, capacity.0),
+            ("memory", wanted.1, capacity.1),
+        ] {
+            if want > cap {
+                return Some(Resize::Pending(
+                    "Infeasible",
+                    format!("Node didn't have enough capacity: {name}, requested: {want}, capacity: {cap}"),
+                ));
+            }
+        }
+        let api: Api<Pod> = Api::all(self.k.client.clone());
+        let lp = kube::api::ListParams::default()
+            .fields(&format!("spec.nodeName={}", self.k.opts.node_name));
+        let others = api.list(&lp).await.ok()?;
+        let mut used = (0, 0);
+        for p in others.items.iter().filter(|p| {
+            p.metadata.uid != pod.metadata.uid
+                && !matches!(
+                    p.status.as_ref().and_then(|s| s.phase.as_deref()),
+                    Some("Succeeded" | "Failed")
+                )
+        }) {
+            let r = requests(p);
+            used = (used.0 + r.0, used.1 + r.1);
+        }
+        for (name, want, have, cap) in [
+            ("cpu", wanted.0, used.0, capacity.0),
+            ("memory", wanted.1, used.1, capacity.1),
+        ] {
+            if want + have > cap {
+                return Some(Resize::Pending(
+                    "Deferred",
+                    format!("Node didn't have enough resource: {name}, requested: {want}, used: {have}, capacity: {cap}"),
+                ));
+            }
+        }
+        None
+    }
+
     /// Stops running container `l` of `c` so that it restarts, with the `Killing` event
     /// saying why.
     async fn kill_to_restart(
@@ -637,6 +717,9 @@ impl PodWorker {
                 .flatten()
                 .any(|p| p.resource_name == resource && p.restart_policy == "RestartContainer")
         };
+        if let Some(pending) = self.resize_fits(pod).await {
+            return pending;
+        }
         if (cpu_changed && restart_for("cpu")) || (memory_changed && restart_for("memory")) {
             let grace = pod
                 .spec
@@ -1204,17 +1287,22 @@ impl PodWorker {
         }
         let mut value = serde_json::to_value(&status).unwrap_or_default();
         // A condition this kubelet no longer reports goes (the patch merges conditions).
-        let had_resize_error = pod
-            .status
-            .as_ref()
-            .and_then(|s| s.conditions.as_ref())
-            .is_some_and(|cs| cs.iter().any(|c| c.type_ == "PodResizeInProgress"));
-        if had_resize_error && o.resize_error.is_none() {
-            if let Some(list) = value
-                .get_mut("conditions")
-                .and_then(serde_json::Value::as_array_mut)
-            {
-                list.push(serde_json::json!({"type": "PodResizeInProgress", "$patch": "delete"}));
+        for (kind, now) in [
+            ("PodResizeInProgress", o.resize_error.is_some()),
+            ("PodResizePending", o.resize_pending.is_some()),
+        ] {
+            let had = pod
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|cs| cs.iter().any(|c| c.type_ == kind));
+            if had && !now {
+                if let Some(list) = value
+                    .get_mut("conditions")
+                    .and_then(serde_json::Value::as_array_mut)
+                {
+                    list.push(serde_json::json!({"type": kind, "$patch": "delete"}));
+                }
             }
         }
         match status::patch(&self.k.client, pod, &value).await {
@@ -1233,6 +1321,8 @@ enum Resize {
     Applied,
     /// The runtime refused; retried on the next pass.
     Failed(String),
+    /// The node cannot take it (now, or ever): `PodResizePending` with this reason.
+    Pending(&'static str, String),
     /// The container was restarted with its new resources.
     Restarted,
 }
