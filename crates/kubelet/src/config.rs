@@ -113,6 +113,8 @@ struct Raw {
     image_gc_low_threshold_percent: Option<i32>,
     #[serde(rename = "imageMinimumGCAge")]
     image_minimum_gc_age: Option<String>,
+    #[serde(rename = "imageMaximumGCAge")]
+    image_maximum_gc_age: Option<String>,
     // Type-checked for compatibility, not acted on.
     #[allow(dead_code)]
     enforce_node_allocatable: Option<Vec<String>>,
@@ -137,7 +139,6 @@ const OTHER_UPSTREAM_FIELDS: &[&str] = &[
     "enableContentionProfiling",
     "enableProfilingHandler",
     "enableDebugFlagsHandler",
-    "imageMaximumGCAge",
     "volumeStatsAggPeriod",
     "kubeletCgroups",
     "systemCgroups",
@@ -233,6 +234,8 @@ pub struct KubeletConfig {
     pub image_gc_low_threshold_percent: i32,
     /// Images are not collected before they have been known this long.
     pub image_minimum_gc_age: Duration,
+    /// Images unused this long are removed whatever the disk usage (0: never).
+    pub image_maximum_gc_age: Duration,
 }
 
 /// Upstream's default `evictionHard` (Linux).
@@ -354,6 +357,26 @@ fn build(r: Raw) -> Result<KubeletConfig, (String, String)> {
             ),
         ));
     }
+    let image_minimum_gc_age = duration(
+        "imageMinimumGCAge",
+        r.image_minimum_gc_age.clone(),
+        Duration::from_secs(120),
+    )?;
+    let image_maximum_gc_age = duration(
+        "imageMaximumGCAge",
+        r.image_maximum_gc_age.clone(),
+        Duration::ZERO,
+    )?;
+    if !image_maximum_gc_age.is_zero() && image_maximum_gc_age <= image_minimum_gc_age {
+        return Err((
+            "imageMaximumGCAge".into(),
+            format!(
+                "{} must be greater than imageMinimumGCAge {}",
+                go_duration(image_maximum_gc_age),
+                go_duration(image_minimum_gc_age)
+            ),
+        ));
+    }
     let pod_pids_limit = r.pod_pids_limit.unwrap_or(-1);
     let container_log_max_files = r.container_log_max_files.unwrap_or(5);
     if container_log_max_files < 2 {
@@ -448,11 +471,8 @@ fn build(r: Raw) -> Result<KubeletConfig, (String, String)> {
         container_runtime_endpoint: r.container_runtime_endpoint,
         image_gc_high_threshold_percent,
         image_gc_low_threshold_percent,
-        image_minimum_gc_age: duration(
-            "imageMinimumGCAge",
-            r.image_minimum_gc_age,
-            Duration::from_secs(120),
-        )?,
+        image_minimum_gc_age,
+        image_maximum_gc_age,
         system_reserved: r.system_reserved.unwrap_or_default(),
         kube_reserved: r.kube_reserved.unwrap_or_default(),
         provider_id: r.provider_id,
@@ -537,6 +557,7 @@ impl KubeletConfig {
             "nodeStatusReportFrequency": d(self.node_status_report_frequency),
             "nodeLeaseDurationSeconds": self.node_lease_duration_seconds,
             "imageMinimumGCAge": d(self.image_minimum_gc_age),
+            "imageMaximumGCAge": d(self.image_maximum_gc_age),
             "imageGCHighThresholdPercent": self.image_gc_high_threshold_percent,
             "imageGCLowThresholdPercent": self.image_gc_low_threshold_percent,
             "cgroupsPerQOS": self.cgroups_per_qos,
@@ -651,6 +672,7 @@ fn known(key: &str) -> bool {
         "imageGCHighThresholdPercent",
         "imageGCLowThresholdPercent",
         "imageMinimumGCAge",
+        "imageMaximumGCAge",
         "enforceNodeAllocatable",
         "systemReserved",
         "kubeReserved",
@@ -834,6 +856,10 @@ enforceNodeAllocatable: ["pods"]
                 "imageGCLowThresholdPercent",
             ),
             ("imageMinimumGCAge: old\n", "imageMinimumGCAge"),
+            (
+                "imageMinimumGCAge: 2m\nimageMaximumGCAge: 1m\n",
+                "imageMaximumGCAge",
+            ),
         ] {
             let e =
                 KubeletConfig::parse(Path::new("k.yaml"), &format!("{head}{body}")).unwrap_err();

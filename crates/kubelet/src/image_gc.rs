@@ -5,7 +5,9 @@
 //! first, none known for less than `imageMinimumGCAge` — until usage is down to
 //! `imageGCLowThresholdPercent`. Falling short is a `FreeDiskSpaceFailed` event on the
 //! node (and `ImageGCFailed` when it happens twice in a row). The eviction manager
-//! asks it to free what it can before it evicts a pod for disk pressure.
+//! asks it to free what it can before it evicts a pod for disk pressure. With
+//! `imageMaximumGCAge` set, unused images not used for that long go at every
+//! collection, whatever the disk usage.
 //!
 //! Images in use by any container (running or not), pinned images and the runtime's
 //! sandbox (pause) image are never removed.
@@ -72,6 +74,14 @@ pub async fn list_images(k: &Kubelet) -> Result<Vec<cri::Image>, ferrokube_cri::
         .await
         .call("ListImages")?
         .images)
+}
+
+/// The unused images last used more than `max_age` before `now`.
+fn too_old(unused: Vec<Unused>, max_age: Duration, now: Instant) -> Vec<Unused> {
+    unused
+        .into_iter()
+        .filter(|u| now.saturating_duration_since(u.last_used) > max_age)
+        .collect()
 }
 
 /// `registry.k8s.io/pause:3.10` → `registry.k8s.io/pause`.
@@ -176,30 +186,55 @@ impl ImageGc {
             if freed >= bytes {
                 break;
             }
-            let removed = k
-                .cri
-                .images
-                .clone()
-                .remove_image(cri::RemoveImageRequest {
-                    image: Some(cri::ImageSpec {
-                        image: image.id.clone(),
-                        ..cri::ImageSpec::default()
-                    }),
-                })
-                .await
-                .call("RemoveImage");
-            match removed {
-                Ok(_) => {
-                    tracing::info!(image = %image.name, id = %image.id, size = image.size, "removed an unused image");
-                    self.records.remove(&image.id);
-                    freed = freed.saturating_add(image.size);
-                }
-                Err(e) => {
-                    tracing::warn!(image = %image.name, error = %e, "removing an unused image")
-                }
+            if self.remove(k, &image).await {
+                freed = freed.saturating_add(image.size);
             }
         }
         Ok(freed)
+    }
+
+    /// Removes unused images not used for `imageMaximumGCAge` (upstream's
+    /// `freeOldImages`), whatever the disk usage.
+    async fn free_old(&mut self, k: &Kubelet) {
+        let max_age = k.config.image_maximum_gc_age;
+        if max_age.is_zero() {
+            return;
+        }
+        let Ok(unused) = self.detect(k).await else {
+            return;
+        };
+        for image in too_old(unused, max_age, Instant::now()) {
+            if self.remove(k, &image).await {
+                tracing::info!(image = %image.name, "removed an image unused for longer than imageMaximumGCAge");
+            }
+        }
+    }
+
+    /// Removes one image; whether it went.
+    async fn remove(&mut self, k: &Kubelet, image: &Unused) -> bool {
+        let removed = k
+            .cri
+            .images
+            .clone()
+            .remove_image(cri::RemoveImageRequest {
+                image: Some(cri::ImageSpec {
+                    image: image.id.clone(),
+                    ..cri::ImageSpec::default()
+                }),
+            })
+            .await
+            .call("RemoveImage");
+        match removed {
+            Ok(_) => {
+                tracing::info!(image = %image.name, id = %image.id, size = image.size, "removed an unused image");
+                self.records.remove(&image.id);
+                true
+            }
+            Err(e) => {
+                tracing::warn!(image = %image.name, error = %e, "removing an unused image");
+                false
+            }
+        }
     }
 
     /// The periodic collection: due every [`GC_PERIOD`], from the first call on.
@@ -208,6 +243,7 @@ impl ImageGc {
             return;
         }
         self.last_gc = Some(Instant::now());
+        self.free_old(k).await;
         let high = k.config.image_gc_high_threshold_percent;
         if high >= 100 {
             return;
@@ -256,6 +292,25 @@ impl ImageGc {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn old_images_are_those_unused_past_the_maximum_age() {
+        let now = Instant::now();
+        let at = |secs: u64| now.checked_sub(Duration::from_secs(secs)).unwrap_or(now);
+        let image = |id: &str, secs: u64| Unused {
+            id: id.into(),
+            size: 1,
+            name: id.into(),
+            last_used: at(secs),
+        };
+        let old = too_old(
+            vec![image("a", 10), image("b", 600), image("c", 3600)],
+            Duration::from_secs(300),
+            now,
+        );
+        let ids: Vec<&str> = old.iter().map(|u| u.id.as_str()).collect();
+        assert_eq!(ids, ["b", "c"]);
+    }
 
     #[test]
     fn repositories() {
