@@ -79,6 +79,9 @@ struct Raw {
     max_pods: Option<i32>,
     pod_pids_limit: Option<i64>,
     eviction_hard: Option<BTreeMap<String, String>>,
+    eviction_soft: Option<BTreeMap<String, String>>,
+    eviction_soft_grace_period: Option<BTreeMap<String, String>>,
+    eviction_max_pod_grace_period: Option<i32>,
     cgroup_driver: Option<String>,
     cgroups_per_qos: Option<bool>,
     // Type-checked for compatibility, not acted on.
@@ -143,10 +146,7 @@ const OTHER_UPSTREAM_FIELDS: &[&str] = &[
     "kubeletCgroups",
     "systemCgroups",
     "maxOpenFiles",
-    "evictionSoft",
-    "evictionSoftGracePeriod",
     "evictionPressureTransitionPeriod",
-    "evictionMaxPodGracePeriod",
     "evictionMinimumReclaim",
     "enableControllerAttachDetach",
     "systemReservedCgroup",
@@ -208,6 +208,11 @@ pub struct KubeletConfig {
     pub pod_pids_limit: i64,
     /// Signal (`memory.available`, `nodefs.available`, …) → threshold (`100Mi`, `10%`).
     pub eviction_hard: BTreeMap<String, String>,
+    /// Signal → threshold, acted on once met for the signal's grace period.
+    pub eviction_soft: BTreeMap<String, String>,
+    pub eviction_soft_grace_period: BTreeMap<String, Duration>,
+    /// The most grace a pod evicted for a soft threshold gets (seconds; 0 = none).
+    pub eviction_max_pod_grace_period: i64,
     /// `cgroupfs` or `systemd`.
     pub cgroup_driver: String,
     pub cgroups_per_qos: bool,
@@ -305,7 +310,12 @@ fn build(r: Raw) -> Result<KubeletConfig, (String, String)> {
         return Err(("maxPods".into(), format!("{max_pods} must not be negative")));
     }
     let eviction_hard = r.eviction_hard.unwrap_or_else(default_eviction_hard);
-    for (signal, threshold) in &eviction_hard {
+    let eviction_soft = r.eviction_soft.unwrap_or_default();
+    let thresholds = eviction_hard
+        .iter()
+        .map(|t| ("evictionHard", t))
+        .chain(eviction_soft.iter().map(|t| ("evictionSoft", t)));
+    for (field, (signal, threshold)) in thresholds {
         if !matches!(
             signal.as_str(),
             "memory.available"
@@ -318,7 +328,7 @@ fn build(r: Raw) -> Result<KubeletConfig, (String, String)> {
                 | "containerfs.inodesFree"
         ) {
             return Err((
-                format!("evictionHard[{signal}]"),
+                format!("{field}[{signal}]"),
                 "unsupported eviction signal".into(),
             ));
         }
@@ -328,10 +338,33 @@ fn build(r: Raw) -> Result<KubeletConfig, (String, String)> {
         };
         if !ok {
             return Err((
-                format!("evictionHard[{signal}]"),
+                format!("{field}[{signal}]"),
                 format!("invalid threshold {threshold:?}"),
             ));
         }
+    }
+    let mut eviction_soft_grace_period = BTreeMap::new();
+    for (signal, period) in r.eviction_soft_grace_period.clone().unwrap_or_default() {
+        let field = format!("evictionSoftGracePeriod[{signal}]");
+        let d = duration(&field, Some(period), Duration::ZERO)?;
+        eviction_soft_grace_period.insert(signal, d);
+    }
+    // Upstream's parseThresholdConfig: every soft threshold needs its grace period.
+    if let Some(signal) = eviction_soft
+        .keys()
+        .find(|s| !eviction_soft_grace_period.contains_key(*s))
+    {
+        return Err((
+            "evictionSoftGracePeriod".into(),
+            format!("grace period must be specified for the soft eviction threshold {signal}"),
+        ));
+    }
+    let eviction_max_pod_grace_period = i64::from(r.eviction_max_pod_grace_period.unwrap_or(0));
+    if eviction_max_pod_grace_period < 0 {
+        return Err((
+            "evictionMaxPodGracePeriod".into(),
+            format!("{eviction_max_pod_grace_period} must not be negative"),
+        ));
     }
     let image_gc_high_threshold_percent = r.image_gc_high_threshold_percent.unwrap_or(85);
     let image_gc_low_threshold_percent = r.image_gc_low_threshold_percent.unwrap_or(80);
@@ -447,6 +480,9 @@ fn build(r: Raw) -> Result<KubeletConfig, (String, String)> {
         max_pods,
         pod_pids_limit,
         eviction_hard,
+        eviction_soft,
+        eviction_soft_grace_period,
+        eviction_max_pod_grace_period,
         cgroup_driver,
         cgroups_per_qos: r.cgroups_per_qos.unwrap_or(true),
         static_pod_path: r
@@ -570,6 +606,13 @@ impl KubeletConfig {
             "kubeAPIBurst": self.kube_api_burst,
             "serializeImagePulls": self.serialize_image_pulls,
             "evictionHard": self.eviction_hard,
+            "evictionSoft": self.eviction_soft,
+            "evictionSoftGracePeriod": self
+                .eviction_soft_grace_period
+                .iter()
+                .map(|(k, v)| (k.clone(), go_duration(*v)))
+                .collect::<BTreeMap<_, _>>(),
+            "evictionMaxPodGracePeriod": self.eviction_max_pod_grace_period,
             "failSwapOn": self.fail_swap_on,
             "containerLogMaxSize": quantity_text(self.container_log_max_size),
             "containerLogMaxFiles": self.container_log_max_files,
@@ -649,6 +692,9 @@ fn known(key: &str) -> bool {
         "maxPods",
         "podPidsLimit",
         "evictionHard",
+        "evictionSoft",
+        "evictionSoftGracePeriod",
+        "evictionMaxPodGracePeriod",
         "cgroupDriver",
         "cgroupsPerQOS",
         "cgroupRoot",
@@ -856,6 +902,15 @@ enforceNodeAllocatable: ["pods"]
                 "imageGCLowThresholdPercent",
             ),
             ("imageMinimumGCAge: old\n", "imageMinimumGCAge"),
+            (
+                "evictionSoft: {memory.available: 200Mi}\n",
+                "evictionSoftGracePeriod",
+            ),
+            (
+                "evictionSoft: {memory.avail: 200Mi}\nevictionSoftGracePeriod: {memory.avail: 1m}\n",
+                "evictionSoft[memory.avail]",
+            ),
+            ("evictionSoftGracePeriod: {memory.available: soon}\n", "evictionSoftGracePeriod[memory.available]"),
             (
                 "imageMinimumGCAge: 2m\nimageMaximumGCAge: 1m\n",
                 "imageMaximumGCAge",

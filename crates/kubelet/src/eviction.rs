@@ -1,5 +1,5 @@
-//! Node-pressure eviction, as upstream's eviction manager with hard thresholds: every
-//! ten seconds the `evictionHard` signals are observed (`memory.available`,
+//! Node-pressure eviction, as upstream's eviction manager: every ten seconds the
+//! `evictionHard` and `evictionSoft` signals are observed (`memory.available`,
 //! `nodefs.available`, `nodefs.inodesFree`, `imagefs.available`, `imagefs.inodesFree`
 //! on the runtime's image filesystem, `pid.available`); while one is below its
 //! threshold the node reports the matching pressure condition, new pods that the
@@ -8,7 +8,9 @@
 //! non-critical pods ranked as upstream (usage above requests first, then lower
 //! priority, then more usage above requests). An evicted pod is marked `Failed` with
 //! reason `Evicted`, a `DisruptionTarget` condition and an `Evicted` event; its worker
-//! then stops it at once.
+//! then stops it at once. A soft threshold sets the condition at once but evicts only
+//! once it has been met for its `evictionSoftGracePeriod`, and its victim is stopped
+//! with its own grace period, at most `evictionMaxPodGracePeriod`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -192,6 +194,7 @@ pub async fn run(k: Arc<Kubelet>) {
     let mut tick = tokio::time::interval(PERIOD);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut images = ImageGc::new();
+    let mut soft_since: HashMap<&'static str, std::time::Instant> = HashMap::new();
     loop {
         tokio::select! {
             _ = tick.tick() => {
@@ -199,7 +202,7 @@ pub async fn run(k: Arc<Kubelet>) {
                     *k.image_fs.lock() = Some(fs);
                 }
                 images.collect_if_due(&k).await;
-                pass(&k, &mut images).await;
+                pass(&k, &mut images, &mut soft_since).await;
             }
             () = k.stopped() => return,
         }
@@ -208,8 +211,16 @@ pub async fn run(k: Arc<Kubelet>) {
 
 /// One pass: the pressure state updated; under disk pressure unused images removed,
 /// and one pod evicted if a threshold is still met.
-async fn pass(k: &Kubelet, images: &mut ImageGc) {
+async fn pass(
+    k: &Kubelet,
+    images: &mut ImageGc,
+    soft_since: &mut HashMap<&'static str, std::time::Instant>,
+) {
+    let observed = observe(k);
     let mut met = thresholds_met(k);
+    // Soft thresholds count for the node's conditions at once, for eviction only once
+    // met for their grace period.
+    let soft = met_soft(k, &observed, soft_since, std::time::Instant::now());
     if met.iter().any(|m| m.pressure == Pressure::Disk) {
         // Node-level reclaim first, as upstream: every unused image old enough.
         match images.free(k, i64::MAX).await {
@@ -222,11 +233,18 @@ async fn pass(k: &Kubelet, images: &mut ImageGc) {
         }
     }
     {
-        let mut now: Vec<Pressure> = met.iter().map(|m| m.pressure).collect();
+        let mut now: Vec<Pressure> = met.iter().chain(&soft.0).map(|m| m.pressure).collect();
+        now.sort_by_key(|p| p.condition());
         now.dedup();
         *k.pressure.lock() = now;
     }
-    let Some(first) = met.first() else { return };
+    // A hard threshold evicts at once; a soft one with the pod's grace, bounded by
+    // evictionMaxPodGracePeriod.
+    let (first, hard) = match (met.first(), soft.1.first()) {
+        (Some(m), _) => (m, true),
+        (None, Some(m)) => (m, false),
+        (None, None) => return,
+    };
     tracing::warn!(signal = first.signal, threshold = %first.threshold, available = first.available, "eviction threshold met");
     let api: Api<Pod> = Api::all(k.client.clone());
     let lp = ListParams::default().fields(&format!("spec.nodeName={}", k.opts.node_name));
@@ -258,7 +276,81 @@ async fn pass(k: &Kubelet, images: &mut ImageGc) {
         );
         return;
     };
+    let grace = if hard {
+        0
+    } else {
+        let pod_grace = victim
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.termination_grace_period_seconds)
+            .unwrap_or(30);
+        pod_grace.min(k.config.eviction_max_pod_grace_period)
+    };
+    if grace > 0 {
+        stop_with_grace(k, &victim.pod, grace).await;
+    }
     evict(k, &victim, first).await;
+}
+
+/// The soft thresholds met now (all of them), and those met for at least their grace
+/// period; `since` remembers when each was first seen met.
+fn met_soft(
+    k: &Kubelet,
+    observed: &[(&'static str, i64, i64)],
+    since: &mut HashMap<&'static str, std::time::Instant>,
+    now: std::time::Instant,
+) -> (Vec<Met>, Vec<Met>) {
+    let all = met(&k.config.eviction_soft, observed);
+    let due = soft_due(&all, &k.config.eviction_soft_grace_period, since, now);
+    (all, due)
+}
+
+fn soft_due(
+    all: &[Met],
+    grace: &std::collections::BTreeMap<String, Duration>,
+    since: &mut HashMap<&'static str, std::time::Instant>,
+    now: std::time::Instant,
+) -> Vec<Met> {
+    since.retain(|s, _| all.iter().any(|m| m.signal == *s));
+    all.iter()
+        .filter(|m| {
+            let first = *since.entry(m.signal).or_insert(now);
+            let period = grace.get(m.signal).copied().unwrap_or_default();
+            now.saturating_duration_since(first) >= period
+        })
+        .cloned()
+        .collect()
+}
+
+/// Stops the pod's running containers with `grace` seconds to go (soft eviction).
+async fn stop_with_grace(k: &Kubelet, pod: &Pod, grace: i64) {
+    use ferrokube_cri::{v1 as cri, CallExt};
+    let uid = pod.metadata.uid.clone().unwrap_or_default();
+    let Ok(list) = k
+        .cri
+        .runtime
+        .clone()
+        .list_containers(cri::ListContainersRequest { filter: None })
+        .await
+        .call("ListContainers")
+    else {
+        return;
+    };
+    for c in list.containers.iter().filter(|c| {
+        c.state == cri::ContainerState::ContainerRunning as i32
+            && c.labels.get("io.kubernetes.pod.uid") == Some(&uid)
+    }) {
+        let _ = k
+            .cri
+            .runtime
+            .clone()
+            .stop_container(cri::StopContainerRequest {
+                container_id: c.id.clone(),
+                timeout: grace,
+            })
+            .await;
+    }
 }
 
 /// A pod and its usage of the resource under pressure.
@@ -403,6 +495,30 @@ async fn evict(k: &Kubelet, c: &Candidate, m: &Met) {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
+
+    #[test]
+    fn soft_thresholds_wait_for_their_grace_period() {
+        let m = Met {
+            signal: "memory.available",
+            threshold: "1Gi".into(),
+            available: 1,
+            pressure: Pressure::Memory,
+            resource: "memory",
+        };
+        let grace: std::collections::BTreeMap<String, Duration> =
+            [("memory.available".to_string(), Duration::from_secs(30))].into();
+        let mut since = HashMap::new();
+        let t0 = std::time::Instant::now();
+        assert!(soft_due(std::slice::from_ref(&m), &grace, &mut since, t0).is_empty());
+        let later = t0 + Duration::from_secs(31);
+        assert_eq!(
+            soft_due(std::slice::from_ref(&m), &grace, &mut since, later).len(),
+            1
+        );
+        // Cleared: the clock starts again.
+        assert!(soft_due(&[], &grace, &mut since, later).is_empty());
+        assert!(soft_due(&[m], &grace, &mut since, later).is_empty());
+    }
 
     #[test]
     fn image_filesystem_signals_are_disk_pressure() {
