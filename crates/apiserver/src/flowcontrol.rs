@@ -297,9 +297,7 @@ async fn ensure_one(reg: &Registry, t: &Target<'_>, mandatory: bool, want: &Valu
     let current = match reg.get(t, &name).await {
         Ok(c) => c,
         Err(_) => {
-            let mut obj = want.clone();
-            meta::set(&mut obj, "managedFields", Value::Null);
-            if let Err(e) = reg.create(t, obj, false).await {
+            if let Err(e) = reg.create(t, want.clone(), false).await {
                 tracing::debug!(%name, error = ?e, "apf: creating a bootstrap object");
             }
             return;
@@ -503,10 +501,9 @@ mod tests {
             pl["metadata"]["uid"] = json!(format!("pl-{i}"));
             crate::auth::feeds::Sink::upsert(&ApfSink(apf.clone(), true), &pl);
         }
-        for (i, (_, fs)) in fc::flow_schemas().into_iter().enumerate() {
+        for (_, fs) in fc::flow_schemas() {
             let mut fs = fs;
             fs["metadata"]["uid"] = json!(format!("fs-{}", meta::name(&fs).unwrap_or("")));
-            let _ = i;
             crate::auth::feeds::Sink::upsert(&ApfSink(apf.clone(), false), &fs);
         }
         apf

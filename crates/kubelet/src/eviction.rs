@@ -217,7 +217,7 @@ async fn pass(
     soft_since: &mut HashMap<&'static str, std::time::Instant>,
 ) {
     let observed = observe(k);
-    let mut met = thresholds_met(k);
+    let mut met = met(&k.config.eviction_hard, &observed);
     // Soft thresholds count for the node's conditions at once, for eviction only once
     // met for their grace period.
     let soft = met_soft(k, &observed, soft_since, std::time::Instant::now());
@@ -325,28 +325,25 @@ fn soft_due(
 
 /// Stops the pod's running containers with `grace` seconds to go (soft eviction).
 async fn stop_with_grace(k: &Kubelet, pod: &Pod, grace: i64) {
-    use ferrokube_cri::{v1 as cri, CallExt};
+    use ferrokube_cri::v1 as cri;
     let uid = pod.metadata.uid.clone().unwrap_or_default();
-    let Ok(list) = k
-        .cri
-        .runtime
-        .clone()
-        .list_containers(cri::ListContainersRequest { filter: None })
-        .await
-        .call("ListContainers")
-    else {
+    let running = cri::ContainerFilter {
+        state: Some(cri::ContainerStateValue {
+            state: cri::ContainerState::ContainerRunning as i32,
+        }),
+        label_selector: [(crate::runtime::POD_UID.to_string(), uid)].into(),
+        ..cri::ContainerFilter::default()
+    };
+    let Ok(containers) = k.list_containers(Some(running)).await else {
         return;
     };
-    for c in list.containers.iter().filter(|c| {
-        c.state == cri::ContainerState::ContainerRunning as i32
-            && c.labels.get("io.kubernetes.pod.uid") == Some(&uid)
-    }) {
+    for c in containers {
         let _ = k
             .cri
             .runtime
             .clone()
             .stop_container(cri::StopContainerRequest {
-                container_id: c.id.clone(),
+                container_id: c.id,
                 timeout: grace,
             })
             .await;

@@ -123,15 +123,7 @@ impl ImageGc {
     async fn detect(&mut self, k: &Kubelet) -> Result<Vec<Unused>, String> {
         let now = Instant::now();
         let images = list_images(k).await.map_err(|e| e.to_string())?;
-        let containers = k
-            .cri
-            .runtime
-            .clone()
-            .list_containers(cri::ListContainersRequest { filter: None })
-            .await
-            .call("ListContainers")
-            .map_err(|e| e.to_string())?
-            .containers;
+        let containers = k.list_containers(None).await.map_err(|e| e.to_string())?;
         let mut in_use: HashSet<String> = HashSet::new();
         for c in &containers {
             in_use.insert(c.image_ref.clone());

@@ -204,6 +204,21 @@ impl Kubelet {
         let _ = stop.wait_for(|s| *s).await;
     }
 
+    /// The runtime's containers, those `filter` selects when given.
+    pub async fn list_containers(
+        &self,
+        filter: Option<cri::ContainerFilter>,
+    ) -> Result<Vec<cri::Container>, ferrokube_cri::Error> {
+        Ok(self
+            .cri
+            .runtime
+            .clone()
+            .list_containers(cri::ListContainersRequest { filter })
+            .await
+            .call("ListContainers")?
+            .containers)
+    }
+
     /// The runtime's status of a container (`None` if it is gone or CRI fails).
     pub async fn container_status(&self, id: &str) -> Option<cri::ContainerStatus> {
         self.cri

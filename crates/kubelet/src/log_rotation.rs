@@ -32,21 +32,12 @@ async fn rotate_all(k: &Kubelet) {
         }),
         ..cri::ContainerFilter::default()
     };
-    let Ok(list) = k
-        .cri
-        .runtime
-        .clone()
-        .list_containers(cri::ListContainersRequest {
-            filter: Some(running),
-        })
-        .await
-        .call("ListContainers")
-    else {
+    let Ok(containers) = k.list_containers(Some(running)).await else {
         return;
     };
     let max_bytes = u64::try_from(k.config.container_log_max_size).unwrap_or(u64::MAX);
     let max_files = usize::try_from(k.config.container_log_max_files).unwrap_or(5);
-    for c in list.containers {
+    for c in containers {
         let Some(st) = k.container_status(&c.id).await else {
             continue;
         };

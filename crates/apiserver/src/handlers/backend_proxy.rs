@@ -295,6 +295,28 @@ fn backend_path(info: &RequestInfo, uri: &http::Uri) -> String {
     }
 }
 
+/// The TLS client for HTTPS backends (their certificates are not checked), made once.
+fn insecure_tls() -> Result<tokio_rustls::TlsConnector, String> {
+    static CONNECTOR: std::sync::OnceLock<Result<tokio_rustls::TlsConnector, String>> =
+        std::sync::OnceLock::new();
+    CONNECTOR
+        .get_or_init(|| {
+            let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+            let config = rustls::ClientConfig::builder_with_provider(provider.clone())
+                .with_safe_default_protocol_versions()
+                .map_err(|e| e.to_string())?
+                .dangerous()
+                .with_custom_certificate_verifier(
+                    ferrokube_component_base::tls::AnyServerCert::new(provider),
+                )
+                .with_no_client_auth();
+            Ok(tokio_rustls::TlsConnector::from(std::sync::Arc::new(
+                config,
+            )))
+        })
+        .clone()
+}
+
 /// Answers a `pods/proxy` or `services/proxy` request.
 pub async fn handle(
     registry: &Registry,
@@ -367,18 +389,10 @@ async fn proxy(
     let _ = tcp.set_nodelay(true);
     let drop = ["authorization", "impersonate-user", "impersonate-group"];
     let resp = if location.https {
-        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| ApiError::from(Status::internal(e.to_string())))?
-            .dangerous()
-            .with_custom_certificate_verifier(ferrokube_component_base::tls::AnyServerCert::new(
-                provider,
-            ))
-            .with_no_client_auth();
         let server_name = rustls::pki_types::ServerName::try_from(location.host.clone())
             .map_err(|e| reach(e.to_string()))?;
-        let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        let tls = insecure_tls()
+            .map_err(|e| ApiError::from(Status::internal(e)))?
             .connect(server_name, tcp)
             .await
             .map_err(|e| reach(format!("tls: {e}")))?;
